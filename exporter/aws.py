@@ -1,0 +1,293 @@
+"""AWS sessions and clients: one shared client per (credentials, region, endpoint).
+
+Credentials come from named credential sets. Assume-role credentials use botocore's own
+refreshable credentials, so they renew themselves before they expire. Every client keeps
+timestamps as epoch seconds (what the metrics need, and half the parsing cost of datetimes)
+and reports each HTTP attempt, retries included, to a hook that counts and rate-limits it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import botocore.session
+from botocore.config import Config as BotocoreConfig
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    Credentials,
+    DeferredRefreshableCredentials,
+)
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.utils import parse_timestamp
+
+from exporter import __version__
+from exporter.config import CredentialSet
+
+SERVICE_NAME = "cognito-idp"
+SERVICE_EVENT_ID = "cognito-identity-provider"
+DEFAULT_STS_REGION = "us-east-1"
+
+
+class AttemptObserver(Protocol):
+    """Sees every HTTP attempt a client makes, retries included."""
+
+    def before_attempt(self, operation: str) -> None:
+        """Called before the attempt is sent; may wait (rate limits) or raise to stop the call."""
+
+    def after_attempt(self, operation: str, error_code: str | None) -> None:
+        """Called with the attempt's outcome: None when it succeeded, else its error code."""
+
+
+class InvalidResponseError(Exception):
+    """The service answered 200 with a body that is not a JSON object."""
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    credentials: str
+    region: str
+    endpoint_url: str | None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    max_pool_connections: int = 16
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    max_attempts: int = 3
+    sts_region: str = DEFAULT_STS_REGION
+
+
+def epoch_seconds(value: object) -> float:
+    """botocore timestamp parser keeping epoch seconds as a float."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return float(parse_timestamp(value).timestamp())
+    raise ValueError("timestamp is neither a number nor a date string")
+
+
+class _StaticProvider(CredentialProvider):
+    METHOD = "cognito-import-exporter"
+    CANONICAL_NAME = "cognito-import-exporter"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+class ClientFactory:
+    """Builds and caches clients; safe to share between threads."""
+
+    def __init__(
+        self,
+        credential_sets: Mapping[str, CredentialSet],
+        settings: ClientSettings,
+        observer: AttemptObserver | None = None,
+    ) -> None:
+        self._credential_sets = dict(credential_sets)
+        self._settings = settings
+        self._observer = observer
+        self._lock = threading.Lock()
+        self._sessions: dict[str, botocore.session.Session] = {}
+        self._clients: dict[ClientKey, Any] = {}
+
+    @property
+    def settings(self) -> ClientSettings:
+        return self._settings
+
+    def client(self, key: ClientKey) -> Any:
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._new_client(key)
+                self._clients[key] = client
+            return client
+
+    def keep_clients_from(self, previous: ClientFactory) -> None:
+        """Reuse the other factory's sessions and clients whose credential sets did not change."""
+        with previous._lock:
+            unchanged = {
+                name
+                for name, credential_set in self._credential_sets.items()
+                if previous._credential_sets.get(name) == credential_set
+            }
+            if previous._settings != self._settings or previous._observer is not self._observer:
+                return
+            with self._lock:
+                for name in unchanged:
+                    if name in previous._sessions:
+                        self._sessions[name] = previous._sessions[name]
+                for key, client in previous._clients.items():
+                    if key.credentials in unchanged:
+                        self._clients[key] = client
+
+    def _new_client(self, key: ClientKey) -> Any:
+        session = self._session(key.credentials)
+        settings = self._settings
+        client_config = BotocoreConfig(
+            region_name=key.region,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            max_pool_connections=settings.max_pool_connections,
+            retries={"mode": "standard", "max_attempts": settings.max_attempts},
+            user_agent_extra=f"cognito-import-exporter/{__version__}",
+            tcp_keepalive=True,
+        )
+        client = session.create_client(
+            SERVICE_NAME,
+            region_name=key.region,
+            endpoint_url=key.endpoint_url,
+            config=client_config,
+        )
+        events = client.meta.events
+        events.register(f"before-parse.{SERVICE_EVENT_ID}", _reject_non_json_success)
+        if self._observer is not None:
+            events.register(
+                f"request-created.{SERVICE_EVENT_ID}",
+                functools.partial(_before_attempt, self._observer),
+            )
+            events.register(
+                f"needs-retry.{SERVICE_EVENT_ID}",
+                functools.partial(_after_attempt, self._observer),
+            )
+        return client
+
+    def _session(self, name: str) -> botocore.session.Session:
+        session = self._sessions.get(name)
+        if session is None:
+            session = self._new_session(self._credential_sets[name])
+            self._sessions[name] = session
+        return session
+
+    def _new_session(self, credential_set: CredentialSet) -> botocore.session.Session:
+        if credential_set.role_arn is None:
+            return _base_session(credential_set)
+        session = _base_session(CredentialSet())
+        _use_assumed_role(session, credential_set, self._settings.sts_region)
+        return session
+
+
+def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
+    session = botocore.session.Session(profile=credential_set.profile)
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=epoch_seconds
+    )
+    if credential_set.access_key_id is not None and credential_set.secret_access_key is not None:
+        session.set_credentials(
+            credential_set.access_key_id,
+            credential_set.secret_access_key.get_secret_value(),
+            credential_set.session_token.get_secret_value()
+            if credential_set.session_token is not None
+            else None,
+        )
+    return session
+
+
+def _use_assumed_role(
+    session: botocore.session.Session, credential_set: CredentialSet, sts_region: str
+) -> None:
+    source = _base_session(credential_set)
+    source_credentials = source.get_credentials()
+    extra_args: dict[str, Any] = {
+        "RoleSessionName": credential_set.role_session_name or "cognito-import-exporter"
+    }
+    if credential_set.external_id is not None:
+        extra_args["ExternalId"] = credential_set.external_id.get_secret_value()
+    if credential_set.duration is not None:
+        extra_args["DurationSeconds"] = int(credential_set.duration)
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=functools.partial(source.create_client, region_name=sts_region),
+        source_credentials=source_credentials,
+        role_arn=str(credential_set.role_arn),
+        extra_args=extra_args,
+    )
+    refreshable = DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method="assume-role"
+    )
+    resolver = session.get_component("credential_provider")
+    resolver.insert_before("env", _StaticProvider(refreshable))
+
+
+def _reject_non_json_success(response_dict: Mapping[str, Any], **_: Any) -> None:
+    """botocore reads a 200 answer whose body is not JSON as an empty result; refuse it."""
+    if response_dict.get("status_code") != 200:
+        return
+    body = response_dict.get("body") or b"{}"
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidResponseError("the service answered with a body that is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidResponseError("the service answered with JSON that is not an object")
+
+
+def _before_attempt(observer: AttemptObserver, event_name: str, **_: Any) -> None:
+    observer.before_attempt(event_name.rsplit(".", 1)[-1])
+
+
+def _after_attempt(
+    observer: AttemptObserver,
+    event_name: str,
+    response: tuple[Any, Mapping[str, Any]] | None = None,
+    caught_exception: BaseException | None = None,
+    **_: Any,
+) -> None:
+    if caught_exception is not None:
+        code: str | None = error_code(caught_exception)
+    elif response is not None and "Error" in response[1]:
+        code = _normalise_code(str(response[1]["Error"].get("Code", "")))
+    else:
+        code = None
+    observer.after_attempt(event_name.rsplit(".", 1)[-1], code)
+
+
+def error_code(error: BaseException) -> str:
+    """A short, bounded name for what went wrong, used as a label value and in logs."""
+    own_code = getattr(error, "error_code", None)
+    if isinstance(own_code, str):
+        return own_code
+    if isinstance(error, ClientError):
+        return _normalise_code(str(error.response.get("Error", {}).get("Code", "")))
+    if isinstance(error, NoCredentialsError):
+        return "NoCredentials"
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
+        return "Timeout"
+    if isinstance(error, EndpointConnectionError | HTTPClientError):
+        return "ConnectionError"
+    if isinstance(error, InvalidResponseError):
+        return "InvalidResponse"
+    return type(error).__name__.removesuffix("Error") or "Unknown"
+
+
+def counted_by_attempts(error: BaseException) -> bool:
+    """Whether the observer already saw this error as the outcome of an attempt."""
+    return isinstance(error, ClientError | HTTPClientError)
+
+
+def _normalise_code(code: str) -> str:
+    code = code.rsplit("#", 1)[-1].removesuffix("Exception")
+    if not code:
+        return "Unknown"
+    if code.isdigit():
+        return f"HTTP{code}"
+    return code[:64]

@@ -1,0 +1,144 @@
+"""Command line: flags (with environment fallbacks), logging, and wiring the parts together."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load
+from exporter.logs import LEVELS, configure
+from exporter.runtime import Runtime
+from exporter.server import ExporterApp
+from exporter.serving import ListenAddressError, ServerSettings, parse_listen_address, run
+
+DEFAULT_LISTEN_ADDRESS = ":10209"
+ENV_PREFIX = "COGNITO_IMPORT_EXPORTER_"
+
+log = logging.getLogger("exporter")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cognito-import-exporter",
+        description="Prometheus exporter for Amazon Cognito user pool import jobs.",
+        epilog=f"Every flag can also be set from the environment: {ENV_PREFIX}<FLAG>, "
+        f"e.g. {ENV_PREFIX}CONFIG_FILE, {ENV_PREFIX}WEB_LISTEN_ADDRESS.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=_env("CONFIG_FILE", "config.yaml"),
+        help="YAML file with pools, credentials and scrape settings",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration file, print its problems and exit (no AWS calls)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=_env("WEB_LISTEN_ADDRESS", DEFAULT_LISTEN_ADDRESS),
+        help="address to serve metrics on, HOST:PORT",
+    )
+    parser.add_argument(
+        "--web.timeout-offset",
+        dest="timeout_offset",
+        type=float,
+        default=float(_env("WEB_TIMEOUT_OFFSET", "0.5")),
+        help="seconds subtracted from Prometheus' scrape timeout to answer in time",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=sorted(LEVELS),
+        default=_env("LOG_LEVEL", "info"),
+        help="only log messages of this level or above",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=("logfmt", "json"),
+        default=_env("LOG_FORMAT", "logfmt"),
+        help="log line format",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against a built-in simulated Cognito endpoint; no AWS account needed",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level not in LEVELS or args.log_format not in ("logfmt", "json"):
+        parser.error("--log.level and --log.format: see --help for the allowed values")
+    try:
+        parse_listen_address(args.listen_address)
+    except ListenAddressError as error:
+        parser.error(f"--web.listen-address: {error}")
+    if args.config_check:
+        return check_config(args.config_file)
+    configure(args.log_level, args.log_format)
+    if args.demo:
+        from exporter.demo import run_demo
+
+        return run_demo(args.listen_address, args.timeout_offset)
+    return serve_config(args.config_file, args.listen_address, args.timeout_offset)
+
+
+def check_config(path: str) -> int:
+    try:
+        config = load(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(f"{path}: valid, {len(config.pools)} pools, {len(config.credentials)} credential sets")
+    return 0
+
+
+def serve_config(path: str, listen_address: str, timeout_offset: float) -> int:
+    try:
+        config = load(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    return serve(lambda: load(path), config, listen_address, timeout_offset)
+
+
+def serve(
+    load_config: Callable[[], Config],
+    config: Config,
+    listen_address: str,
+    timeout_offset: float,
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    runtime = Runtime(load_config)
+    runtime.apply(config)
+    app = ExporterApp(runtime, timeout_offset=timeout_offset)
+    settings = ServerSettings(listen_address, worker_threads=max(16, config.scrape.max_concurrency))
+    try:
+        run(app, settings, on_reload=runtime.reload, on_started=on_started)
+    except OSError as error:
+        log.error(
+            "cannot serve", extra={"fields": {"address": listen_address, "error": error.strerror}}
+        )
+        return 1
+    finally:
+        runtime.close()
+    return 0

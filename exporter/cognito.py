@@ -1,0 +1,128 @@
+"""ListUserImportJobs, one page at a time, turned into plain, validated job records.
+
+Only what the metrics need is kept; PreSignedUrl (it grants upload to the import bucket) and
+any field this code does not know are dropped here, so they never travel further.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped", "Expired"})
+KNOWN_STATUSES = (
+    "Created",
+    "Pending",
+    "InProgress",
+    "Stopping",
+    "Expired",
+    "Stopped",
+    "Failed",
+    "Succeeded",
+)
+MAX_USER_COUNT = 2**53
+_STATUS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_MAX_NAME_LENGTH = 256
+_MAX_MESSAGE_LENGTH = 1024
+
+
+class InvalidJobsPage(Exception):
+    """The service answered, but what it said cannot be trusted."""
+
+    error_code = "InvalidResponse"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    name: str
+    status: str
+    created: float | None
+    started: float | None
+    completed: float | None
+    imported: int
+    skipped: int
+    failed: int
+    completion_message: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def last_change(self) -> float | None:
+        """When the job last moved: its completion, else its start, else its creation."""
+        return self.completed or self.started or self.created
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    jobs: tuple[Job, ...]
+    next_token: str | None
+
+
+def fetch_page(client: Any, pool_id: str, page_size: int, token: str | None) -> Page:
+    request: dict[str, Any] = {"UserPoolId": pool_id, "MaxResults": page_size}
+    if token is not None:
+        request["PaginationToken"] = token
+    return parse_page(client.list_user_import_jobs(**request))
+
+
+def parse_page(response: Mapping[str, Any]) -> Page:
+    raw_jobs = response.get("UserImportJobs", [])
+    if not isinstance(raw_jobs, list):
+        raise InvalidJobsPage("UserImportJobs is not a list")
+    token = response.get("PaginationToken")
+    if token is not None and not isinstance(token, str):
+        raise InvalidJobsPage("PaginationToken is not a string")
+    return Page(jobs=tuple(parse_job(raw) for raw in raw_jobs), next_token=token or None)
+
+
+def parse_job(raw: object) -> Job:
+    if not isinstance(raw, Mapping):
+        raise InvalidJobsPage("a job is not an object")
+    job_id = raw.get("JobId")
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidJobsPage("a job has no JobId")
+    status = raw.get("Status")
+    if not isinstance(status, str) or not _STATUS_PATTERN.match(status):
+        raise InvalidJobsPage(f"job {job_id[:64]} has no valid Status")
+    return Job(
+        job_id=job_id[:_MAX_NAME_LENGTH],
+        name=_text(raw.get("JobName"), _MAX_NAME_LENGTH) or "",
+        status=status,
+        created=_timestamp(raw, "CreationDate", job_id),
+        started=_timestamp(raw, "StartDate", job_id),
+        completed=_timestamp(raw, "CompletionDate", job_id),
+        imported=_user_count(raw, "ImportedUsers", job_id),
+        skipped=_user_count(raw, "SkippedUsers", job_id),
+        failed=_user_count(raw, "FailedUsers", job_id),
+        completion_message=_text(raw.get("CompletionMessage"), _MAX_MESSAGE_LENGTH),
+    )
+
+
+def _text(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _timestamp(raw: Mapping[str, Any], field: str, job_id: str) -> float | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidJobsPage(f"job {job_id[:64]} has an invalid {field}")
+    return float(value)
+
+
+def _user_count(raw: Mapping[str, Any], field: str, job_id: str) -> int:
+    value = raw.get(field, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobsPage(f"job {job_id[:64]} has a {field} that is not a whole number")
+    if not 0 <= value <= MAX_USER_COUNT:
+        raise InvalidJobsPage(f"job {job_id[:64]} has a {field} out of range")
+    return value

@@ -1,0 +1,138 @@
+"""The Prometheus collector: one collection of every pool per scrape, as metric families.
+
+Registering it makes no AWS call (`describe()` answers from the metric table). The scrape's
+deadline reaches `collect()` through `scrape_deadline`, which the HTTP layer sets from
+Prometheus' scrape-timeout header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter.cognito import KNOWN_STATUSES, Job
+from exporter.history import OUTCOMES
+from exporter.metrics import (
+    JOB_COMPLETED,
+    JOB_CREATED,
+    JOB_INFO,
+    JOB_STARTED,
+    JOB_USERS,
+    JOBS,
+    POOL_FAMILIES,
+    POOL_INFO,
+    SCRAPE_DURATION,
+    SCRAPE_SUCCESS,
+    USERS,
+    MetricSpec,
+)
+from exporter.scraper import PoolResult, Scraper, Snapshot
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "scrape_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def scrape_deadline(deadline: float) -> Iterator[None]:
+    """Collections started in this context finish by `deadline` (time.monotonic)."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+class ImportJobsCollector(Collector):
+    def __init__(
+        self,
+        current_scraper: Callable[[], Scraper],
+        default_timeout: Callable[[], float],
+        cache_ttl: Callable[[], float] = lambda: 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._current_scraper = current_scraper
+        self._default_timeout = default_timeout
+        self._cache_ttl = cache_ttl
+        self._clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family(spec) for spec in POOL_FAMILIES]
+
+    def collect(self) -> Iterable[Metric]:
+        deadline = _deadline.get()
+        if deadline is None:
+            deadline = self._clock() + self._default_timeout()
+        snapshot = self._current_scraper().collect(deadline)
+        return families(snapshot, self._help_suffix())
+
+    def _help_suffix(self) -> str:
+        ttl = self._cache_ttl()
+        return f" Served from a cache up to {ttl:g}s old." if ttl > 0 else ""
+
+    def _family(self, spec: MetricSpec) -> Metric:
+        return _new_family(spec, "")
+
+
+def families(snapshot: Snapshot, help_suffix: str = "") -> list[Metric]:
+    built = {spec.name: _new_family(spec, help_suffix) for spec in POOL_FAMILIES}
+    for result in snapshot.results:
+        _add_pool(built, result)
+    return list(built.values())
+
+
+def _new_family(spec: MetricSpec, help_suffix: str) -> Metric:
+    documentation = spec.help + help_suffix
+    if spec is USERS:
+        return CounterMetricFamily(spec.name, documentation, labels=spec.labels)
+    if spec is POOL_INFO:
+        return GaugeMetricFamily(spec.name, documentation)
+    return GaugeMetricFamily(spec.name, documentation, labels=spec.labels)
+
+
+def _add_pool(built: dict[str, Metric], result: PoolResult) -> None:
+    pool = result.pool
+    info_labels = {"user_pool_id": pool.id, "user_pool_name": pool.name, "region": pool.region}
+    info_labels.update(pool.labels)
+    built[POOL_INFO.name].add_sample(POOL_INFO.name, info_labels, 1.0)
+    _gauge(built, SCRAPE_SUCCESS).add_metric([pool.id], 1.0 if result.success else 0.0)
+    _gauge(built, SCRAPE_DURATION).add_metric([pool.id], result.duration)
+    outcome = result.outcome
+    if not result.success or outcome is None:
+        return
+    statuses = dict.fromkeys(KNOWN_STATUSES, 0) | outcome.statuses
+    extra = sorted(set(statuses) - set(KNOWN_STATUSES))
+    for status in (*KNOWN_STATUSES, *extra):
+        _gauge(built, JOBS).add_metric([pool.id, status], float(statuses[status]))
+    users = built[USERS.name]
+    assert isinstance(users, CounterMetricFamily)
+    for name in OUTCOMES:
+        users.add_metric([pool.id, name], float(outcome.users_total[name]))
+    for job in result.recent_jobs:
+        _add_job(built, pool.id, job)
+
+
+def _add_job(built: dict[str, Metric], pool_id: str, job: Job) -> None:
+    _gauge(built, JOB_INFO).add_metric([pool_id, job.job_id, job.name, job.status], 1.0)
+    job_users = _gauge(built, JOB_USERS)
+    job_users.add_metric([pool_id, job.job_id, "imported"], float(job.imported))
+    job_users.add_metric([pool_id, job.job_id, "skipped"], float(job.skipped))
+    job_users.add_metric([pool_id, job.job_id, "failed"], float(job.failed))
+    for spec, value in (
+        (JOB_CREATED, job.created),
+        (JOB_STARTED, job.started),
+        (JOB_COMPLETED, job.completed),
+    ):
+        if value is not None:
+            _gauge(built, spec).add_metric([pool_id, job.job_id], value)
+
+
+def _gauge(built: dict[str, Metric], spec: MetricSpec) -> GaugeMetricFamily:
+    family = built[spec.name]
+    assert isinstance(family, GaugeMetricFamily)
+    return family

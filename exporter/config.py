@@ -1,0 +1,419 @@
+"""The exporter's configuration: a strict YAML schema, loaded into frozen, typed objects.
+
+`load()` returns a `Config` or raises one `ConfigError` that lists every problem in the file,
+each prefixed with its path (`pools[2].credentials: unknown credential set "prdo"`).
+Secret values never appear in those messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+POOL_ID_PATTERN = re.compile(r"^[\w-]+_[0-9a-zA-Z]+$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+LABEL_NAME_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_POOL_LABELS = frozenset({"user_pool_id", "user_pool_name", "region"})
+DEFAULT_CREDENTIALS = "default"
+_DURATION_PATTERN = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration file, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `30s`, `5m`, `1h30m`, `250ms` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_PATTERN.match(value.strip()):
+        seconds = sum(
+            float(amount) * _UNIT_SECONDS[unit]
+            for amount, unit in _DURATION_PART.findall(value.strip())
+        )
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(
+                f'invalid duration "{value}": use a number of seconds or units ms, s, m, h, d'
+            ) from None
+    else:
+        raise ValueError("expected a duration such as 30s, 5m or a number of seconds")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds, zero or more")
+    return seconds
+
+
+def _reject_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Integer = Annotated[int, BeforeValidator(_reject_bool)]
+Number = Annotated[float, BeforeValidator(_reject_bool)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class CredentialSet(_Strict):
+    """How to obtain AWS credentials; an empty set means boto3's default chain."""
+
+    profile: str | None = None
+    role_arn: str | None = None
+    external_id: SecretStr | None = None
+    role_session_name: str | None = None
+    duration: Duration | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        resolved = dict(data)
+        for key in [k for k in data if isinstance(k, str) and k.endswith("_file")]:
+            field = key.removesuffix("_file")
+            if field not in cls.model_fields:
+                continue
+            if field in data:
+                raise ValueError(f"give either {field} or {key}, not both")
+            path = resolved.pop(key)
+            if not isinstance(path, str):
+                raise ValueError(f"{key}: expected a file path")
+            resolved[field] = _read_secret_file(key, path)
+        return resolved
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> CredentialSet:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("session_token needs access_key_id and secret_access_key")
+        if self.profile is not None and self.access_key_id is not None:
+            raise ValueError("give either profile or access keys, not both")
+        if self.role_arn is None:
+            extra = [
+                name
+                for name in ("external_id", "role_session_name", "duration")
+                if getattr(self, name) is not None
+            ]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} need role_arn")
+        if self.duration is not None and not 900 <= self.duration <= 43200:
+            raise ValueError("duration must be between 15m and 12h")
+        return self
+
+    @property
+    def describes_default_chain(self) -> bool:
+        return self.profile is None and self.access_key_id is None and self.role_arn is None
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        raise ValueError(f"{key}: cannot read {path}: {error.strerror}") from None
+
+
+class Defaults(_Strict):
+    region: str | None = None
+    credentials: str = DEFAULT_CREDENTIALS
+    endpoint_url: str | None = None
+    page_size: Integer = Field(default=60, ge=1, le=60)
+    max_pages: Integer = Field(default=20, ge=1, le=1000)
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        return _valid_region(value)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        return _valid_endpoint(value)
+
+
+class Scrape(_Strict):
+    timeout: Duration = 25.0
+    max_concurrency: Integer = Field(default=16, ge=1, le=512)
+    requests_per_second: Number = Field(default=10.0, gt=0, le=10000)
+    pool_requests_per_second: Number = Field(default=5.0, gt=0, le=10000)
+    job_window: Duration = 86400.0
+    max_jobs_per_pool: Integer = Field(default=20, ge=0, le=1000)
+    full_resync_interval: Duration = 600.0
+    cache_ttl: Duration = 0.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("timeout must be more than zero")
+        return value
+
+
+class PoolEntry(_Strict):
+    id: str
+    name: str | None = None
+    credentials: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if len(value) > 55 or not POOL_ID_PATTERN.match(value):
+            raise ValueError(f'"{value}" is not a user pool id (like eu-west-1_AbCdEf123)')
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        return _valid_region(value)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        return _valid_endpoint(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not LABEL_NAME_PATTERN.match(name) or name.startswith("__"):
+                raise ValueError(f'"{name}" is not a valid Prometheus label name')
+            if name in RESERVED_POOL_LABELS:
+                raise ValueError(f'"{name}" is set by the exporter and cannot be a pool label')
+        return value
+
+
+class _Document(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    credentials: dict[str, CredentialSet] = Field(default_factory=dict)
+    scrape: Scrape = Field(default_factory=Scrape)
+    pools: list[PoolEntry] = Field(default_factory=list)
+
+
+def _valid_region(value: str | None) -> str | None:
+    if value is not None and not REGION_PATTERN.match(value):
+        raise ValueError(f'"{value}" is not an AWS region name (like eu-west-1)')
+    return value
+
+
+def _valid_endpoint(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise ValueError("endpoint_url must be an http:// or https:// URL")
+    return value
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One user pool to collect, with every default already applied."""
+
+    id: str
+    name: str
+    region: str
+    credentials: str
+    endpoint_url: str | None
+    labels: tuple[tuple[str, str], ...]
+    page_size: int
+    max_pages: int
+
+
+@dataclass(frozen=True)
+class Config:
+    credentials: Mapping[str, CredentialSet]
+    scrape: Scrape
+    pools: tuple[Pool, ...]
+    defaults: Defaults
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    return load_text(text, source=path)
+
+
+def load_text(text: str, source: str = "config") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{source}: not valid YAML: {_yaml_problem(error)}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of keys"])
+    problems: list[str] = []
+    expanded = _expand_environment(raw, (), problems)
+    try:
+        document = _Document.model_validate(expanded)
+    except ValidationError as error:
+        problems += _describe_validation_errors(error)
+        problems += _reference_problems(expanded)
+        raise ConfigError(problems) from None
+    problems += _reference_problems(expanded)
+    config = _resolve(document, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _reference_problems(raw: Mapping[Any, Any]) -> list[str]:
+    """Credential names that are not defined and pools listed twice; read from the raw
+    document so they are reported even when other parts of it do not validate."""
+    credentials = raw.get("credentials")
+    defined = set(credentials) if isinstance(credentials, Mapping) else set()
+    defined.add(DEFAULT_CREDENTIALS)
+    problems = []
+    defaults = raw.get("defaults")
+    if isinstance(defaults, Mapping):
+        name = defaults.get("credentials")
+        if isinstance(name, str) and name not in defined:
+            problems.append(f'defaults.credentials: unknown credential set "{name}"')
+    pools = raw.get("pools")
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(pools if isinstance(pools, list) else []):
+        if not isinstance(entry, Mapping):
+            continue
+        name = entry.get("credentials")
+        if isinstance(name, str) and name not in defined:
+            problems.append(f'pools[{index}].credentials: unknown credential set "{name}"')
+        pool_id = entry.get("id")
+        if isinstance(pool_id, str):
+            if pool_id in seen:
+                problems.append(f"pools[{index}].id: duplicate of pools[{seen[pool_id]}]")
+            else:
+                seen[pool_id] = index
+    return problems
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "syntax error"
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(problem)
+
+
+def _expand_environment(value: Any, path: tuple[str | int, ...], problems: list[str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string value."""
+    if isinstance(value, str):
+        return _expand_string(value, path, problems)
+    if isinstance(value, dict):
+        return {
+            key: _expand_environment(item, (*path, key), problems) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _expand_environment(item, (*path, index), problems) for index, item in enumerate(value)
+        ]
+    return value
+
+
+def _expand_string(value: str, path: tuple[str | int, ...], problems: list[str]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name, fallback = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if fallback is not None:
+            return fallback
+        problems.append(f"{format_path(path)}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def format_path(path: tuple[str | int, ...] | tuple[Any, ...]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _describe_validation_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = tuple(part for part in item["loc"] if part != "[key]")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{format_path(location)}: {message}")
+    return problems
+
+
+def _resolve(document: _Document, problems: list[str]) -> Config:
+    credentials = dict(document.credentials)
+    credentials.setdefault(DEFAULT_CREDENTIALS, CredentialSet())
+    defaults = document.defaults
+    pools = []
+    for index, entry in enumerate(document.pools):
+        where = f"pools[{index}]"
+        credential_name = entry.credentials or defaults.credentials
+        region = entry.region or _region_from_pool_id(entry.id) or defaults.region
+        if region is None:
+            problems.append(
+                f"{where}.region: cannot tell the region of {entry.id}; "
+                "set region here or in defaults"
+            )
+            continue
+        pools.append(
+            Pool(
+                id=entry.id,
+                name=entry.name or entry.id,
+                region=region,
+                credentials=credential_name,
+                endpoint_url=entry.endpoint_url or defaults.endpoint_url,
+                labels=tuple(sorted(entry.labels.items())),
+                page_size=defaults.page_size,
+                max_pages=defaults.max_pages,
+            )
+        )
+    return Config(
+        credentials=credentials, scrape=document.scrape, pools=tuple(pools), defaults=defaults
+    )
+
+
+def _region_from_pool_id(pool_id: str) -> str | None:
+    prefix = pool_id.split("_", 1)[0]
+    return prefix if REGION_PATTERN.match(prefix) else None

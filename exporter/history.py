@@ -1,0 +1,257 @@
+"""What is known of one pool's import jobs between scrapes, and how a scrape brings it up to date.
+
+The service lists jobs newest first, and jobs in a terminal status never change again. So after
+one full read, the bottom of the list where every job is terminal (the tail) is kept only as
+totals (jobs per status, user sums), and later scans page from the top only until they meet the
+newest job of that tail (the boundary): one call per pool in the steady state. The ordering is
+checked while paging; when it does not hold, or the boundary is not where it was, the pool is
+read in full again. Memory grows with active jobs, not with history.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from exporter.cognito import Job, Page
+
+OUTCOMES = ("imported", "skipped", "failed")
+
+FetchPage = Callable[[str | None], Page]
+
+
+class PagingError(Exception):
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class _BoundaryMoved(Exception):
+    def __init__(self, pages: int, reason: str) -> None:
+        super().__init__(reason)
+        self.pages = pages
+
+
+@dataclass
+class Totals:
+    statuses: Counter[str] = field(default_factory=Counter)
+    users: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, jobs: Iterable[Job]) -> Totals:
+        totals = cls()
+        for job in jobs:
+            totals.statuses[job.status] += 1
+            totals.users["imported"] += job.imported
+            totals.users["skipped"] += job.skipped
+            totals.users["failed"] += job.failed
+        return totals
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(self.statuses + other.statuses, self.users + other.users)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A job seen in a new status since the previous scan (old_status None: a new job)."""
+
+    job: Job
+    old_status: str | None
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    statuses: dict[str, int]
+    users_total: dict[str, int]
+    jobs: tuple[Job, ...]
+    pages: int
+    full: bool
+    changes: tuple[StatusChange, ...]
+    ordering_broken: bool
+
+
+class MonotonicTotals:
+    """User totals that never go down: what leaves the list is kept as already counted."""
+
+    def __init__(self) -> None:
+        self._last_truth: Counter[str] = Counter()
+        self._departed: Counter[str] = Counter()
+
+    def update(self, truth: Counter[str]) -> dict[str, int]:
+        for outcome in OUTCOMES:
+            drop = self._last_truth[outcome] - truth[outcome]
+            if drop > 0:
+                self._departed[outcome] += drop
+        self._last_truth = Counter({outcome: truth[outcome] for outcome in OUTCOMES})
+        return {outcome: truth[outcome] + self._departed[outcome] for outcome in OUTCOMES}
+
+
+class PoolHistory:
+    def __init__(self, pool_id: str, keep_recent: int, full_scan_interval: float) -> None:
+        self.pool_id = pool_id
+        self.lock = threading.Lock()
+        self._keep_recent = keep_recent
+        self._full_scan_interval = full_scan_interval
+        self._head: tuple[Job, ...] = ()
+        self._tail = Totals()
+        self._tail_recent: tuple[Job, ...] = ()
+        self._boundary: Job | None = None
+        self._scanned = False
+        self._ordered = False
+        self._next_full_scan = 0.0
+        self._users = MonotonicTotals()
+
+    @property
+    def boundary(self) -> Job | None:
+        return self._boundary
+
+    def full_scan_due(self, now: float) -> bool:
+        return not self._ordered or now >= self._next_full_scan
+
+    def scan(self, fetch: FetchPage, max_pages: int, now: float) -> ScanOutcome:
+        """Bring the history up to date; call with `lock` held. Raises on any failure,
+        leaving the history as it was."""
+        stop_at = None if self.full_scan_due(now) else self._boundary
+        pages_used = 0
+        if stop_at is not None:
+            try:
+                fresh, pages_used, ordered = _read_jobs(fetch, max_pages, stop_at)
+            except _BoundaryMoved as moved:
+                pages_used = moved.pages
+                stop_at = None
+        if stop_at is None:
+            fresh, pages, ordered = _read_jobs(fetch, max_pages - pages_used, None)
+            pages_used += pages
+        return self._absorb(fresh, stop_at is None, ordered, pages_used, now)
+
+    def _absorb(
+        self, fresh: list[Job], full: bool, ordered: bool, pages: int, now: float
+    ) -> ScanOutcome:
+        changes = self._changes(fresh) if self._scanned else ()
+        base_tail = Totals() if full else self._tail
+        base_recent = () if full else self._tail_recent
+        split = _start_of_terminal_run(fresh)
+        newly_immutable = fresh[split:]
+        self._tail = base_tail + Totals.of(newly_immutable)
+        self._tail_recent = (*newly_immutable[: self._keep_recent], *base_recent)[
+            : self._keep_recent
+        ]
+        if newly_immutable:
+            self._boundary = newly_immutable[0]
+        elif full:
+            self._boundary = None
+        self._head = tuple(fresh[:split])
+        self._scanned = True
+        if full:
+            self._ordered = ordered
+            self._next_full_scan = now + self._full_scan_interval * self._stagger()
+        everything = self._tail + Totals.of(self._head)
+        return ScanOutcome(
+            statuses=dict(everything.statuses),
+            users_total=self._users.update(everything.users),
+            jobs=self._head + self._tail_recent,
+            pages=pages,
+            full=full,
+            changes=changes,
+            ordering_broken=full and not ordered,
+        )
+
+    def _stagger(self) -> float:
+        """Spread the pools' first full re-reads over the interval instead of all at once."""
+        if self._next_full_scan:
+            return 1.0
+        return 0.5 + (zlib.crc32(self.pool_id.encode()) % 1000) / 2000
+
+    def _changes(self, fresh: list[Job]) -> tuple[StatusChange, ...]:
+        known = {job.job_id: job for job in (*self._head, *self._tail_recent)}
+        boundary = self._boundary
+        changes = []
+        for job in fresh:
+            if boundary is not None and job.job_id == boundary.job_id:
+                break
+            previous = known.get(job.job_id)
+            if previous is None:
+                if _older_than(job, boundary):
+                    continue
+                changes.append(StatusChange(job, None))
+            elif previous.status != job.status:
+                changes.append(StatusChange(job, previous.status))
+        return tuple(changes)
+
+
+def recent_jobs(jobs: Iterable[Job], now: float, window: float, limit: int) -> list[Job]:
+    """Active jobs and jobs that finished within the window, newest first, at most `limit`."""
+    chosen: list[Job] = []
+    for job in jobs:
+        if len(chosen) >= limit:
+            break
+        changed = job.last_change
+        if not job.terminal or (changed is not None and changed >= now - window):
+            chosen.append(job)
+    return chosen
+
+
+def _older_than(job: Job, boundary: Job | None) -> bool:
+    return (
+        boundary is not None
+        and job.created is not None
+        and boundary.created is not None
+        and job.created < boundary.created
+    )
+
+
+def _start_of_terminal_run(jobs: list[Job]) -> int:
+    split = len(jobs)
+    while split > 0 and jobs[split - 1].terminal:
+        split -= 1
+    return split
+
+
+def _read_jobs(
+    fetch: FetchPage, max_pages: int, stop_at: Job | None
+) -> tuple[list[Job], int, bool]:
+    """Page from the newest job down, to the end or to `stop_at`.
+
+    Returns the jobs above `stop_at` (all of them without it), the pages read, and whether
+    creation dates never increased down the list.
+    """
+    fresh: list[Job] = []
+    seen_ids: set[str] = set()
+    seen_tokens: set[str] = set()
+    token: str | None = None
+    pages = 0
+    ordered = True
+    previous_created = float("inf")
+    while True:
+        if pages >= max_pages:
+            raise PagingError("MaxPagesExceeded", f"more than {pages} pages of import jobs")
+        page = fetch(token)
+        pages += 1
+        for job in page.jobs:
+            if stop_at is not None and job.job_id == stop_at.job_id:
+                if job.status != stop_at.status or job.created != stop_at.created:
+                    raise _BoundaryMoved(pages, "a finished job changed")
+                return fresh, pages, ordered
+            if job.job_id in seen_ids:
+                continue
+            if job.created is not None:
+                if job.created > previous_created:
+                    ordered = False
+                    if stop_at is not None:
+                        raise _BoundaryMoved(pages, "jobs out of creation order")
+                previous_created = job.created
+                if _older_than(job, stop_at):
+                    raise _BoundaryMoved(pages, "the newest finished job is gone")
+            seen_ids.add(job.job_id)
+            fresh.append(job)
+        token = page.next_token
+        if token is None:
+            if stop_at is not None:
+                raise _BoundaryMoved(pages, "the newest finished job is gone")
+            return fresh, pages, ordered
+        if token in seen_tokens:
+            raise PagingError("PaginationLoop", "the service repeated a pagination token")
+        seen_tokens.add(token)

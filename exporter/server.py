@@ -1,0 +1,219 @@
+"""The HTTP side: a WSGI app serving /metrics, the landing/status page, health and reload."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import make_wsgi_app
+
+from exporter import __version__
+from exporter.collector import scrape_deadline
+from exporter.runtime import Runtime
+from exporter.scraper import PoolResult, Snapshot
+
+log = logging.getLogger("exporter.server")
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+READ_METHODS = ("GET", "HEAD")
+RELOAD_METHODS = ("POST", "PUT")
+
+
+def scrape_budget(header: str | None, configured_timeout: float, offset: float) -> float:
+    """Seconds this scrape may take: the configured timeout, or less if Prometheus says so."""
+    budget = configured_timeout
+    if header:
+        try:
+            announced = float(header)
+        except ValueError:
+            return budget
+        if announced == announced and announced > 0:
+            budget = min(budget, max(announced - offset, 0.0))
+    return budget
+
+
+class ExporterApp:
+    def __init__(
+        self,
+        runtime: Runtime,
+        timeout_offset: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runtime = runtime
+        self._timeout_offset = timeout_offset
+        self._clock = clock
+        self._metrics_app = make_wsgi_app(runtime.registry)
+        self._routes: dict[str, tuple[tuple[str, ...], WsgiApp]] = {
+            "/metrics": (READ_METHODS, self._metrics),
+            "/": (READ_METHODS, self._landing),
+            "/-/healthy": (READ_METHODS, self._healthy),
+            "/-/ready": (READ_METHODS, self._ready),
+            "/-/reload": (RELOAD_METHODS, self._reload),
+        }
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        route = self._routes.get(environ.get("PATH_INFO") or "/")
+        if route is None:
+            return _text(start_response, "404 Not Found", "not found\n")
+        methods, handler = route
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in methods:
+            return _text(
+                start_response,
+                "405 Method Not Allowed",
+                f"use {' or '.join(methods)}\n",
+                [("Allow", ", ".join(methods))],
+            )
+        body = handler(environ, start_response)
+        return [b""] if method == "HEAD" else body
+
+    def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._runtime.ready:
+            return _text(start_response, "503 Service Unavailable", "no configuration loaded\n")
+        budget = scrape_budget(
+            environ.get(SCRAPE_TIMEOUT_HEADER),
+            self._runtime.config.scrape.timeout,
+            self._timeout_offset,
+        )
+        with scrape_deadline(self._clock() + budget):
+            body: Iterable[bytes] = self._metrics_app(
+                dict(environ, REQUEST_METHOD="GET"), start_response
+            )
+            return body
+
+    def _healthy(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        return _text(start_response, "200 OK", "Healthy\n")
+
+    def _ready(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self._runtime.ready:
+            return _text(start_response, "200 OK", "Ready\n")
+        return _text(start_response, "503 Service Unavailable", "not ready\n")
+
+    def _reload(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self._runtime.reload():
+            return _text(start_response, "200 OK", "configuration reloaded\n")
+        return _text(
+            start_response,
+            "500 Internal Server Error",
+            "configuration not reloaded; the previous one is still in use (see the log)\n",
+        )
+
+    def _landing(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        page = landing_page(self._runtime)
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))],
+        )
+        return [page]
+
+
+def _text(
+    start_response: StartResponse,
+    status: str,
+    text: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    body = text.encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *(headers or []),
+        ],
+    )
+    return [body]
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+th,td{border:1px solid #c8ccd4;padding:0.3em 0.7em;text-align:left;font-size:0.92em}
+th{background:#eef0f4}.ok{color:#17753a;font-weight:600}.fail{color:#b3261e;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+"""
+
+
+def landing_page(runtime: Runtime) -> bytes:
+    """Links, and each pool's last collection and recent jobs; never calls AWS."""
+    snapshot = runtime.scraper.last_snapshot if runtime.ready else None
+    pools = runtime.scraper.pools if runtime.ready else ()
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>Cognito import job exporter</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>Cognito user import job exporter</h1>",
+        f"<p>Version {html.escape(__version__)}. ",
+        "<a href='/metrics'>Metrics</a> · <a href='/-/healthy'>Health</a> · ",
+        "<a href='/-/ready'>Readiness</a></p>",
+        "<h2>User pools</h2>",
+        _pools_table(pools, snapshot),
+        "<h2>Recent import jobs</h2>",
+        _jobs_table(snapshot),
+        "</body></html>",
+    ]
+    return "".join(parts).encode()
+
+
+def _pools_table(pools: Iterable[Any], snapshot: Snapshot | None) -> str:
+    results = {result.pool.id: result for result in snapshot.results} if snapshot else {}
+    rows = [
+        "<table id='pools'><tr><th>Pool</th><th>Name</th><th>Region</th>"
+        "<th>Last collection</th><th>Error</th><th>Jobs</th></tr>"
+    ]
+    for pool in pools:
+        result = results.get(pool.id)
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(pool.id)}</td><td>{html.escape(pool.name)}</td>"
+            f"<td>{html.escape(pool.region)}</td>{_result_cells(result)}</tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _result_cells(result: PoolResult | None) -> str:
+    if result is None:
+        return "<td>not collected yet</td><td></td><td></td>"
+    if not result.success:
+        error = html.escape(f"{result.error_code}: {result.error_message or ''}")
+        return f"<td class='fail'>failed</td><td>{error}</td><td></td>"
+    statuses = result.outcome.statuses if result.outcome else {}
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()) if count)
+    return (
+        f"<td class='ok'>ok in {result.duration:.2f}s</td><td></td>"
+        f"<td>{html.escape(summary or 'none')}</td>"
+    )
+
+
+def _jobs_table(snapshot: Snapshot | None) -> str:
+    rows = [
+        "<table id='jobs'><tr><th>Pool</th><th>Job</th><th>Status</th><th>Created</th>"
+        "<th>Completed</th><th>Imported</th><th>Skipped</th><th>Failed</th></tr>"
+    ]
+    for result in snapshot.results if snapshot else ():
+        for job in result.recent_jobs:
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(result.pool.name)}</td>"
+                f"<td>{html.escape(job.name)}<br><small>{html.escape(job.job_id)}</small></td>"
+                f"<td>{html.escape(job.status)}</td>"
+                f"<td>{_when(job.created)}</td><td>{_when(job.completed)}</td>"
+                f"<td class='num'>{job.imported}</td><td class='num'>{job.skipped}</td>"
+                f"<td class='num'>{job.failed}</td></tr>"
+            )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
