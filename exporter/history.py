@@ -73,20 +73,12 @@ class ScanOutcome:
     ordering_broken: bool
 
 
-class MonotonicTotals:
-    """User totals that never go down: what leaves the list is kept as already counted."""
+def _users(job: Job) -> Counter[str]:
+    return Counter(imported=job.imported, skipped=job.skipped, failed=job.failed)
 
-    def __init__(self) -> None:
-        self._last_truth: Counter[str] = Counter()
-        self._departed: Counter[str] = Counter()
 
-    def update(self, truth: Counter[str]) -> dict[str, int]:
-        for outcome in OUTCOMES:
-            drop = self._last_truth[outcome] - truth[outcome]
-            if drop > 0:
-                self._departed[outcome] += drop
-        self._last_truth = Counter({outcome: truth[outcome] for outcome in OUTCOMES})
-        return {outcome: truth[outcome] + self._departed[outcome] for outcome in OUTCOMES}
+def _growth(now: Counter[str], before: Counter[str]) -> Counter[str]:
+    return Counter({outcome: max(0, now[outcome] - before[outcome]) for outcome in OUTCOMES})
 
 
 class PoolHistory:
@@ -102,7 +94,7 @@ class PoolHistory:
         self._scanned = False
         self._ordered = False
         self._next_full_scan = 0.0
-        self._users = MonotonicTotals()
+        self._users_total: Counter[str] = Counter()
 
     @property
     def boundary(self) -> Job | None:
@@ -131,6 +123,7 @@ class PoolHistory:
         self, fresh: list[Job], full: bool, ordered: bool, pages: int, now: float
     ) -> ScanOutcome:
         changes = self._changes(fresh) if self._scanned else ()
+        self._users_total += self._users_added(fresh, full)
         base_tail = Totals() if full else self._tail
         base_recent = () if full else self._tail_recent
         split = _start_of_terminal_run(fresh)
@@ -151,13 +144,33 @@ class PoolHistory:
         everything = self._tail + Totals.of(self._head)
         return ScanOutcome(
             statuses=dict(everything.statuses),
-            users_total=self._users.update(everything.users),
+            users_total={outcome: self._users_total[outcome] for outcome in OUTCOMES},
             jobs=self._head + self._tail_recent,
             pages=pages,
             full=full,
             changes=changes,
             ordering_broken=full and not ordered,
         )
+
+    def _users_added(self, fresh: list[Job], full: bool) -> Counter[str]:
+        """What this scan adds to the user totals. Jobs that left the list are never
+        subtracted; growth of known jobs and every new job's users are added."""
+        if not self._scanned:
+            return Totals.of(fresh).users
+        known = {job.job_id: job for job in self._head}
+        added: Counter[str] = Counter()
+        still_in_tail: Counter[str] = Counter()
+        for job in fresh:
+            previous = known.get(job.job_id)
+            if previous is not None:
+                added += _growth(_users(job), _users(previous))
+            elif full and self._boundary is not None and not _newer_than(job, self._boundary):
+                still_in_tail += _users(job)
+            else:
+                added += _users(job)
+        if full:
+            added += _growth(still_in_tail, self._tail.users)
+        return added
 
     def _stagger(self) -> float:
         """Spread the pools' first full re-reads over the interval instead of all at once."""
@@ -200,6 +213,12 @@ def _older_than(job: Job, boundary: Job | None) -> bool:
         and job.created is not None
         and boundary.created is not None
         and job.created < boundary.created
+    )
+
+
+def _newer_than(job: Job, boundary: Job) -> bool:
+    return (
+        job.created is not None and boundary.created is not None and job.created > boundary.created
     )
 
 

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from exporter.cognito import Job, Page
+from exporter.history import PagingError, PoolHistory, recent_jobs
+from tests.jobs import BASE_TIME, PagedList, job
+
+NOW = BASE_TIME + 100_000
+
+
+def newest_first(jobs: list[Job]) -> list[Job]:
+    return sorted(jobs, key=lambda item: item.created or 0, reverse=True)
+
+
+def truth(jobs: list[Job]) -> tuple[dict[str, int], dict[str, int]]:
+    statuses = dict(Counter(item.status for item in jobs))
+    users = {
+        "imported": sum(item.imported for item in jobs),
+        "skipped": sum(item.skipped for item in jobs),
+        "failed": sum(item.failed for item in jobs),
+    }
+    return statuses, users
+
+
+def history(keep: int = 2, resync: float = 3600.0) -> PoolHistory:
+    return PoolHistory("eu-west-1_Test1", keep_recent=keep, full_scan_interval=resync)
+
+
+def test_first_scan_reads_every_page_and_counts_exactly() -> None:
+    jobs = newest_first(
+        [job(i) for i in range(20)] + [job(20, "InProgress", imported=3), job(21, "Created", 0, 0)]
+    )
+    pages = PagedList(jobs, page_size=5)
+    outcome = history().scan(pages, max_pages=20, now=NOW)
+    assert pages.calls == 5
+    assert (outcome.statuses, outcome.users_total) == truth(jobs)
+    assert outcome.full
+
+
+def test_steady_state_costs_one_call_and_stays_exact() -> None:
+    jobs = newest_first([job(i) for i in range(30)])
+    pages = PagedList(jobs, page_size=5)
+    pool = history()
+    pool.scan(pages, max_pages=20, now=NOW)
+    pages.calls = 0
+    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    assert pages.calls == 1
+    assert not outcome.full
+    assert (outcome.statuses, outcome.users_total) == truth(jobs)
+
+
+def test_new_jobs_and_an_old_active_job_finishing_are_counted_after_one_scan() -> None:
+    old_active = job(3, "InProgress", imported=1, skipped=0)
+    jobs = newest_first([job(i) for i in range(12) if i != 3] + [old_active])
+    pages = PagedList(jobs, page_size=4)
+    pool = history()
+    pool.scan(pages, max_pages=20, now=NOW)
+    finished = replace(old_active, status="Failed", imported=40, failed=7, completed=BASE_TIME)
+    jobs = newest_first([*(j for j in jobs if j.job_id != old_active.job_id), finished])
+    jobs = newest_first([*jobs, job(12, "Pending", 0, 0), job(13)])
+    pages.jobs = jobs
+    pages.calls = 0
+    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    assert (outcome.statuses, outcome.users_total) == truth(jobs)
+    assert outcome.statuses["Failed"] == 1
+    # the list is read down to the finished job's old place, not further
+    assert pages.calls == 3
+    assert not outcome.full
+    changes = {(c.job.job_id, c.old_status, c.job.status) for c in outcome.changes}
+    assert changes == {
+        ("import-0003", "InProgress", "Failed"),
+        ("import-0012", None, "Pending"),
+        ("import-0013", None, "Succeeded"),
+    }
+    pages.calls = 0
+    assert pool.scan(pages, max_pages=20, now=NOW + 120).statuses == truth(jobs)[0]
+    assert pages.calls == 1
+
+
+def test_ordering_violation_forces_a_full_read() -> None:
+    jobs = newest_first([job(i) for i in range(9)])
+    pages = PagedList(jobs, page_size=3)
+    pool = history()
+    pool.scan(pages, max_pages=20, now=NOW)
+    # a job older than the newest finished one appears at the top: the order broke
+    pages.jobs = [job(100, created=BASE_TIME - 10), *jobs]
+    pages.calls = 0
+    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    assert outcome.full
+    assert outcome.ordering_broken
+    assert outcome.statuses == {"Succeeded": 10}
+    # until a full read shows the order again, every scan reads in full
+    pages.calls = 0
+    pool.scan(pages, max_pages=20, now=NOW + 120)
+    assert pages.calls == 4
+
+
+def test_boundary_job_that_vanished_triggers_a_full_read_in_the_same_scan() -> None:
+    jobs = newest_first([job(i) for i in range(9)])
+    pages = PagedList(jobs, page_size=3)
+    pool = history()
+    pool.scan(pages, max_pages=20, now=NOW)
+    pages.jobs = jobs[1:]
+    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    assert outcome.full
+    assert outcome.statuses == {"Succeeded": 8}
+
+
+def test_full_resync_happens_on_the_interval() -> None:
+    jobs = newest_first([job(i) for i in range(9)])
+    pages = PagedList(jobs, page_size=3)
+    pool = history(resync=600)
+    pool.scan(pages, max_pages=20, now=NOW)
+    assert not pool.scan(pages, max_pages=20, now=NOW + 200).full
+    assert pool.scan(pages, max_pages=20, now=NOW + 601).full
+
+
+def test_user_totals_never_go_down_when_jobs_leave_the_list() -> None:
+    jobs = newest_first([job(i, imported=100) for i in range(5)])
+    pages = PagedList(jobs, page_size=10)
+    pool = history(resync=0)
+    first = pool.scan(pages, max_pages=20, now=NOW)
+    assert first.users_total["imported"] == 500
+    pages.jobs = [job(5, imported=7), *jobs[:-2]]
+    second = pool.scan(pages, max_pages=20, now=NOW + 60)
+    assert second.statuses == {"Succeeded": 4}
+    assert second.users_total["imported"] == 507
+
+
+def test_repeated_token_ends_paging_as_a_failure() -> None:
+    def looping(token: str | None) -> Page:
+        return Page((job(2 if token else 1),), "same")
+
+    with pytest.raises(PagingError) as raised:
+        history().scan(looping, max_pages=20, now=NOW)
+    assert raised.value.error_code == "PaginationLoop"
+
+
+def test_max_pages_ends_paging_as_a_failure() -> None:
+    pages = PagedList(newest_first([job(i) for i in range(10)]), page_size=2)
+    with pytest.raises(PagingError) as raised:
+        history().scan(pages, max_pages=3, now=NOW)
+    assert raised.value.error_code == "MaxPagesExceeded"
+    assert pages.calls == 3
+
+
+def test_a_list_of_exactly_max_pages_is_fine() -> None:
+    pages = PagedList(newest_first([job(i) for i in range(6)]), page_size=2)
+    assert history().scan(pages, max_pages=3, now=NOW).statuses == {"Succeeded": 6}
+
+
+def test_duplicate_jobs_across_pages_count_once() -> None:
+    jobs = newest_first([job(i) for i in range(4)])
+
+    def overlapping(token: str | None) -> Page:
+        if token is None:
+            return Page(tuple(jobs[:3]), "next")
+        return Page(tuple(jobs[2:]), None)
+
+    assert history().scan(overlapping, max_pages=5, now=NOW).statuses == {"Succeeded": 4}
+
+
+def test_a_failed_scan_leaves_the_history_as_it_was() -> None:
+    jobs = newest_first([job(i) for i in range(6)])
+    pages = PagedList(jobs, page_size=2)
+    pool = history()
+    pool.scan(pages, max_pages=20, now=NOW)
+
+    def broken(token: str | None) -> Page:
+        raise RuntimeError("connection reset")
+
+    with pytest.raises(RuntimeError):
+        pool.scan(broken, max_pages=20, now=NOW + 60)
+    pages.calls = 0
+    outcome = pool.scan(pages, max_pages=20, now=NOW + 120)
+    assert outcome.statuses == {"Succeeded": 6}
+    assert pages.calls == 1
+
+
+def test_recent_jobs_are_active_or_recently_finished_newest_first_and_bounded() -> None:
+    active = job(50, "InProgress")
+    fresh = job(49, created=NOW - 100)
+    stale = job(48, created=NOW - 90_000)
+    assert recent_jobs([active, fresh, stale], NOW, window=86_400, limit=20) == [active, fresh]
+    assert recent_jobs([active, fresh, stale], NOW, window=86_400, limit=1) == [active]
+
+
+def test_per_job_records_survive_folding_into_the_tail() -> None:
+    jobs = newest_first([job(i, created=NOW - 1000 + i) for i in range(10)])
+    pool = history(keep=3)
+    outcome = pool.scan(PagedList(jobs, page_size=4), max_pages=20, now=NOW)
+    assert [item.job_id for item in outcome.jobs] == ["import-0009", "import-0008", "import-0007"]
