@@ -33,7 +33,6 @@ class Runtime:
         self._load_config = load_config
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.metrics = ExporterMetrics(self.registry, __version__)
         self._config: Config | None = None
         self._scraper: Scraper | None = None
         self._gate: AttemptGate | None = None
@@ -45,6 +44,8 @@ class Runtime:
                 cache_ttl=lambda: self.config.scrape.cache_ttl,
             )
         )
+        # After the collector: a scrape's own API calls and errors show in the same answer.
+        self.metrics = ExporterMetrics(self.registry, __version__)
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,87 @@
+"""Starting the exporter as a user would (its console entry, a config file) and scraping it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.tools import free_port
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> str:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body: bytes = response.read()
+        return body.decode()
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[str], within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exporter exited with {process.returncode}")
+        try:
+            http_get(f"{base_url}/-/ready", timeout=1)
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+    raise AssertionError("exporter did not become ready")
+
+
+@dataclass
+class RunningExporter:
+    base_url: str
+    process: subprocess.Popen[str]
+    output: Path
+
+    def log(self) -> str:
+        return self.output.read_text()
+
+    def scrape(self, headers: dict[str, str] | None = None) -> str:
+        return http_get(f"{self.base_url}/metrics", headers)
+
+
+@contextmanager
+def running_exporter(*args: str, workdir: Path) -> Iterator[RunningExporter]:
+    """The exporter in its own process; stdout and stderr go to a file (a pipe could fill)."""
+    port = free_port()
+    output = workdir / f"exporter-{port}.log"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{port}", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=workdir,
+        )
+    running = RunningExporter(f"http://127.0.0.1:{port}", process, output)
+    try:
+        wait_until_ready(running.base_url, process)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=10)
+
+
+def samples(exposition: str) -> Samples:
+    parsed: Samples = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            parsed[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return parsed
+
+
+def value(parsed: Samples, name: str, **labels: str) -> float:
+    return parsed[(name, frozenset(labels.items()))]

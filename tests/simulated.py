@@ -1,0 +1,77 @@
+"""Simulated pools with known contents, for tests that compare the exporter with the truth."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from exporter.simulator import SimulatedCognito, SimulatorServer
+
+STATUSES = (
+    "Created",
+    "Pending",
+    "InProgress",
+    "Stopping",
+    "Expired",
+    "Stopped",
+    "Failed",
+    "Succeeded",
+)
+NOW = 1_790_000_000.0
+
+
+TERMINAL = ("Expired", "Stopped", "Failed", "Succeeded")
+
+
+def populate(
+    model: SimulatedCognito, pool_id: str, job_count: int, seed: int, active_newest: int = -1
+) -> None:
+    """Jobs of random statuses; with `active_newest` >= 0, only that many newest jobs are
+    active and the rest finished, as in a real pool."""
+    draw = random.Random(seed)  # noqa: S311 - test data
+    model.add_pool(pool_id, f"pool {pool_id}", spawning=False)
+    for index in range(job_count):
+        if active_newest < 0 or index >= job_count - active_newest:
+            status = draw.choice(STATUSES)
+        else:
+            status = draw.choice(TERMINAL)
+        created = NOW - (job_count - index) * 600
+        model.add_job(
+            pool_id,
+            name=f"import {index}",
+            status=status,
+            created=created,
+            started=created + 10 if status not in ("Created", "Expired") else None,
+            completed=created + 100 if status in ("Stopped", "Failed", "Succeeded") else None,
+            imported=draw.randint(0, 5000),
+            skipped=draw.randint(0, 50),
+            failed=draw.randint(0, 20),
+        )
+
+
+def truth_statuses(model: SimulatedCognito, pool_id: str) -> dict[str, int]:
+    counts = Counter(str(job["Status"]) for job in model.jobs(pool_id))
+    return {status: counts.get(status, 0) for status in STATUSES}
+
+
+def truth_users(model: SimulatedCognito, pool_id: str) -> dict[str, int]:
+    jobs = model.jobs(pool_id)
+    return {
+        outcome: sum(int(str(job[field])) for job in jobs)
+        for outcome, field in (
+            ("imported", "ImportedUsers"),
+            ("skipped", "SkippedUsers"),
+            ("failed", "FailedUsers"),
+        )
+    }
+
+
+@contextmanager
+def serving(model: SimulatedCognito) -> Iterator[str]:
+    server = SimulatorServer(model)
+    try:
+        yield server.start()
+    finally:
+        server.stop()

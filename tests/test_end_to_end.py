@@ -1,0 +1,100 @@
+"""The exporter as a user runs it: its own process, a config file, a Cognito endpoint over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from exporter.simulator import SimulatedCognito
+from tests.exporter_process import running_exporter, samples, value
+from tests.simulated import STATUSES, populate, serving, truth_statuses, truth_users
+from tests.tools import require_tool
+
+POOL_SIZES = {
+    "eu-west-1_Empty0": 0,
+    "eu-west-1_Small7": 7,
+    "eu-west-1_Pages61": 61,
+    "us-east-1_Large260": 260,
+}
+MISSING_POOL = "eu-west-1_Missing9"
+
+
+def write_config(path: Path, endpoint: str) -> Path:
+    pools = "\n".join(f"  - id: {pool_id}" for pool_id in [*POOL_SIZES, MISSING_POOL])
+    path.write_text(
+        f"""
+defaults:
+  endpoint_url: {endpoint}
+  credentials: test
+credentials:
+  test: {{access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}}
+pools:
+{pools}
+"""
+    )
+    return path
+
+
+def test_every_pool_is_exact_and_a_missing_pool_is_isolated(tmp_path: Path) -> None:
+    model = SimulatedCognito(seed=3)
+    for seed, (pool_id, size) in enumerate(POOL_SIZES.items()):
+        populate(model, pool_id, size, seed)
+    with serving(model) as endpoint:
+        config = write_config(tmp_path / "config.yaml", endpoint)
+        with running_exporter("--config.file", str(config), workdir=tmp_path) as exporter:
+            parsed = samples(exporter.scrape())
+            log = exporter.log()
+    for pool_id in POOL_SIZES:
+        assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
+        expected = truth_statuses(model, pool_id)
+        for status in STATUSES:
+            seen = value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
+            assert seen == expected[status], (pool_id, status)
+        for outcome, total in truth_users(model, pool_id).items():
+            assert (
+                value(
+                    parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
+                )
+                == total
+            )
+    assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=MISSING_POOL) == 0
+    assert (
+        value(
+            parsed,
+            "cognito_user_import_api_errors_total",
+            user_pool_id=MISSING_POOL,
+            error_code="ResourceNotFound",
+        )
+        == 1
+    )
+    assert not any(
+        name == "cognito_user_import_jobs" and ("user_pool_id", MISSING_POOL) in labels
+        for name, labels in parsed
+    )
+    # pages: 1 + 1 + 2 + 5 for the four pools, plus one failed call for the missing pool
+    assert (
+        value(parsed, "cognito_user_import_api_requests_total", operation="ListUserImportJobs")
+        == 10
+    )
+    assert f"user_pool_id={MISSING_POOL} error_code=ResourceNotFound" in log
+
+
+def test_exposition_passes_promtool(tmp_path: Path) -> None:
+    promtool = require_tool("promtool")
+    model = SimulatedCognito(seed=4)
+    populate(model, "eu-west-1_Small7", 7, 1)
+    with serving(model) as endpoint:
+        config = write_config(tmp_path / "config.yaml", endpoint)
+        with running_exporter("--config.file", str(config), workdir=tmp_path) as exporter:
+            exposition = exporter.scrape()
+    assert "PreSignedUrl" not in exposition
+    assert "X-Amz-Signature" not in exposition
+    checked = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")

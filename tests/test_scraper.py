@@ -1,0 +1,214 @@
+"""Collections through real botocore against the simulator: deadlines, sharing, isolation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from exporter.config import Config, load_text
+from exporter.runtime import Runtime
+from exporter.server import ExporterApp
+from exporter.simulator import SimulatedCognito
+from tests.exporter_process import samples, value
+from tests.simulated import STATUSES, populate, serving, truth_statuses, truth_users
+from tests.wsgi import call
+
+POOLS = ("eu-west-1_Alpha1", "eu-west-1_Bravo2", "eu-west-1_Charlie3")
+
+
+def config_for(endpoint: str, pools: tuple[str, ...] = POOLS, **scrape: object) -> Config:
+    scrape_lines = "\n".join(f"  {key}: {value}" for key, value in scrape.items()) or "  {}"
+    pool_lines = "\n".join(f"  - id: {pool_id}" for pool_id in pools)
+    return load_text(
+        f"""
+defaults:
+  endpoint_url: {endpoint}
+  credentials: test
+  page_size: 10
+credentials:
+  test: {{access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}}
+scrape:
+{scrape_lines}
+pools:
+{pool_lines}
+"""
+    )
+
+
+@pytest.fixture
+def model() -> SimulatedCognito:
+    model = SimulatedCognito(seed=11)
+    for seed, pool_id in enumerate(POOLS):
+        populate(model, pool_id, 25, seed, active_newest=3)
+    return model
+
+
+@pytest.fixture
+def endpoint(model: SimulatedCognito) -> Iterator[str]:
+    with serving(model) as url:
+        yield url
+
+
+def exporter(config: Config) -> tuple[Runtime, ExporterApp]:
+    runtime = Runtime(lambda: config)
+    runtime.apply(config)
+    return runtime, ExporterApp(runtime)
+
+
+def scrape(
+    app: ExporterApp, headers: dict[str, str] | None = None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    status, _, body = call(app, "/metrics", headers=headers)
+    assert status == 200
+    return samples(body.decode())
+
+
+def assert_exact(
+    parsed: dict[tuple[str, frozenset[tuple[str, str]]], float],
+    model: SimulatedCognito,
+    pool_id: str,
+) -> None:
+    expected = truth_statuses(model, pool_id)
+    for status in STATUSES:
+        assert (
+            value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
+            == (expected[status])
+        )
+    for outcome, total in truth_users(model, pool_id).items():
+        assert (
+            value(parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome)
+            == total
+        )
+
+
+def test_steady_state_scrape_costs_one_call_per_pool(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    _, app = exporter(config_for(endpoint))
+    scrape(app)
+    assert sum(model.calls_by_pool.values()) == 3 * 3
+    model.reset_calls()
+    parsed = scrape(app)
+    assert dict(model.calls_by_pool) == dict.fromkeys(POOLS, 1)
+    for pool_id in POOLS:
+        assert_exact(parsed, model, pool_id)
+
+
+def test_changes_deep_in_history_are_exact_after_the_next_scrape(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    _, app = exporter(config_for(endpoint))
+    pool_id = POOLS[0]
+    model.add_job(pool_id, name="old, still running", status="InProgress", created=1.0e9)
+    scrape(app)
+    oldest = model.jobs(pool_id)[-1]
+    assert oldest["JobName"] == "old, still running"
+    model.set_job(pool_id, str(oldest["JobId"]), status="Failed", failed=77, completed=time.time())
+    model.add_job(pool_id, name="newest", status="InProgress", created=time.time(), imported=5)
+    parsed = scrape(app)
+    assert_exact(parsed, model, pool_id)
+
+
+def test_deadline_is_kept_with_a_slow_endpoint(model: SimulatedCognito, endpoint: str) -> None:
+    runtime, app = exporter(config_for(endpoint, timeout="30s"))
+    model.faults.latency = 0.7
+    started = time.monotonic()
+    parsed = scrape(app, {"X-Prometheus-Scrape-Timeout-Seconds": "2.5"})
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.3
+    for pool_id in POOLS:
+        # three pages at 0.7 s each cannot fit in 2 s
+        assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 0
+        assert (
+            value(
+                parsed,
+                "cognito_user_import_api_errors_total",
+                user_pool_id=pool_id,
+                error_code="Timeout",
+            )
+            == 1
+        )
+    runtime.close()
+
+
+def test_concurrent_scrapes_share_one_collection(model: SimulatedCognito, endpoint: str) -> None:
+    _, app = exporter(config_for(endpoint))
+    model.faults.latency = 0.05
+    results: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
+    threads = [threading.Thread(target=lambda: results.append(scrape(app))) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 12
+    assert model.calls["ListUserImportJobs"] == 3 * 3
+    for parsed in results:
+        for pool_id in POOLS:
+            assert_exact(parsed, model, pool_id)
+
+
+def test_cache_ttl_serves_a_recent_collection_and_says_so(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    _, app = exporter(config_for(endpoint, cache_ttl="1h"))
+    scrape(app)
+    model.reset_calls()
+    _, _, body = call(app, "/metrics")
+    assert model.calls["ListUserImportJobs"] == 0
+    assert "Served from a cache up to 3600s old." in body.decode()
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ("NotAuthorizedException", "NotAuthorized"),
+        ("InternalErrorException", "InternalError"),
+        ("OperationNotEnabledException", "OperationNotEnabled"),
+        ("TooManyRequestsException", "TooManyRequests"),
+        ("garbage", "InvalidResponse"),
+    ],
+)
+def test_a_failing_pool_is_isolated(
+    model: SimulatedCognito, endpoint: str, fault: str, code: str
+) -> None:
+    _, app = exporter(config_for(endpoint))
+    broken = POOLS[1]
+    if fault == "garbage":
+        model.faults.garbage_pools.add(broken)
+    else:
+        model.faults.failing_pools[broken] = fault
+    parsed = scrape(app)
+    assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=broken) == 0
+    assert (
+        value(parsed, "cognito_user_import_api_errors_total", user_pool_id=broken, error_code=code)
+        >= 1
+    )
+    for pool_id in (POOLS[0], POOLS[2]):
+        assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
+        assert_exact(parsed, model, pool_id)
+
+
+def test_every_pool_stays_exact_with_one_call_in_four_throttled(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    _, app = exporter(config_for(endpoint))
+    model.faults.throttle_rate = 0.25
+    parsed = scrape(app)
+    for pool_id in POOLS:
+        assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
+        assert_exact(parsed, model, pool_id)
+    throttled = sum(
+        count
+        for (name, labels), count in parsed.items()
+        if name == "cognito_user_import_api_errors_total"
+        and ("error_code", "TooManyRequests") in labels
+    )
+    assert throttled >= 1
+
+
+def test_describe_makes_no_api_call(model: SimulatedCognito, endpoint: str) -> None:
+    exporter(config_for(endpoint))
+    assert model.calls["ListUserImportJobs"] == 0
