@@ -149,7 +149,7 @@ class ClientFactory:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_pool_connections=settings.max_pool_connections,
-            retries={"mode": "standard", "max_attempts": settings.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
             user_agent_extra=f"cognito-import-exporter/{__version__}",
             tcp_keepalive=True,
         )
