@@ -68,7 +68,12 @@ def fetch_page(client: Any, pool_id: str, page_size: int, token: str | None) -> 
     request: dict[str, Any] = {"UserPoolId": pool_id, "MaxResults": page_size}
     if token is not None:
         request["PaginationToken"] = token
-    return parse_page(client.list_user_import_jobs(**request))
+    try:
+        response = client.list_user_import_jobs(**request)
+    except (AttributeError, TypeError, KeyError, ValueError) as error:
+        # botocore's parser trips over JSON of the wrong shape with these, not a ClientError
+        raise InvalidJobsPage(f"the answer could not be read: {type(error).__name__}") from None
+    return parse_page(response)
 
 
 def parse_page(response: Mapping[str, Any]) -> Page:

@@ -1,0 +1,887 @@
+"""The simulator, exercised over real HTTP through real botocore."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
+
+from exporter.simulator import (
+    EXPIRED_MESSAGE,
+    FAILED_MESSAGE,
+    STOPPED_MESSAGE,
+    SUCCEEDED_MESSAGE,
+    GarbageMode,
+    Lifecycle,
+    SimulatedCognito,
+    SimulatorServer,
+    split_users,
+)
+
+START = 1_700_000_000.0
+POOL = "eu-west-1_Abc123"
+OTHER_POOL = "eu-west-1_Other9"
+ROLE_ARN = "arn:aws:iam::123456789012:role/CognitoImportLogs"
+TARGET = "AWSCognitoIdentityProviderService."
+
+LIFECYCLE = Lifecycle(
+    expire_after=120.0,
+    pending_seconds=5.0,
+    stopping_seconds=3.0,
+    users_per_second=100.0,
+    min_users=1000,
+    max_users=1000,
+    skip_ratio=0.1,
+    user_failure_ratio=0.05,
+    ratio_jitter=0.0,
+    failure_probability=0.0,
+    operator_start_after=10.0,
+    abandon_probability=0.0,
+    new_job_every=None,
+    arrival_jitter=0.0,
+)
+
+SESSION = boto3.session.Session()
+Job = Mapping[str, object]
+
+
+class FakeClock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def set(self, now: float) -> None:
+        self.now = now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def model(clock: FakeClock) -> SimulatedCognito:
+    cognito = SimulatedCognito(clock, seed=7, lifecycle=LIFECYCLE)
+    cognito.add_pool(POOL, "customers", {"team": "identity", "env": "prod"})
+    cognito.add_pool(OTHER_POOL, "partners", spawning=False)
+    return cognito
+
+
+@pytest.fixture
+def server(model: SimulatedCognito) -> Iterator[SimulatorServer]:
+    with SimulatorServer(model) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: SimulatorServer) -> CognitoIdentityProviderClient:
+    return client_for(server.url)
+
+
+def client_for(url: str) -> CognitoIdentityProviderClient:
+    return SESSION.client(
+        "cognito-idp",
+        region_name="eu-west-1",
+        endpoint_url=url,
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=False),
+    )
+
+
+def add_history(model: SimulatedCognito, pool_id: str, count: int) -> list[str]:
+    """Finished jobs created 5 s apart, added in shuffled order; returns their ids newest first."""
+    offsets = list(range(count))
+    random.Random(3).shuffle(offsets)  # noqa: S311 - a fixed shuffle, not a secret
+    created_by_id = {
+        model.add_job(
+            pool_id,
+            name=f"history-{offset:03d}",
+            status="Succeeded",
+            created=START - 10_000 + offset * 5,
+            started=START - 10_000 + offset * 5 + 1,
+            completed=START - 10_000 + offset * 5 + 60,
+            imported=offset,
+            skipped=1,
+            failed=2,
+            completion_message=SUCCEEDED_MESSAGE,
+        ): offset
+        for offset in offsets
+    }
+    return sorted(created_by_id, key=created_by_id.__getitem__, reverse=True)
+
+
+def list_pages(
+    client: CognitoIdentityProviderClient, pool_id: str, max_results: int
+) -> tuple[list[list[str]], list[str]]:
+    pages: list[list[str]] = []
+    tokens: list[str] = []
+    response = client.list_user_import_jobs(UserPoolId=pool_id, MaxResults=max_results)
+    while True:
+        pages.append([job["JobId"] for job in response["UserImportJobs"]])
+        token = response.get("PaginationToken")
+        if token is None:
+            return pages, tokens
+        tokens.append(token)
+        response = client.list_user_import_jobs(
+            UserPoolId=pool_id, MaxResults=max_results, PaginationToken=token
+        )
+
+
+def all_jobs(client: CognitoIdentityProviderClient) -> list[Job]:
+    jobs: list[Job] = []
+    response = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=60)
+    jobs += response["UserImportJobs"]
+    while "PaginationToken" in response:
+        response = client.list_user_import_jobs(
+            UserPoolId=POOL, MaxResults=60, PaginationToken=response["PaginationToken"]
+        )
+        jobs += response["UserImportJobs"]
+    return jobs
+
+
+def wire_form(job: Mapping[str, object]) -> dict[str, object]:
+    return {key: v.timestamp() if isinstance(v, datetime) else v for key, v in job.items()}
+
+
+def described(client: CognitoIdentityProviderClient, job_id: str) -> dict[str, object]:
+    job = client.describe_user_import_job(UserPoolId=POOL, JobId=job_id)["UserImportJob"]
+    return wire_form(job)
+
+
+def progress(job: Mapping[str, object]) -> tuple[object, object, object, object]:
+    return job["Status"], job["ImportedUsers"], job["SkippedUsers"], job["FailedUsers"]
+
+
+def error_of(call: Callable[[], object]) -> tuple[str, int]:
+    with pytest.raises(ClientError) as caught:
+        call()
+    response = caught.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def raw_post(url: str, operation: str, body: bytes) -> tuple[int, str, bytes]:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        headers = {
+            "X-Amz-Target": TARGET + operation,
+            "Content-Type": "application/x-amz-json-1.1",
+        }
+        connection.request("POST", "/", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+def create_job(client: CognitoIdentityProviderClient, name: str = "nightly") -> str:
+    job = client.create_user_import_job(
+        UserPoolId=POOL, JobName=name, CloudWatchLogsRoleArn=ROLE_ARN
+    )
+    return job["UserImportJob"]["JobId"]
+
+
+# ----- paging -----
+
+
+@pytest.mark.parametrize(("max_results", "page_count"), [(1, 130), (7, 19), (60, 3)])
+def test_paging_returns_every_job_once_newest_first(
+    model: SimulatedCognito,
+    client: CognitoIdentityProviderClient,
+    max_results: int,
+    page_count: int,
+) -> None:
+    newest_first = add_history(model, POOL, 130)
+
+    pages, tokens = list_pages(client, POOL, max_results)
+
+    assert [job_id for page in pages for job_id in page] == newest_first
+    assert len(pages) == page_count
+    assert [len(page) for page in pages[:-1]] == [max_results] * (page_count - 1)
+    assert len(pages[-1]) == 130 - max_results * (page_count - 1)
+    assert len(tokens) == page_count - 1
+    assert len(set(tokens)) == page_count - 1
+    assert not any(POOL in token or token.isdigit() for token in tokens)
+    assert not any(job_id in token for token in tokens for job_id in newest_first)
+    assert model.calls["ListUserImportJobs"] == page_count
+
+
+def test_paging_is_stable_when_jobs_are_created_between_pages(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    history = add_history(model, POOL, 130)
+    first = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=7)
+    new_ids = [create_job(client, f"arrival-{n}") for n in range(3)]
+
+    seen = [job["JobId"] for job in first["UserImportJobs"]]
+    token = first.get("PaginationToken")
+    while token is not None:
+        page = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=7, PaginationToken=token)
+        seen += [job["JobId"] for job in page["UserImportJobs"]]
+        token = page.get("PaginationToken")
+
+    assert seen == history
+    assert [job["JobId"] for job in all_jobs(client)] == new_ids[::-1] + history
+
+
+def test_concurrent_paging_sees_every_job_once_while_jobs_arrive(
+    model: SimulatedCognito, server: SimulatorServer
+) -> None:
+    history = add_history(model, POOL, 130)
+    clients = [client_for(server.url) for _ in range(4)]
+
+    def pages_of(client: CognitoIdentityProviderClient) -> list[str]:
+        return [job_id for page in list_pages(client, POOL, 3)[0] for job_id in page]
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        listings = [pool.submit(pages_of, client) for client in clients]
+        arrivals = [pool.submit(model.create_job, POOL, f"arrival-{n}") for n in range(20)]
+        arrived = [future.result() for future in arrivals]
+
+    for listing in listings:
+        seen = listing.result()
+        assert [job_id for job_id in seen if job_id not in arrived] == history
+        assert len(seen) == len(set(seen))
+
+
+def test_listed_jobs_match_the_model_field_by_field(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    model.add_job(POOL, name="fresh", status="Created", created=START - 30)
+    model.add_job(
+        POOL,
+        name="running",
+        status="InProgress",
+        created=START - 20,
+        started=START - 15,
+        imported=7,
+    )
+    model.add_job(
+        POOL,
+        name="broken",
+        status="Failed",
+        created=START - 10,
+        started=START - 9,
+        completed=START - 5,
+        imported=3,
+        skipped=1,
+        failed=40,
+        completion_message=FAILED_MESSAGE,
+    )
+
+    listed = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=10)["UserImportJobs"]
+
+    assert [wire_form(job) for job in listed] == model.jobs(POOL)
+    assert [job["JobName"] for job in listed] == ["broken", "running", "fresh"]
+    assert set(wire_form(listed[2])) == {
+        "JobName",
+        "JobId",
+        "UserPoolId",
+        "PreSignedUrl",
+        "CreationDate",
+        "Status",
+        "CloudWatchLogsRoleArn",
+        "ImportedUsers",
+        "SkippedUsers",
+        "FailedUsers",
+    }
+    assert wire_form(listed[0])["CompletionDate"] == START - 5
+    assert wire_form(listed[1])["StartDate"] == START - 15
+    assert all("X-Amz-Signature=" in str(job["PreSignedUrl"]) for job in listed)
+
+
+def test_timestamps_travel_as_epoch_numbers(
+    model: SimulatedCognito, server: SimulatorServer
+) -> None:
+    model.add_job(POOL, name="stamped", status="Created", created=START - 0.25)
+
+    status, content_type, body = raw_post(
+        server.url, "ListUserImportJobs", json.dumps({"UserPoolId": POOL, "MaxResults": 1}).encode()
+    )
+
+    job = json.loads(body)["UserImportJobs"][0]
+    assert (status, content_type) == (200, "application/x-amz-json-1.1")
+    assert job["CreationDate"] == START - 0.25
+    assert type(job["CreationDate"]) is float
+
+
+# ----- validation -----
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"UserPoolId": POOL, "MaxResults": 0}, "InvalidParameterException"),
+        ({"UserPoolId": POOL, "MaxResults": 61}, "InvalidParameterException"),
+        ({"UserPoolId": POOL}, "InvalidParameterException"),
+        ({"UserPoolId": "no-underscore", "MaxResults": 5}, "InvalidParameterException"),
+        ({"UserPoolId": "eu-west-1_" + "a" * 46, "MaxResults": 5}, "InvalidParameterException"),
+        ({"UserPoolId": "eu-west-1_Missing1", "MaxResults": 5}, "ResourceNotFoundException"),
+        (
+            {"UserPoolId": POOL, "MaxResults": 5, "PaginationToken": "not-a-token"},
+            "InvalidParameterException",
+        ),
+        ({"UserPoolId": POOL, "MaxResults": "five"}, "SerializationException"),
+    ],
+)
+def test_list_validation_errors(
+    client: CognitoIdentityProviderClient, params: dict[str, Any], code: str
+) -> None:
+    assert error_of(partial(client.list_user_import_jobs, **params)) == (code, 400)
+
+
+def test_tampered_or_foreign_tokens_are_invalid(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    add_history(model, POOL, 5)
+    add_history(model, OTHER_POOL, 5)
+    token = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=2)["PaginationToken"]
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+
+    listings = [
+        partial(client.list_user_import_jobs, UserPoolId=pool_id, MaxResults=2, PaginationToken=bad)
+        for pool_id, bad in [(POOL, tampered), (OTHER_POOL, token), (POOL, token + "x")]
+    ]
+
+    assert [error_of(listing) for listing in listings] == [("InvalidParameterException", 400)] * 3
+
+
+def test_unknown_operation_and_non_json_body(server: SimulatorServer) -> None:
+    unknown = raw_post(server.url, "ListEverything", b"{}")
+    not_json = raw_post(server.url, "ListUserImportJobs", b"{not json")
+
+    assert (unknown[0], json.loads(unknown[2])["__type"]) == (400, "UnknownOperationException")
+    assert (not_json[0], json.loads(not_json[2])["__type"]) == (400, "SerializationException")
+
+
+# ----- lifecycle -----
+
+
+def test_started_job_goes_pending_then_in_progress_then_succeeds(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    job_id = create_job(client)
+    created = described(client, job_id)
+    clock.set(START + 1)
+    started = wire_form(
+        client.start_user_import_job(UserPoolId=POOL, JobId=job_id)["UserImportJob"]
+    )
+
+    observed = []
+    for at in [START + 5.999, START + 6, START + 7, START + 11, START + 15.99, START + 16]:
+        clock.set(at)
+        observed.append(progress(described(client, job_id)))
+    finished = described(client, job_id)
+
+    assert progress(created) == ("Created", 0, 0, 0)
+    assert "StartDate" not in created
+    assert (started["Status"], started["StartDate"]) == ("Pending", START + 1)
+    assert observed == [
+        ("Pending", 0, 0, 0),
+        ("InProgress", 0, 0, 0),
+        ("InProgress", 85, 10, 5),
+        ("InProgress", 425, 50, 25),
+        ("InProgress", 850, 99, 50),
+        ("Succeeded", 850, 100, 50),
+    ]
+    assert (finished["CompletionDate"], finished["CompletionMessage"]) == (
+        START + 16,
+        SUCCEEDED_MESSAGE,
+    )
+    assert model.total_users(POOL, job_id) == 1000
+
+
+def test_a_clock_jump_passes_every_phase_with_exact_dates(
+    client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    job_id = create_job(client)
+    client.start_user_import_job(UserPoolId=POOL, JobId=job_id)
+    clock.set(START + 1000)
+
+    job = described(client, job_id)
+
+    assert progress(job) == ("Succeeded", 850, 100, 50)
+    assert (job["StartDate"], job["CompletionDate"]) == (START, START + 15)
+
+
+def test_a_failing_job_stops_partway_with_a_message(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    model.lifecycle = replace(LIFECYCLE, failure_probability=1.0)
+    job_id = create_job(client)
+    client.start_user_import_job(UserPoolId=POOL, JobId=job_id)
+    clock.set(START + 1000)
+
+    job = described(client, job_id)
+    imported, skipped, failed = (
+        int(str(job[key])) for key in ["ImportedUsers", "SkippedUsers", "FailedUsers"]
+    )
+    processed = imported + skipped + failed
+
+    assert (job["Status"], job["CompletionMessage"]) == ("Failed", FAILED_MESSAGE)
+    assert 200 <= processed <= 800
+    assert (imported, skipped, failed) == split_users(processed, 0.1, 0.05)
+    assert job["CompletionDate"] == pytest.approx(START + 5 + processed / 100, abs=1e-6)
+
+
+def test_a_created_job_never_started_expires(
+    client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    job_id = create_job(client)
+    clock.set(START + 119.999)
+    before = described(client, job_id)
+    clock.set(START + 120)
+    after = described(client, job_id)
+
+    assert before["Status"] == "Created"
+    assert progress(after) == ("Expired", 0, 0, 0)
+    assert (after["CompletionDate"], after["CompletionMessage"]) == (START + 120, EXPIRED_MESSAGE)
+    assert "StartDate" not in after
+    assert error_of(lambda: client.start_user_import_job(UserPoolId=POOL, JobId=job_id)) == (
+        "PreconditionNotMetException",
+        400,
+    )
+
+
+def test_stop_freezes_the_counts_then_the_job_stops(
+    client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    job_id = create_job(client)
+    client.start_user_import_job(UserPoolId=POOL, JobId=job_id)
+    clock.set(START + 7)
+    stopping = wire_form(
+        client.stop_user_import_job(UserPoolId=POOL, JobId=job_id)["UserImportJob"]
+    )
+    clock.set(START + 9.999)
+    still_stopping = described(client, job_id)
+    clock.set(START + 10)
+    stopped = described(client, job_id)
+
+    assert progress(stopping) == ("Stopping", 170, 20, 10)
+    assert progress(still_stopping) == ("Stopping", 170, 20, 10)
+    assert progress(stopped) == ("Stopped", 170, 20, 10)
+    assert (stopped["CompletionDate"], stopped["CompletionMessage"]) == (
+        START + 10,
+        STOPPED_MESSAGE,
+    )
+    assert error_of(lambda: client.stop_user_import_job(UserPoolId=POOL, JobId=job_id)) == (
+        "PreconditionNotMetException",
+        400,
+    )
+
+
+def test_stopping_a_created_job_is_a_precondition_error(
+    client: CognitoIdentityProviderClient,
+) -> None:
+    job_id = create_job(client)
+
+    assert error_of(lambda: client.stop_user_import_job(UserPoolId=POOL, JobId=job_id)) == (
+        "PreconditionNotMetException",
+        400,
+    )
+    assert described(client, job_id)["Status"] == "Created"
+
+
+def test_operator_jobs_arrive_in_spawning_pools_only(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    model.lifecycle = replace(LIFECYCLE, new_job_every=60.0)
+    model.advance()
+    clock.set(START + 605)
+    jobs = [wire_form(job) for job in all_jobs(client)]
+    clock.set(START + 612)
+    newest = described(client, str(jobs[0]["JobId"]))
+    other = client.list_user_import_jobs(UserPoolId=OTHER_POOL, MaxResults=60)["UserImportJobs"]
+
+    assert [job["CreationDate"] for job in jobs] == [START + 60 * n for n in range(10, 0, -1)]
+    assert [job["Status"] for job in jobs] == ["Created"] + ["Succeeded"] * 9
+    assert [job["JobName"] for job in jobs[-2:]] == [
+        "customers-import-0002",
+        "customers-import-0001",
+    ]
+    assert (jobs[1]["StartDate"], jobs[1]["CompletionDate"]) == (START + 550, START + 565)
+    assert (newest["Status"], newest["StartDate"]) == ("Pending", START + 610)
+    assert other == []
+
+
+def test_a_spawned_job_is_started_by_the_operator_unless_abandoned(
+    model: SimulatedCognito, clock: FakeClock
+) -> None:
+    started_id = model.spawn_job(POOL)
+    model.lifecycle = replace(LIFECYCLE, abandon_probability=1.0)
+    abandoned_id = model.spawn_job(POOL)
+    clock.set(START + 10)
+    model.advance()
+    at_ten = {job["JobId"]: job["Status"] for job in model.jobs(POOL)}
+    clock.set(START + 120)
+    model.advance()
+    at_expiry = {job["JobId"]: job["Status"] for job in model.jobs(POOL)}
+
+    assert at_ten == {started_id: "Pending", abandoned_id: "Created"}
+    assert at_expiry == {started_id: "Succeeded", abandoned_id: "Expired"}
+
+
+def test_the_same_seed_draws_the_same_jobs() -> None:
+    def drawn(seed: int) -> list[dict[str, object]]:
+        clock = FakeClock()
+        cognito = SimulatedCognito(clock, seed=seed, lifecycle=Lifecycle(new_job_every=30.0))
+        cognito.add_pool(POOL, "customers")
+        cognito.advance()
+        clock.set(START + 900)
+        cognito.advance()
+        return cognito.jobs(POOL)
+
+    first, again, other = drawn(11), drawn(11), drawn(12)
+
+    assert first == again
+    assert len(first) >= 20
+    assert {job["JobId"] for job in first}.isdisjoint(job["JobId"] for job in other)
+
+
+def test_history_stays_put_unless_live(model: SimulatedCognito, clock: FakeClock) -> None:
+    static_id = model.add_job(
+        POOL, name="old", status="InProgress", created=START - 100, imported=100, total_users=1000
+    )
+    live_id = model.add_job(
+        POOL,
+        name="moving",
+        status="InProgress",
+        created=START - 100,
+        imported=100,
+        total_users=1000,
+        live=True,
+    )
+    clock.set(START + 1)
+    model.advance()
+
+    assert progress(model.job(POOL, static_id)) == ("InProgress", 100, 0, 0)
+    assert progress(model.job(POOL, live_id)) == ("InProgress", 185, 10, 5)
+
+
+def test_set_job_changes_a_job_deep_in_history(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    history = add_history(model, POOL, 100)
+    target = history[80]
+    model.set_job(POOL, target, status="InProgress", completed=None, imported=5)
+    before = model.jobs(POOL)
+    clock.set(START + 50)
+    model.set_job(POOL, target, status="Succeeded", imported=900, skipped=4, failed=6)
+
+    listed = {str(job["JobId"]): wire_form(job) for job in all_jobs(client)}
+    after = listed[target]
+
+    assert progress(before[80]) == ("InProgress", 5, 1, 2)
+    assert "CompletionDate" not in before[80]
+    assert progress(after) == ("Succeeded", 900, 4, 6)
+    assert after["CompletionDate"] == START + 50
+    assert [listed[job_id] for job_id in history if job_id != target] == [
+        job for job in model.jobs(POOL) if job["JobId"] != target
+    ]
+    with pytest.raises(TypeError, match="unknown fields"):
+        model.set_job(POOL, target, colour="blue")
+
+
+# ----- the other operations -----
+
+
+def test_create_and_describe_validate_their_input(client: CognitoIdentityProviderClient) -> None:
+    create, describe = client.create_user_import_job, client.describe_user_import_job
+    bad_arn = partial(
+        create, UserPoolId=POOL, JobName="nightly", CloudWatchLogsRoleArn="not-an-arn-at-all"
+    )
+    bad_name = partial(create, UserPoolId=POOL, JobName="", CloudWatchLogsRoleArn=ROLE_ARN)
+    unknown_job = partial(describe, UserPoolId=POOL, JobId="import-DoesNotExist")
+    bad_job_id = partial(describe, UserPoolId=POOL, JobId="job-1")
+
+    assert error_of(bad_arn) == ("InvalidParameterException", 400)
+    assert error_of(bad_name) == ("InvalidParameterException", 400)
+    assert error_of(unknown_job) == ("ResourceNotFoundException", 400)
+    assert error_of(bad_job_id) == ("InvalidParameterException", 400)
+
+
+def test_created_jobs_have_import_ids_and_a_secret_url(
+    client: CognitoIdentityProviderClient,
+) -> None:
+    job = client.create_user_import_job(
+        UserPoolId=POOL, JobName="nightly", CloudWatchLogsRoleArn=ROLE_ARN
+    )["UserImportJob"]
+
+    assert job["JobId"].startswith("import-")
+    assert len(job["JobId"]) == len("import-") + 26
+    assert job["JobId"][7:].isalnum()
+    assert job["PreSignedUrl"].startswith("https://")
+    assert job["CloudWatchLogsRoleArn"] == ROLE_ARN
+    assert job["CreationDate"].timestamp() == START
+
+
+def test_list_user_pools_pages_in_creation_order(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    for n in range(3):
+        model.add_pool(f"eu-west-1_Extra{n}", f"extra-{n}")
+    pages: list[list[str]] = []
+    response = client.list_user_pools(MaxResults=2)
+    while True:
+        pages.append([pool["Id"] for pool in response["UserPools"]])
+        if "NextToken" not in response:
+            break
+        response = client.list_user_pools(MaxResults=2, NextToken=response["NextToken"])
+
+    assert pages == [
+        [POOL, OTHER_POOL],
+        ["eu-west-1_Extra0", "eu-west-1_Extra1"],
+        ["eu-west-1_Extra2"],
+    ]
+    assert response["UserPools"][0]["Status"] == "Enabled"
+    assert error_of(lambda: client.list_user_pools(MaxResults=0)) == (
+        "InvalidParameterException",
+        400,
+    )
+    assert error_of(lambda: client.list_user_pools(MaxResults=2, NextToken="nope")) == (
+        "InvalidParameterException",
+        400,
+    )
+
+
+def test_describe_user_pool_returns_name_arn_and_tags(
+    client: CognitoIdentityProviderClient,
+) -> None:
+    pool = client.describe_user_pool(UserPoolId=POOL)["UserPool"]
+
+    assert (pool["Id"], pool["Name"]) == (POOL, "customers")
+    assert pool["Arn"] == f"arn:aws:cognito-idp:eu-west-1:123456789012:userpool/{POOL}"
+    assert pool["UserPoolTags"] == {"team": "identity", "env": "prod"}
+    assert pool["CreationDate"].timestamp() == START
+    assert error_of(lambda: client.describe_user_pool(UserPoolId="eu-west-1_Nope")) == (
+        "ResourceNotFoundException",
+        400,
+    )
+
+
+# ----- faults -----
+
+
+def test_latency_delays_every_call_and_concurrent_calls_overlap(
+    model: SimulatedCognito, server: SimulatorServer, client: CognitoIdentityProviderClient
+) -> None:
+    client.describe_user_pool(UserPoolId=POOL)
+    model.faults.latency = 0.2
+    began = time.monotonic()
+    client.describe_user_pool(UserPoolId=POOL)
+    single = time.monotonic() - began
+
+    clients = [client_for(server.url) for _ in range(5)]
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(lambda c: c.describe_user_pool(UserPoolId=POOL), clients))
+    five_at_once = time.monotonic() - began
+
+    assert single >= 0.2
+    assert 0.2 <= five_at_once < 0.6
+
+
+def test_a_slow_pool_delays_only_its_own_calls(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    model.faults.slow_pools[POOL] = 0.3
+
+    def seconds_for(pool_id: str) -> float:
+        began = time.monotonic()
+        client.list_user_import_jobs(UserPoolId=pool_id, MaxResults=1)
+        return time.monotonic() - began
+
+    assert seconds_for(POOL) >= 0.3
+    assert seconds_for(OTHER_POOL) < 0.3
+
+
+def test_throttling_answers_the_configured_fraction(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    model.faults.throttle_rate = 0.25
+    outcomes: list[str] = []
+    for _ in range(400):
+        try:
+            client.list_user_import_jobs(UserPoolId=POOL, MaxResults=1)
+            outcomes.append("ok")
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+    model.faults.throttle_rate = 1.0
+    always = error_of(lambda: client.list_user_import_jobs(UserPoolId=POOL, MaxResults=1))
+
+    assert set(outcomes) == {"ok", "TooManyRequestsException"}
+    assert 70 <= outcomes.count("TooManyRequestsException") <= 130
+    assert model.calls["ListUserImportJobs"] == 401
+    assert always == ("TooManyRequestsException", 400)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("NotAuthorizedException", 400),
+        ("OperationNotEnabledException", 400),
+        ("InternalErrorException", 500),
+    ],
+)
+def test_a_failing_pool_answers_its_error_while_others_answer(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient, code: str, status: int
+) -> None:
+    add_history(model, OTHER_POOL, 3)
+    model.faults.failing_pools[POOL] = code
+
+    failing = error_of(lambda: client.list_user_import_jobs(UserPoolId=POOL, MaxResults=5))
+    healthy = client.list_user_import_jobs(UserPoolId=OTHER_POOL, MaxResults=5)
+
+    assert failing == (code, status)
+    assert len(healthy["UserImportJobs"]) == 3
+
+
+@pytest.mark.parametrize("mode", ["text", "empty", "truncated"])
+def test_a_garbage_body_reaches_botocore_as_an_empty_answer(
+    model: SimulatedCognito,
+    server: SimulatorServer,
+    client: CognitoIdentityProviderClient,
+    mode: GarbageMode,
+) -> None:
+    add_history(model, POOL, 3)
+    model.faults.garbage_pools.add(POOL)
+    model.faults.garbage_mode = mode
+
+    status, _, body = raw_post(
+        server.url, "ListUserImportJobs", json.dumps({"UserPoolId": POOL, "MaxResults": 5}).encode()
+    )
+    answer = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=5)
+
+    assert status == 200
+    with pytest.raises(ValueError):  # noqa: PT011 - json's own error type
+        json.loads(body)
+    assert set(answer) == {"ResponseMetadata"}
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_a_wrong_shape_body_makes_botocore_raise_a_plain_error(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    model.faults.garbage_pools.add(POOL)
+    model.faults.garbage_mode = "wrong_shape"
+
+    with pytest.raises(AttributeError):
+        client.list_user_import_jobs(UserPoolId=POOL, MaxResults=5)
+    assert len(client.list_user_import_jobs(UserPoolId=OTHER_POOL, MaxResults=5)) == 2
+
+
+def test_a_repeating_token_never_ends_the_listing(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    newest_first = add_history(model, POOL, 10)
+    model.faults.garbage_pools.add(POOL)
+    model.faults.garbage_mode = "repeat_token"
+
+    response = client.list_user_import_jobs(UserPoolId=POOL, MaxResults=2)
+    pages = [[job["JobId"] for job in response["UserImportJobs"]]]
+    tokens = [response["PaginationToken"]]
+    for _ in range(4):
+        response = client.list_user_import_jobs(
+            UserPoolId=POOL, MaxResults=2, PaginationToken=tokens[-1]
+        )
+        pages.append([job["JobId"] for job in response["UserImportJobs"]])
+        tokens.append(response["PaginationToken"])
+
+    assert pages == [newest_first[:2]] * 5
+    assert len(set(tokens)) == 1
+
+
+def test_clearing_faults_restores_normal_answers(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient
+) -> None:
+    model.faults.throttle_rate = 1.0
+    model.faults.failing_pools[POOL] = "InternalErrorException"
+    model.faults.garbage_pools.add(OTHER_POOL)
+    model.faults.clear()
+
+    assert client.list_user_import_jobs(UserPoolId=POOL, MaxResults=1)["UserImportJobs"] == []
+    assert client.list_user_import_jobs(UserPoolId=OTHER_POOL, MaxResults=1)["UserImportJobs"] == []
+
+
+# ----- accounting and the server -----
+
+
+def test_calls_are_counted_per_operation_and_pool_with_their_times(
+    model: SimulatedCognito, client: CognitoIdentityProviderClient, clock: FakeClock
+) -> None:
+    for n in range(3):
+        clock.set(START + n)
+        client.list_user_import_jobs(UserPoolId=POOL, MaxResults=1)
+    client.list_user_import_jobs(UserPoolId=OTHER_POOL, MaxResults=1)
+    client.describe_user_pool(UserPoolId=POOL)
+
+    counts = model.call_counts()
+    by_pool = model.pool_call_counts()
+    times = model.list_call_times()
+    model.reset_calls()
+
+    assert counts == {"ListUserImportJobs": 4, "DescribeUserPool": 1}
+    assert by_pool == {POOL: 3, OTHER_POOL: 1}
+    assert times == [START, START + 1, START + 2, START + 2]
+    assert (model.call_counts(), model.pool_call_counts(), model.list_call_times()) == ({}, {}, [])
+
+
+def test_a_stopped_server_refuses_connections(
+    server: SimulatorServer, client: CognitoIdentityProviderClient
+) -> None:
+    client.describe_user_pool(UserPoolId=POOL)
+    server.stop()
+
+    with pytest.raises(EndpointConnectionError):
+        client.describe_user_pool(UserPoolId=POOL)
+
+
+def test_the_background_ticker_advances_without_requests(
+    model: SimulatedCognito, clock: FakeClock
+) -> None:
+    job_id = model.create_job(POOL, "nightly")
+    clock.set(START + 120)
+    expired = threading.Event()
+
+    with SimulatorServer(model, tick_interval=0.01):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not expired.is_set():
+            if model.job(POOL, job_id)["Status"] == "Expired":
+                expired.set()
+            else:
+                expired.wait(0.01)
+
+    assert expired.is_set()
+    assert model.call_counts() == {}
+
+
+def test_the_split_of_users_never_shrinks_a_part() -> None:
+    splits = [split_users(count, 0.3, 0.25) for count in range(2000)]
+
+    assert all(sum(split) == count for count, split in enumerate(splits))
+    assert all(
+        all(later >= earlier for earlier, later in zip(before, after, strict=True))
+        for before, after in itertools.pairwise(splits)
+    )
+    assert splits[1000] == (450, 300, 250)
+    assert math.isclose(splits[1999][0] / 1999, 0.45, abs_tol=0.001)
