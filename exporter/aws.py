@@ -232,7 +232,9 @@ def _reject_non_json_success(response_dict: Mapping[str, Any], **_: Any) -> None
     """botocore reads a 200 answer whose body is not JSON as an empty result; refuse it."""
     if response_dict.get("status_code") != 200:
         return
-    body = response_dict.get("body") or b"{}"
+    body = response_dict.get("body") or b""
+    if not body.strip():
+        raise InvalidResponseError("the service answered with an empty body")
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -168,7 +168,11 @@ def test_cache_ttl_serves_a_recent_collection_and_says_so(
         ("InternalErrorException", "InternalError"),
         ("OperationNotEnabledException", "OperationNotEnabled"),
         ("TooManyRequestsException", "TooManyRequests"),
-        ("garbage", "InvalidResponse"),
+        ("garbage:text", "InvalidResponse"),
+        ("garbage:empty", "InvalidResponse"),
+        ("garbage:truncated", "InvalidResponse"),
+        ("garbage:wrong_shape", "InvalidResponse"),
+        ("garbage:repeat_token", "PaginationLoop"),
     ],
 )
 def test_a_failing_pool_is_isolated(
@@ -176,8 +180,9 @@ def test_a_failing_pool_is_isolated(
 ) -> None:
     _, app = exporter(config_for(endpoint))
     broken = POOLS[1]
-    if fault == "garbage":
+    if fault.startswith("garbage:"):
         model.faults.garbage_pools.add(broken)
+        model.faults.garbage_mode = fault.removeprefix("garbage:")  # type: ignore[assignment]
     else:
         model.faults.failing_pools[broken] = fault
     parsed = scrape(app)
