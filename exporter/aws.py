@@ -67,7 +67,7 @@ class ClientSettings:
     max_pool_connections: int = 16
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
-    max_attempts: int = 3
+    max_attempts: int = 5
     sts_region: str = DEFAULT_STS_REGION
 
 

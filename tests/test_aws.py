@@ -34,7 +34,7 @@ def test_client_config_sizes_the_pool_and_sets_retries_and_timeouts() -> None:
     config = factory.client(ClientKey("default", "eu-west-1", None)).meta.config
     assert config.max_pool_connections == 32
     assert config.read_timeout == 7.0
-    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
 
 
 def test_reload_keeps_clients_of_unchanged_credential_sets() -> None:
