@@ -51,7 +51,7 @@ def scrape_deadline(deadline: float) -> Iterator[None]:
 class ImportJobsCollector(Collector):
     def __init__(
         self,
-        current_scraper: Callable[[], Scraper],
+        current_scraper: Callable[[float], Scraper],
         default_timeout: Callable[[], float],
         cache_ttl: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
@@ -68,7 +68,7 @@ class ImportJobsCollector(Collector):
         deadline = _deadline.get()
         if deadline is None:
             deadline = self._clock() + self._default_timeout()
-        snapshot = self._current_scraper().collect(deadline)
+        snapshot = self._current_scraper(deadline).collect(deadline)
         return families(snapshot, self._help_suffix())
 
     def _help_suffix(self) -> str:

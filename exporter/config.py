@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import yaml
@@ -219,11 +219,63 @@ class PoolEntry(_Strict):
         return value
 
 
+class DiscoveryEntry(_Strict):
+    """Pools found with ListUserPools, filtered by tags, name and exclusions."""
+
+    region: str | None = None
+    credentials: str | None = None
+    endpoint_url: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    name_pattern: str | None = None
+    exclude: list[str] = Field(default_factory=list)
+    refresh_interval: Duration = 600.0
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        return _valid_region(value)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        return _valid_endpoint(value)
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _check_interval(cls, value: float) -> float:
+        if value < 10:
+            raise ValueError("refresh_interval must be at least 10s")
+        return value
+
+
+class ProbeSettings(_Strict):
+    allow_unlisted: bool = False
+    credentials: str | None = None
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> ProbeSettings:
+        if self.allow_unlisted and self.credentials is None:
+            raise ValueError("allow_unlisted needs a named credential set in credentials")
+        return self
+
+
 class _Document(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     credentials: dict[str, CredentialSet] = Field(default_factory=dict)
     scrape: Scrape = Field(default_factory=Scrape)
     pools: list[PoolEntry] = Field(default_factory=list)
+    discovery: list[DiscoveryEntry] = Field(default_factory=list)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
 
 
 def _valid_region(value: str | None) -> str | None:
@@ -253,11 +305,41 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class Discovery:
+    """One discovery entry with the defaults applied."""
+
+    region: str
+    credentials: str
+    endpoint_url: str | None
+    tags: tuple[tuple[str, str], ...]
+    name_pattern: str | None
+    exclude: frozenset[str]
+    refresh_interval: float
+
+
+@dataclass(frozen=True)
 class Config:
     credentials: Mapping[str, CredentialSet]
     scrape: Scrape
     pools: tuple[Pool, ...]
     defaults: Defaults
+    discovery: tuple[Discovery, ...] = ()
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+
+    def pool_for(self, pool_id: str, name: str | None = None, **overrides: Any) -> Pool:
+        """A pool not listed in the file, with the defaults applied (discovery, probes)."""
+        values: dict[str, Any] = {
+            "id": pool_id,
+            "name": name or pool_id,
+            "region": _region_from_pool_id(pool_id) or self.defaults.region or "",
+            "credentials": self.defaults.credentials,
+            "endpoint_url": self.defaults.endpoint_url,
+            "labels": (),
+            "page_size": self.defaults.page_size,
+            "max_pages": self.defaults.max_pages,
+        }
+        values.update(overrides)
+        return Pool(**values)
 
 
 def load(path: str) -> Config:
@@ -300,19 +382,15 @@ def _reference_problems(raw: Mapping[Any, Any]) -> list[str]:
     defined = set(credentials) if isinstance(credentials, Mapping) else set()
     defined.add(DEFAULT_CREDENTIALS)
     problems = []
-    defaults = raw.get("defaults")
-    if isinstance(defaults, Mapping):
-        name = defaults.get("credentials")
+    for where, entry in _credential_users(raw):
+        name = entry.get("credentials")
         if isinstance(name, str) and name not in defined:
-            problems.append(f'defaults.credentials: unknown credential set "{name}"')
+            problems.append(f'{where}.credentials: unknown credential set "{name}"')
     pools = raw.get("pools")
     seen: dict[str, int] = {}
     for index, entry in enumerate(pools if isinstance(pools, list) else []):
         if not isinstance(entry, Mapping):
             continue
-        name = entry.get("credentials")
-        if isinstance(name, str) and name not in defined:
-            problems.append(f'pools[{index}].credentials: unknown credential set "{name}"')
         pool_id = entry.get("id")
         if isinstance(pool_id, str):
             if pool_id in seen:
@@ -382,6 +460,43 @@ def _describe_validation_errors(error: ValidationError) -> list[str]:
     return problems
 
 
+def _credential_users(raw: Mapping[Any, Any]) -> list[tuple[str, Mapping[Any, Any]]]:
+    """Every place that names a credential set, with its path."""
+    users: list[tuple[str, Mapping[Any, Any]]] = []
+    for section in ("defaults", "probe"):
+        entry = raw.get(section)
+        if isinstance(entry, Mapping):
+            users.append((section, entry))
+    for section in ("pools", "discovery"):
+        entries = raw.get(section)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, Mapping):
+                users.append((f"{section}[{index}]", entry))
+    return users
+
+
+def _resolve_discovery(document: _Document, problems: list[str]) -> tuple[Discovery, ...]:
+    defaults = document.defaults
+    resolved = []
+    for index, entry in enumerate(document.discovery):
+        region = entry.region or defaults.region
+        if region is None:
+            problems.append(f"discovery[{index}].region: set region here or in defaults")
+            continue
+        resolved.append(
+            Discovery(
+                region=region,
+                credentials=entry.credentials or defaults.credentials,
+                endpoint_url=entry.endpoint_url or defaults.endpoint_url,
+                tags=tuple(sorted(entry.tags.items())),
+                name_pattern=entry.name_pattern,
+                exclude=frozenset(entry.exclude),
+                refresh_interval=entry.refresh_interval,
+            )
+        )
+    return tuple(resolved)
+
+
 def _resolve(document: _Document, problems: list[str]) -> Config:
     credentials = dict(document.credentials)
     credentials.setdefault(DEFAULT_CREDENTIALS, CredentialSet())
@@ -410,7 +525,12 @@ def _resolve(document: _Document, problems: list[str]) -> Config:
             )
         )
     return Config(
-        credentials=credentials, scrape=document.scrape, pools=tuple(pools), defaults=defaults
+        credentials=credentials,
+        scrape=document.scrape,
+        pools=tuple(pools),
+        defaults=defaults,
+        discovery=_resolve_discovery(document, problems),
+        probe=document.probe,
     )
 
 

@@ -94,6 +94,17 @@ RELOAD_TIMESTAMP = MetricSpec(
     (),
 )
 
+DISCOVERY_SUCCESS = MetricSpec(
+    f"{PREFIX}_discovery_success",
+    "Whether the last pool discovery in the region succeeded (1) or not (0).",
+    ("region",),
+)
+DISCOVERY_POOLS = MetricSpec(
+    f"{PREFIX}_discovery_pools",
+    "Pools the last good discovery found in the region.",
+    ("region",),
+)
+
 POOL_FAMILIES = (
     JOBS,
     USERS,
@@ -123,4 +134,13 @@ class ExporterMetrics:
         self.reload_success = Gauge(RELOAD_SUCCESS.name, RELOAD_SUCCESS.help, registry=registry)
         self.reload_timestamp = Gauge(
             RELOAD_TIMESTAMP.name, RELOAD_TIMESTAMP.help, registry=registry
+        )
+        self.discovery_success = Gauge(
+            DISCOVERY_SUCCESS.name,
+            DISCOVERY_SUCCESS.help,
+            DISCOVERY_SUCCESS.labels,
+            registry=registry,
+        )
+        self.discovery_pools = Gauge(
+            DISCOVERY_POOLS.name, DISCOVERY_POOLS.help, DISCOVERY_POOLS.labels, registry=registry
         )

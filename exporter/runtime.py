@@ -18,7 +18,8 @@ from exporter import __version__
 from exporter.attempts import AttemptGate
 from exporter.aws import ClientFactory, ClientSettings
 from exporter.collector import ImportJobsCollector
-from exporter.config import Config, ConfigError
+from exporter.config import Config, ConfigError, Pool
+from exporter.discovery import PoolDiscovery
 from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import BucketRegistry
 from exporter.scraper import Scraper
@@ -37,9 +38,10 @@ class Runtime:
         self._scraper: Scraper | None = None
         self._gate: AttemptGate | None = None
         self._factory: ClientFactory | None = None
+        self._discovery: PoolDiscovery | None = None
         self.registry.register(
             ImportJobsCollector(
-                current_scraper=lambda: self.scraper,
+                current_scraper=self.scraper_for,
                 default_timeout=lambda: self.config.scrape.timeout,
                 cache_ttl=lambda: self.config.scrape.cache_ttl,
             )
@@ -63,6 +65,21 @@ class Runtime:
             raise RuntimeError("no configuration loaded yet")
         return self._scraper
 
+    @property
+    def discovery(self) -> PoolDiscovery | None:
+        return self._discovery
+
+    def scraper_for(self, deadline: float) -> Scraper:
+        """The scraper to use now; right after start, waits (up to the deadline) for the
+        first discovery round so the first scrape does not answer with no pools."""
+        discovery = self._discovery
+        if discovery is not None:
+            discovery.wait_for_first_round(deadline - time.monotonic())
+        return self.scraper
+
+    def known_pool(self, pool_id: str) -> Pool | None:
+        return next((pool for pool in self.scraper.pools if pool.id == pool_id), None)
+
     def reload(self) -> bool:
         """Load the configuration again; on failure keep serving the old one."""
         try:
@@ -79,21 +96,23 @@ class Runtime:
 
     def apply(self, config: Config) -> None:
         with self._lock:
-            previous_scraper, previous_factory = self._scraper, self._factory
+            previous_factory, previous_discovery = self._factory, self._discovery
             gate = self._gate_for(config)
             factory = ClientFactory(config.credentials, _client_settings(config), observer=gate)
             if previous_factory is not None:
                 factory.keep_clients_from(previous_factory)
-            scraper = Scraper(
-                config.pools,
-                config.scrape,
-                factory,
-                self.metrics,
-                histories=previous_scraper.histories if previous_scraper is not None else None,
-            )
-            self._config, self._scraper, self._factory, self._gate = config, scraper, factory, gate
-        if previous_scraper is not None:
-            previous_scraper.close()
+            self._config, self._factory, self._gate = config, factory, gate
+            kept = previous_discovery.pools() if previous_discovery is not None else ()
+            self._use_pools(config, kept)
+            self._discovery = None
+            if config.discovery:
+                self._discovery = PoolDiscovery(
+                    config, factory, self.metrics, on_change=self._discovered
+                )
+        if previous_discovery is not None:
+            previous_discovery.stop()
+        if self._discovery is not None:
+            self._discovery.start()
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(time.time())
         log.info(
@@ -104,8 +123,42 @@ class Runtime:
         )
 
     def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.stop()
         if self._scraper is not None:
             self._scraper.close()
+
+    def _discovered(self, pools: tuple[Pool, ...]) -> None:
+        with self._lock:
+            if self._config is not None:
+                self._use_pools(self._config, pools)
+
+    def _use_pools(self, config: Config, discovered: tuple[Pool, ...]) -> None:
+        """Static pools, then discovered ones (a static entry wins for the same id); a new
+        scraper only when the set changed, keeping every pool's history."""
+        static_ids = {pool.id for pool in config.pools}
+        pools = config.pools + tuple(pool for pool in discovered if pool.id not in static_ids)
+        previous = self._scraper
+        if (
+            previous is not None
+            and previous.pools == pools
+            and previous.settings_match(config.scrape, self._factory)
+        ):
+            return
+        self._scraper = Scraper(
+            pools,
+            config.scrape,
+            self._factory_or_fail(),
+            self.metrics,
+            histories=previous.histories if previous is not None else None,
+        )
+        if previous is not None:
+            previous.close()
+
+    def _factory_or_fail(self) -> ClientFactory:
+        if self._factory is None:
+            raise RuntimeError("no clients yet")
+        return self._factory
 
     def _gate_for(self, config: Config) -> AttemptGate:
         previous = self._config

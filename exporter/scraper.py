@@ -13,8 +13,10 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
 
@@ -27,6 +29,8 @@ from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import DeadlineExceeded
 
 log = logging.getLogger("exporter.scraper")
+
+MAX_PROBED_POOLS = 1000
 
 
 @dataclass(frozen=True)
@@ -95,10 +99,14 @@ class Scraper:
         self._last_complete: Snapshot | None = None
         self._last: Snapshot | None = None
         self._last_errors: dict[str, str | None] = {}
+        self._probe_histories: OrderedDict[str, PoolHistory] = OrderedDict()
 
     @property
     def pools(self) -> tuple[Pool, ...]:
         return self._pools
+
+    def settings_match(self, scrape: Scrape, clients: ClientFactory | None) -> bool:
+        return self._scrape == scrape and self._clients is clients
 
     @property
     def histories(self) -> dict[str, PoolHistory]:
@@ -129,6 +137,34 @@ class Scraper:
             if snapshot.complete:
                 self._last_complete = snapshot
         return snapshot
+
+    def collect_one(self, pool: Pool, deadline: float) -> PoolResult:
+        """One pool alone, for /probe; not shared with other scrapes."""
+        future = self._executor.submit(self._collect_pool, pool, deadline)
+        try:
+            return future.result(timeout=max(0.0, deadline - self._clock()))
+        except FutureTimeout:
+            self._metrics.api_errors.labels(user_pool_id=pool.id, error_code="Timeout").inc()
+            return PoolResult(
+                pool=pool,
+                success=False,
+                duration=max(0.0, deadline - self._clock()),
+                error_code="Timeout",
+                error_message="not collected before the scrape deadline",
+            )
+
+    def _history(self, pool: Pool) -> PoolHistory:
+        history = self._histories.get(pool.id)
+        if history is not None:
+            return history
+        with self._lock:
+            history = self._probe_histories.pop(pool.id, None) or PoolHistory(
+                pool.id, self._scrape.max_jobs_per_pool, self._scrape.full_resync_interval
+            )
+            self._probe_histories[pool.id] = history
+            while len(self._probe_histories) > MAX_PROBED_POOLS:
+                self._probe_histories.popitem(last=False)
+            return history
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -180,7 +216,7 @@ class Scraper:
 
     def _collect_pool(self, pool: Pool, deadline: float) -> PoolResult:
         started = self._clock()
-        history = self._histories[pool.id]
+        history = self._history(pool)
         try:
             outcome = self._scan(pool, history, deadline)
         except Exception as error:  # any failure is this pool's alone

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import html
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.collector import scrape_deadline
+from exporter.collector import families, scrape_deadline
+from exporter.config import POOL_ID_PATTERN, Pool
 from exporter.runtime import Runtime
 from exporter.scraper import PoolResult, Snapshot
 
@@ -56,6 +61,8 @@ class ExporterApp:
             "/-/healthy": (READ_METHODS, self._healthy),
             "/-/ready": (READ_METHODS, self._ready),
             "/-/reload": (RELOAD_METHODS, self._reload),
+            "/probe": (READ_METHODS, self._probe),
+            "/sd": (READ_METHODS, self._service_discovery),
         }
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -88,6 +95,47 @@ class ExporterApp:
             )
             return body
 
+    def _probe(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._runtime.ready:
+            return _text(start_response, "503 Service Unavailable", "no configuration loaded\n")
+        targets = parse_qs(environ.get("QUERY_STRING", "")).get("target", [])
+        if len(targets) != 1:
+            return _text(start_response, "400 Bad Request", "give exactly one target=<pool id>\n")
+        target = targets[0]
+        if len(target) > 55 or not POOL_ID_PATTERN.match(target):
+            return _text(start_response, "400 Bad Request", "target is not a user pool id\n")
+        config = self._runtime.config
+        pool = self._runtime.known_pool(target)
+        if pool is None and config.probe.allow_unlisted and config.probe.credentials:
+            pool = config.pool_for(target, credentials=config.probe.credentials)
+        if pool is None:
+            return _text(
+                start_response,
+                "404 Not Found",
+                f"user pool {target} is neither configured nor discovered\n",
+            )
+        budget = scrape_budget(
+            environ.get(SCRAPE_TIMEOUT_HEADER), config.scrape.timeout, self._timeout_offset
+        )
+        result = self._runtime.scraper.collect_one(pool, self._clock() + budget)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(families(Snapshot((result,), self._clock(), True))))
+        body: Iterable[bytes] = make_wsgi_app(registry)(
+            dict(environ, REQUEST_METHOD="GET"), start_response
+        )
+        return body
+
+    def _service_discovery(
+        self, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        pools = self._runtime.scraper.pools if self._runtime.ready else ()
+        body = json.dumps(http_sd_targets(pools), indent=1).encode()
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
     def _healthy(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return _text(start_response, "200 OK", "Healthy\n")
 
@@ -112,6 +160,30 @@ class ExporterApp:
             [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))],
         )
         return [page]
+
+
+class _Families(Collector):
+    def __init__(self, built: list[Metric]) -> None:
+        self._built = built
+
+    def collect(self) -> Iterable[Metric]:
+        return self._built
+
+
+def http_sd_targets(pools: Iterable[Pool]) -> list[dict[str, Any]]:
+    """Prometheus HTTP service discovery: one target per pool, to be scraped via /probe."""
+    return [
+        {
+            "targets": [pool.id],
+            "labels": {
+                "user_pool_id": pool.id,
+                "user_pool_name": pool.name,
+                "region": pool.region,
+                **dict(pool.labels),
+            },
+        }
+        for pool in pools
+    ]
 
 
 def _text(

@@ -9,12 +9,16 @@ from exporter.server import ExporterApp
 
 
 def call(
-    app: ExporterApp, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    app: ExporterApp,
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    query: str = "",
 ) -> tuple[int, dict[str, str], bytes]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
-        "QUERY_STRING": "",
+        "QUERY_STRING": query,
         "wsgi.input": io.BytesIO(b""),
     }
     for name, value in (headers or {}).items():
