@@ -25,6 +25,16 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(ENV_PREFIX + name, default)
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds < 3600:
+        raise argparse.ArgumentTypeError("must be between 0 and 3600 seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cognito-import-exporter",
@@ -54,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.timeout-offset",
         dest="timeout_offset",
-        type=float,
-        default=float(_env("WEB_TIMEOUT_OFFSET", "0.5")),
+        type=_seconds,
+        default=_env("WEB_TIMEOUT_OFFSET", "0.5"),
         help="seconds subtracted from Prometheus' scrape timeout to answer in time",
     )
     parser.add_argument(
