@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -62,9 +61,10 @@ def outcome_of(text: str) -> Config | ConfigError:
     try:
         return load_text(text)
     except ConfigError as error:
-        assert error.problems
-        assert all(isinstance(problem, str) and problem for problem in error.problems)
-        return error
+        refused = error
+    assert refused.problems
+    assert all(isinstance(problem, str) and problem for problem in refused.problems)
+    return refused
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

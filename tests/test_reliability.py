@@ -59,7 +59,7 @@ pools:
 def post(url: str) -> int:
     request = urllib.request.Request(url, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
