@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from exporter import __version__
 from exporter.attempts import AttemptGate
@@ -27,6 +27,9 @@ from exporter.scraper import Scraper
 log = logging.getLogger("exporter.runtime")
 
 MAX_READ_TIMEOUT = 10.0
+
+# Counters' *_created series only add noise for an exporter that lives as long as its pod.
+disable_created_metrics()
 
 
 class Runtime:
