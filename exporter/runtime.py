@@ -29,7 +29,7 @@ log = logging.getLogger("exporter.runtime")
 MAX_READ_TIMEOUT = 10.0
 
 # Counters' *_created series only add noise for an exporter that lives as long as its pod.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Runtime:
