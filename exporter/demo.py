@@ -22,6 +22,9 @@ DEMO_POOLS = (
     ("us-east-1_Staff00333", "staff", 6),
     ("ap-southeast-2_Legacy4", "legacy-migration", 0),
 )
+# Configured but absent from the endpoint, like a pool deleted without updating the config:
+# the demo shows one failing pool beside exact ones.
+RETIRED_POOL = ("eu-west-1_Retired99", "retired")
 DEMO_LIFECYCLE = Lifecycle(
     expire_after=45.0,
     pending_seconds=3.0,
@@ -108,10 +111,15 @@ def _add_finished_job(
     )
 
 
+def configured_demo_pools() -> dict[str, str]:
+    """Every pool the demo's config lists, id -> name."""
+    return {pool_id: name for pool_id, name, _ in DEMO_POOLS} | dict([RETIRED_POOL])
+
+
 def demo_config(endpoint_url: str) -> Config:
     pools = "\n".join(
         f"  - {{id: {pool_id}, name: {name}, labels: {{environment: demo}}}}"
-        for pool_id, name, _ in DEMO_POOLS
+        for pool_id, name in configured_demo_pools().items()
     )
     return load_text(
         f"""
@@ -139,7 +147,8 @@ def run_demo(listen_address: str, timeout_offset: float) -> int:
     def announce() -> None:
         print(
             f"Demo: simulated Cognito user pools at {endpoint} "
-            f"({len(DEMO_POOLS)} pools, jobs moving through their lifecycle).\n"
+            f"({len(DEMO_POOLS)} pools, jobs moving through their lifecycle; "
+            f"{RETIRED_POOL[0]} is configured but gone, to show a failing pool).\n"
             f"Metrics:     http://{shown_host}:{port}/metrics\n"
             f"Status page: http://{shown_host}:{port}/\n"
             "Press Ctrl-C to stop.",

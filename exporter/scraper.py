@@ -290,7 +290,8 @@ class Scraper:
 def _log_changes(pool: Pool, changes: Sequence[StatusChange]) -> None:
     for change in changes:
         job = change.job
-        level = logging.WARNING if job.status == "Failed" or job.failed else logging.INFO
+        worrying = job.status == "Failed" or (job.terminal and job.failed > 0)
+        level = logging.WARNING if worrying else logging.INFO
         log.log(
             level,
             "import job status changed",

@@ -55,9 +55,11 @@ def test_status_page_renders_pools_and_recent_jobs(tmp_path: Path) -> None:
             "eu-west-1_Partn3rs22",
             "us-east-1_Staff00333",
             "ap-southeast-2_Legacy4",
+            "eu-west-1_Retired99",
         ]
     )
     assert dom.count('<td class="ok">ok in') == 4
+    assert '<td class="fail">failed</td><td>ResourceNotFound: ' in dom
     job_rows = re.findall(r"<tr><td>(customers|partners|staff|legacy-migration)</td>", dom)
     assert len(job_rows) >= 4
     image = Image.open(screenshot).convert("L")

@@ -1,0 +1,585 @@
+"""The Grafana dashboard, checked as Grafana would load it and run against a real Prometheus.
+
+Prometheus scrapes the exporter's demo (a simulated Cognito with a few pools whose jobs move
+through their lifecycle) every second; every query of every panel then has to succeed and return
+data, with the dashboard variables substituted the way Grafana substitutes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from exporter.demo import RETIRED_POOL, configured_demo_pools
+from tests.tools import free_port, require_tool
+
+REPO = Path(__file__).resolve().parent.parent
+DASHBOARD_FILE = REPO / "grafana" / "cognito-import-jobs.json"
+PROVISIONING_DIR = REPO / "grafana" / "provisioning"
+
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+DASHBOARD_UID = "cognito-import-jobs"
+PANEL_COUNT = 18
+TARGET_COUNT = 24
+
+SCRAPE_INTERVAL_SECONDS = 1
+# Grafana's built-in intervals for a data source whose scrape interval is 1s: $__interval is the
+# query step (at least the scrape interval) and $__rate_interval is
+# max($__interval + scrape interval, 4 * scrape interval).
+GRAFANA_INTERVALS = {
+    "__interval": "1s",
+    "__interval_ms": "1000",
+    "__rate_interval": "4s",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
+# rate() over $__rate_interval needs at least two samples in the window; wait for a few more.
+SCRAPES_BEFORE_QUERYING = 6
+RANGE_QUERY_SECONDS = 30
+STARTUP_DEADLINE_SECONDS = 60.0
+DATA_DEADLINE_SECONDS = 90.0
+
+RECENT_JOBS_COLUMNS = [
+    "Pool",
+    "Job name",
+    "Job ID",
+    "Status",
+    "Created",
+    "Started",
+    "Completed",
+    "Imported",
+    "Skipped",
+    "Failed",
+]
+# The matrix's columns, in lifecycle order.
+JOB_STATUSES = [
+    "Created",
+    "Pending",
+    "InProgress",
+    "Stopping",
+    "Stopped",
+    "Expired",
+    "Failed",
+    "Succeeded",
+]
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    panel: str
+    ref_id: str
+    expr: str
+    instant: bool
+
+
+def load_dashboard() -> Json:
+    dashboard: Json = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    return dashboard
+
+
+def all_panels(dashboard: Json) -> list[Json]:
+    """Every panel, including those nested in collapsed rows."""
+    panels: list[Json] = []
+    for panel in dashboard["panels"]:
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    return panels
+
+
+def data_panels(dashboard: Json) -> list[Json]:
+    return [panel for panel in all_panels(dashboard) if panel["type"] != "row"]
+
+
+def panel_queries(dashboard: Json) -> list[PanelQuery]:
+    return [
+        PanelQuery(
+            panel=panel["title"],
+            ref_id=target["refId"],
+            expr=target["expr"],
+            instant=bool(target.get("instant")) and not target.get("range"),
+        )
+        for panel in data_panels(dashboard)
+        for target in panel["targets"]
+    ]
+
+
+def template_variable(dashboard: Json, name: str) -> Json:
+    for variable in dashboard["templating"]["list"]:
+        if variable["name"] == name:
+            found: Json = variable
+            return found
+    raise AssertionError(f"the dashboard has no ${name} variable")
+
+
+def variable_query(variable: Json) -> str:
+    query = variable["query"]
+    text: str = query["query"] if isinstance(query, dict) else query
+    return text
+
+
+def prometheus_regex_alternation(values: list[str]) -> str:
+    """What Grafana puts in a PromQL regex matcher for a multi-value variable: (a|b|c).
+
+    Regex metacharacters are escaped with a backslash, itself escaped for the PromQL string.
+    """
+    escaped = [re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value) for value in values]
+    return "(" + "|".join(escaped) + ")"
+
+
+def interpolate(expr: str, variables: dict[str, str]) -> str:
+    """Substitute $name and ${name} the way Grafana does; an unknown variable is an error."""
+
+    def value_of(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in variables:
+            raise AssertionError(f"unknown variable ${name} in {expr!r}")
+        return variables[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value_of, expr)
+
+
+def grafana_series_text(series: Json) -> str:
+    """The text Grafana's query_result() gives the variable regex for one series.
+
+    Labels come in Prometheus' (alphabetical) order: name{a="1",b="2"} value timestamp_ms.
+    """
+    metric = dict(series["metric"])
+    name = metric.pop("__name__", "")
+    labels = ",".join(f'{key}="{value}"' for key, value in metric.items())
+    timestamp, value = series["value"]
+    return f"{name}{{{labels}}} {value} {int(float(timestamp) * 1000)}"
+
+
+def python_regex(grafana_regex: str) -> re.Pattern[str]:
+    """A Grafana /pattern/ (JavaScript syntax, named groups as (?<name>...)) for Python."""
+    match = re.fullmatch(r"/(.*)/([a-z]*)", grafana_regex, flags=re.DOTALL)
+    assert match is not None, f"variable regex {grafana_regex!r} is not in /pattern/ form"
+    flags = re.IGNORECASE if "i" in match.group(2) else 0
+    return re.compile(match.group(1).replace("(?<", "(?P<"), flags)
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, expr: str, at: float | None = None) -> Json:
+        params: dict[str, str | float] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        response = requests.get(f"{self.url}/api/v1/query", params=params, timeout=10)
+        body: Json = response.json()
+        return body
+
+    def query_range(self, expr: str, seconds: float) -> Json:
+        end = time.time()
+        params: dict[str, str | float] = {
+            "query": expr,
+            "start": end - seconds,
+            "end": end,
+            "step": SCRAPE_INTERVAL_SECONDS,
+        }
+        response = requests.get(f"{self.url}/api/v1/query_range", params=params, timeout=10)
+        body: Json = response.json()
+        return body
+
+    def scrape_health(self) -> list[tuple[str, str]]:
+        """(health, last error) of each scrape target, to explain a missing scrape."""
+        targets = requests.get(f"{self.url}/api/v1/targets", timeout=10).json()
+        return [(t["health"], t["lastError"]) for t in targets["data"]["activeTargets"]]
+
+    def vector(self, expr: str, at: float | None = None) -> list[Json]:
+        body = self.query(expr, at)
+        assert body["status"] == "success", f"{expr}: {body.get('error')}"
+        result: list[Json] = body["data"]["result"]
+        return result
+
+
+def eventually(check: Callable[[], bool], deadline_seconds: float) -> bool:
+    """Poll check until it holds or the deadline passes; whether it held."""
+    deadline = time.monotonic() + deadline_seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def serves(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def alive(process: subprocess.Popen[bytes], name: str, log: Path) -> None:
+    if process.poll() is not None:
+        raise AssertionError(
+            f"{name} exited with {process.returncode}:\n{log.read_text(errors='replace')}"
+        )
+
+
+@pytest.fixture(scope="module")
+def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    address = f"127.0.0.1:{free_port()}"
+    log = tmp_path_factory.mktemp("exporter") / "exporter.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", address],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def ready() -> bool:
+            alive(process, "the exporter", log)
+            return serves(f"http://{address}/metrics")
+
+        assert eventually(ready, STARTUP_DEADLINE_SECONDS), (
+            f"the demo did not serve /metrics:\n{log.read_text(errors='replace')}"
+        )
+        yield address
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    exporter_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    binary = require_tool("prometheus")
+    workdir = tmp_path_factory.mktemp("prometheus")
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {
+                    "scrape_interval": f"{SCRAPE_INTERVAL_SECONDS}s",
+                    "scrape_timeout": f"{SCRAPE_INTERVAL_SECONDS}s",
+                },
+                "scrape_configs": [
+                    {
+                        "job_name": "cognito-import-exporter",
+                        "static_configs": [{"targets": [exporter_address]}],
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    address = f"127.0.0.1:{free_port()}"
+    log = workdir / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address={address}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        server = Prometheus(f"http://{address}")
+
+        def ready() -> bool:
+            alive(process, "prometheus", log)
+            return serves(f"{server.url}/-/ready")
+
+        assert eventually(ready, STARTUP_DEADLINE_SECONDS), (
+            f"prometheus did not become ready:\n{log.read_text(errors='replace')}"
+        )
+
+        def scraped_enough() -> bool:
+            alive(process, "prometheus", log)
+            samples = server.vector("count_over_time(cognito_user_import_exporter_build_info[1m])")
+            return bool(samples) and float(samples[0]["value"][1]) >= SCRAPES_BEFORE_QUERYING
+
+        assert eventually(scraped_enough, STARTUP_DEADLINE_SECONDS), (
+            f"prometheus did not scrape the exporter {SCRAPES_BEFORE_QUERYING} times: "
+            f"{server.scrape_health()}"
+        )
+        yield server
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def pools(prometheus: Prometheus) -> dict[str, str]:
+    """user_pool_id -> user_pool_name of every pool the exporter reports."""
+    return {
+        series["metric"]["user_pool_id"]: series["metric"]["user_pool_name"]
+        for series in prometheus.vector("cognito_user_import_pool_info")
+    }
+
+
+@pytest.fixture(scope="module")
+def variables(pools: dict[str, str]) -> dict[str, str]:
+    """The dashboard's variables with every pool selected, plus Grafana's built-ins."""
+    return {**GRAFANA_INTERVALS, "pool": prometheus_regex_alternation(sorted(pools))}
+
+
+def walk(node: object) -> Iterator[tuple[str, object]]:
+    """Every (key, value) pair of every object nested in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def columns_after_transformations(panel: Json, results: dict[str, list[Json]]) -> list[str]:
+    """The columns a table panel shows, from Prometheus' results per refId.
+
+    Follows what Grafana does: an instant query in table format gives one frame with a Time
+    column, one column per label and the value ("Value #<refId>" when the panel has several
+    queries); then the panel's transformations apply in order.
+    """
+    several = len(panel["targets"]) > 1
+    frames: list[dict[str, list[object]]] = []
+    for target in panel["targets"]:
+        rows = results[target["refId"]]
+        value_column = f"Value #{target['refId']}" if several else "Value"
+        labels = sorted({key for row in rows for key in row["metric"] if key != "__name__"})
+        frame: dict[str, list[object]] = {"Time": [row["value"][0] for row in rows]}
+        for label in labels:
+            frame[label] = [row["metric"].get(label) for row in rows]
+        frame[value_column] = [row["value"][1] for row in rows]
+        frames.append(frame)
+
+    for transformation in panel.get("transformations", []):
+        options = transformation["options"]
+        if transformation["id"] == "merge":
+            merged: dict[str, list[object]] = {}
+            for frame in frames:
+                for column, values in frame.items():
+                    merged.setdefault(column, []).extend(values)
+            frames = [merged]
+        elif transformation["id"] == "groupingToMatrix":
+            assert len(frames) == 1, "groupingToMatrix works on a single frame"
+            (frame,) = frames
+            row, column, value = options["rowField"], options["columnField"], options["valueField"]
+            assert {row, column, value} <= set(frame), f"{panel['title']}: {options}"
+            matrix: dict[str, list[object]] = {f"{row}\\{column}": list(dict.fromkeys(frame[row]))}
+            for name in dict.fromkeys(frame[column]):
+                matrix[str(name)] = []
+            frames = [matrix]
+        elif transformation["id"] == "organize":
+            assert len(frames) == 1, "organize is applied after the frames are merged"
+            (frame,) = frames
+            for option in ("excludeByName", "indexByName", "renameByName"):
+                unknown = set(options.get(option, {})) - set(frame)
+                assert not unknown, f"{panel['title']}: {option} names missing columns {unknown}"
+            order = options.get("indexByName", {})
+            shown = sorted(
+                (column for column in frame if not options.get("excludeByName", {}).get(column)),
+                key=lambda column: order.get(column, len(order)),
+            )
+            renames = options.get("renameByName", {})
+            frames = [{renames.get(column, column): frame[column] for column in shown}]
+        else:
+            raise AssertionError(f"{panel['title']}: transformation {transformation['id']} unknown")
+    return [column for frame in frames for column in frame]
+
+
+def panel_named(dashboard: Json, title: str) -> Json:
+    for panel in data_panels(dashboard):
+        if panel["title"] == title:
+            return panel
+    raise AssertionError(f"no panel {title!r}")
+
+
+def run_targets(
+    panel: Json, prometheus: Prometheus, variables: dict[str, str]
+) -> dict[str, list[Json]]:
+    """Each target's result, all evaluated at one instant as Grafana does.
+
+    The instant lies two scrape intervals back, so that no scrape is still being ingested and
+    every query sees the same scrape.
+    """
+    at = time.time() - 2 * SCRAPE_INTERVAL_SECONDS
+    return {
+        target["refId"]: prometheus.vector(interpolate(target["expr"], variables), at)
+        for target in panel["targets"]
+    }
+
+
+def test_dashboard_has_no_fixed_datasource_or_id() -> None:
+    dashboard = load_dashboard()
+
+    assert dashboard["id"] is None
+    assert dashboard["uid"] == DASHBOARD_UID
+    assert dashboard["schemaVersion"] == 39
+    datasource = template_variable(dashboard, "datasource")
+    assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
+
+    body = {key: value for key, value in dashboard.items() if key != "uid"}
+    references = [value for key, value in walk(body) if key == "datasource"]
+    uids = [value for key, value in walk(body) if key == "uid"]
+    # One reference per panel, one per target and one for the pool variable, all ${datasource}.
+    assert len(data_panels(dashboard)) == PANEL_COUNT
+    assert len(panel_queries(dashboard)) == TARGET_COUNT
+    assert references == [DATASOURCE_REF] * (PANEL_COUNT + TARGET_COUNT + 1)
+    assert uids == ["${datasource}"] * (PANEL_COUNT + TARGET_COUNT + 1)
+    for panel in data_panels(dashboard):
+        assert panel["datasource"] == DATASOURCE_REF, panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE_REF, (panel["title"], target["refId"])
+
+
+def test_panels_are_described_and_do_not_overlap() -> None:
+    dashboard = load_dashboard()
+    panels = all_panels(dashboard)
+
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    undescribed = [
+        panel["title"] for panel in data_panels(dashboard) if not panel.get("description")
+    ]
+    assert undescribed == []
+    occupied: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in occupied, f"{panel['title']} overlaps {occupied[(x, y)]}"
+                occupied[(x, y)] = panel["title"]
+    assert [panel["title"] for panel in panels if panel["type"] == "row"] == [
+        "Overview",
+        "Import jobs",
+        "Users",
+        "Recent jobs",
+        "Exporter health",
+    ]
+
+
+def test_provisioning_points_grafana_at_the_dashboard_folder() -> None:
+    dashboards = yaml.safe_load((PROVISIONING_DIR / "dashboards.yaml").read_text(encoding="utf-8"))
+    datasources = yaml.safe_load(
+        (PROVISIONING_DIR / "datasources.yaml").read_text(encoding="utf-8")
+    )
+
+    assert dashboards["apiVersion"] == 1
+    (provider,) = dashboards["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/cognito-import-exporter"
+    assert datasources["apiVersion"] == 1
+    (source,) = datasources["datasources"]
+    assert (source["type"], source["access"]) == ("prometheus", "proxy")
+    assert source["jsonData"]["timeInterval"] == "60s"
+
+
+def test_every_panel_query_returns_data(prometheus: Prometheus, variables: dict[str, str]) -> None:
+    queries = panel_queries(load_dashboard())
+    errors: dict[str, str] = {}
+    empty: list[str] = []
+
+    def all_return_data() -> bool:
+        empty.clear()
+        for query in queries:
+            expr = interpolate(query.expr, variables)
+            # A time series panel runs its queries over the time range as well.
+            answers = {"instant": prometheus.query(expr)}
+            if not query.instant:
+                answers["range"] = prometheus.query_range(expr, RANGE_QUERY_SECONDS)
+            for kind, body in answers.items():
+                name = f"{query.panel} [{query.ref_id}] {kind}"
+                if body["status"] != "success":
+                    errors[name] = str(body.get("error"))
+                elif not body["data"]["result"]:
+                    empty.append(name)
+        return bool(errors) or not empty
+
+    eventually(all_return_data, DATA_DEADLINE_SECONDS)  # what stayed empty is asserted below
+    assert len(queries) == TARGET_COUNT
+    assert errors == {}
+    assert empty == []
+
+
+def test_pool_variable_lists_every_pool_by_name(
+    prometheus: Prometheus, pools: dict[str, str]
+) -> None:
+    variable = template_variable(load_dashboard(), "pool")
+    query = variable_query(variable)
+    match = re.fullmatch(r"query_result\((.*)\)", query, flags=re.DOTALL)
+    assert match is not None, query
+    pattern = python_regex(variable["regex"])
+
+    options: dict[str, str] = {}
+    for series in prometheus.vector(match.group(1)):
+        found = pattern.search(grafana_series_text(series))
+        assert found is not None, grafana_series_text(series)
+        options[found.group("value")] = found.group("text")
+
+    scraped = {
+        s["metric"]["user_pool_id"] for s in prometheus.vector("cognito_user_import_scrape_success")
+    }
+    assert (variable["multi"], variable["includeAll"]) == (True, True)
+    assert variable["datasource"] == DATASOURCE_REF
+    assert variable["definition"] == query
+    assert options == pools == configured_demo_pools()
+    assert set(options) == scraped
+
+
+def test_recent_jobs_table_shows_every_column_for_every_job(
+    prometheus: Prometheus, variables: dict[str, str]
+) -> None:
+    panel = panel_named(load_dashboard(), "Recent jobs")
+    results = run_targets(panel, prometheus, variables)
+
+    def jobs(ref_id: str) -> set[tuple[str, str]]:
+        return {(r["metric"]["user_pool_id"], r["metric"]["job_id"]) for r in results[ref_id]}
+
+    assert columns_after_transformations(panel, results) == RECENT_JOBS_COLUMNS
+    listed = jobs("A")
+    assert listed
+    # Every listed job has a creation time and user counts; start and completion are optional.
+    assert [jobs(ref) == listed for ref in "BEFG"] == [True] * 4
+    assert jobs("C") <= listed
+    assert jobs("D") <= listed
+
+
+def test_jobs_by_status_matrix_has_a_row_per_pool_and_a_column_per_status(
+    prometheus: Prometheus, variables: dict[str, str], pools: dict[str, str]
+) -> None:
+    panel = panel_named(load_dashboard(), "Jobs by status per pool")
+    results = run_targets(panel, prometheus, variables)
+
+    assert columns_after_transformations(panel, results) == ["Pool", *JOB_STATUSES]
+    rows = sorted({r["metric"]["pool"] for r in results["A"]})
+    collected = {
+        s["metric"]["user_pool_id"]
+        for s in prometheus.vector("cognito_user_import_scrape_success == 1")
+    }
+    # a pool that fails to collect has no job counts, so no row
+    assert RETIRED_POOL[0] not in collected
+    assert rows == sorted(
+        f"{name} / {pool_id}" for pool_id, name in pools.items() if pool_id in collected
+    )
