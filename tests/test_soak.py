@@ -85,10 +85,14 @@ pools:
         assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
         expected = truth_statuses(model, pool_id)
         for status in STATUSES:
-            assert value(
-                parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status
-            ) == expected[status]
+            assert (
+                value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
+                == expected[status]
+            )
         for outcome, total in truth_users(model, pool_id).items():
-            assert value(
-                parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
-            ) == total
+            assert (
+                value(
+                    parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
+                )
+                == total
+            )
