@@ -54,6 +54,13 @@ class AttemptGate:
         self._pool_buckets = pool_buckets
         self._clock = clock
 
+    def set_rates(self, account_rate: float, pool_rate: float) -> None:
+        """New limits (a reload); buckets whose rate did not change keep their state."""
+        if account_rate != self._account_buckets.rate:
+            self._account_buckets = BucketRegistry(account_rate, self._clock)
+        if pool_rate != self._pool_buckets.rate:
+            self._pool_buckets = BucketRegistry(pool_rate, self._clock)
+
     def before_attempt(self, operation: str) -> None:
         scope = _scope.get()
         if scope is not None:

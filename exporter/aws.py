@@ -31,6 +31,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import JSONParser, ResponseParserFactory
 from botocore.utils import parse_timestamp
 
 from exporter import __version__
@@ -160,7 +161,6 @@ class ClientFactory:
             config=client_config,
         )
         events = client.meta.events
-        events.register(f"before-parse.{SERVICE_EVENT_ID}", _reject_non_json_success)
         if self._observer is not None:
             events.register(
                 f"request-created.{SERVICE_EVENT_ID}",
@@ -189,9 +189,7 @@ class ClientFactory:
 
 def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
     session = botocore.session.Session(profile=credential_set.profile)
-    session.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=epoch_seconds
-    )
+    session.register_component("response_parser_factory", _ParserFactory())
     if credential_set.access_key_id is not None and credential_set.secret_access_key is not None:
         session.set_credentials(
             credential_set.access_key_id,
@@ -228,19 +226,39 @@ def _use_assumed_role(
     resolver.insert_before("env", _StaticProvider(refreshable))
 
 
-def _reject_non_json_success(response_dict: Mapping[str, Any], **_: Any) -> None:
-    """botocore reads a 200 answer whose body is not JSON as an empty result; refuse it."""
-    if response_dict.get("status_code") != 200:
-        return
-    body = response_dict.get("body") or b""
+class _StrictJSONParser(JSONParser):
+    """botocore's JSON parser reads a successful answer whose body is not JSON as an empty
+    result, which would look like a pool with no jobs; this one refuses it, decoding once."""
+
+    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
+        # botocore's type stubs leave out the parser's internals that this override builds on
+        parent: Any = super()
+        if shape is None or shape.event_stream_name:
+            result: dict[str, Any] = parent._do_parse(response, shape)
+            return result
+        this: Any = self
+        parsed: dict[str, Any] = this._parse_shape(shape, _json_object(response["body"]))
+        this._inject_response_metadata(parsed, response["headers"])
+        return parsed
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise InvalidResponseError("the service answered with an empty body")
     try:
-        parsed = json.loads(body)
+        decoded = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidResponseError("the service answered with a body that is not JSON") from None
-    if not isinstance(parsed, dict):
+    if not isinstance(decoded, dict):
         raise InvalidResponseError("the service answered with JSON that is not an object")
+    return decoded
+
+
+class _ParserFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "json":
+            return _StrictJSONParser(timestamp_parser=epoch_seconds)
+        return super().create_parser(protocol_name)
 
 
 def _before_attempt(observer: AttemptObserver, event_name: str, **_: Any) -> None:

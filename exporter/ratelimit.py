@@ -1,15 +1,21 @@
 """Request-rate limits shared by every scrape: one bucket per account+region, one per pool.
 
-Each bucket spaces requests evenly (generic cell rate algorithm with no burst), so any
-one-second window holds at most `rate` requests. A caller that would have to wait past
-its deadline is refused at once instead of queueing.
+Each bucket spaces requests evenly (no burst) and also keeps the moments its last requests
+actually left: a request waits until at most `rate` others left in the past window. The window
+is a little longer than a second because a request is sent a few milliseconds after it leaves
+the bucket, and the service counts arrivals, not permissions. A caller that would have to wait
+past its deadline is refused at once instead of queueing.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
+
+WINDOW_SECONDS = 1.05
 
 
 class DeadlineExceeded(Exception):
@@ -26,26 +32,36 @@ class TokenBucket:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._interval = 1.0 / rate
+        self._per_window = max(1, math.floor(rate))
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = 0.0
+        self._departures: deque[float] = deque(maxlen=self._per_window)
 
     def acquire(self, deadline: float) -> None:
-        """Wait for this caller's slot; raise DeadlineExceeded if it comes after the deadline."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_slot)
-            if slot > deadline:
-                raise DeadlineExceeded("rate limit: no request slot before the deadline")
-            self._next_slot = slot + self._interval
-        if slot > now:
+        """Wait for this caller's turn; raise DeadlineExceeded if it comes after the deadline."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                slot = max(now, self._next_slot, self._window_opens())
+                if slot > deadline:
+                    raise DeadlineExceeded("rate limit: no request slot before the deadline")
+                if slot <= now:
+                    self._next_slot = now + self._interval
+                    self._departures.append(now)
+                    return
             self._sleep(slot - now)
 
     def back_off(self, seconds: float) -> None:
         """Push every later slot back, so all callers slow down together after throttling."""
         with self._lock:
             self._next_slot = max(self._next_slot, self._clock() + seconds)
+
+    def _window_opens(self) -> float:
+        if len(self._departures) < self._per_window:
+            return 0.0
+        return self._departures[0] + WINDOW_SECONDS
 
 
 class BucketRegistry:
@@ -57,7 +73,7 @@ class BucketRegistry:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._rate = rate
+        self.rate = rate
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -67,6 +83,6 @@ class BucketRegistry:
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = TokenBucket(self._rate, self._clock, self._sleep)
+                bucket = TokenBucket(self.rate, self._clock, self._sleep)
                 self._buckets[key] = bucket
             return bucket

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from exporter import __version__
 from exporter.attempts import AttemptGate
-from exporter.aws import ClientFactory, ClientSettings
+from exporter.aws import ClientFactory, ClientKey, ClientSettings
 from exporter.collector import ImportJobsCollector
 from exporter.config import Config, ConfigError, Pool
 from exporter.discovery import PoolDiscovery
@@ -148,10 +148,14 @@ class Runtime:
             and previous.settings_match(config.scrape, self._factory)
         ):
             return
+        factory = self._factory_or_fail()
+        for pool in pools:
+            # built now, not inside the first scrape where every worker would wait for it
+            factory.client(ClientKey(pool.credentials, pool.region, pool.endpoint_url))
         self._scraper = Scraper(
             pools,
             config.scrape,
-            self._factory_or_fail(),
+            factory,
             self.metrics,
             histories=previous.histories if previous is not None else None,
         )
@@ -164,19 +168,18 @@ class Runtime:
         return self._factory
 
     def _gate_for(self, config: Config) -> AttemptGate:
-        previous = self._config
-        if (
-            self._gate is not None
-            and previous is not None
-            and previous.scrape.requests_per_second == config.scrape.requests_per_second
-            and previous.scrape.pool_requests_per_second == config.scrape.pool_requests_per_second
-        ):
-            return self._gate
-        return AttemptGate(
-            self.metrics,
-            account_buckets=BucketRegistry(config.scrape.requests_per_second),
-            pool_buckets=BucketRegistry(config.scrape.pool_requests_per_second),
-        )
+        """One gate for the life of the process: the clients' hooks point at it, so clients
+        survive reloads; a reload only changes its rates."""
+        rates = (config.scrape.requests_per_second, config.scrape.pool_requests_per_second)
+        if self._gate is None:
+            self._gate = AttemptGate(
+                self.metrics,
+                account_buckets=BucketRegistry(rates[0]),
+                pool_buckets=BucketRegistry(rates[1]),
+            )
+        else:
+            self._gate.set_rates(*rates)
+        return self._gate
 
 
 def _client_settings(config: Config) -> ClientSettings:

@@ -9,6 +9,8 @@ What Python's ssl module cannot do is refused at load with a message saying so, 
 accepted and ignored:
 - `client_auth_type` RequestClientCert and RequireAnyClientCert (OpenSSL verifies every
   client certificate it receives; only the verifying types can be honoured),
+- TLS10 and TLS11 as `min_version` or `max_version` (deprecated in Python, refused by
+  OpenSSL 3 at its default security level),
 - TLS 1.3 names in `cipher_suites` (TLS 1.3 suites are not configurable, as in Go),
 - more than one entry in `curve_preferences` (the ssl module sets a single curve),
 - inline `cert` and `key` (the ssl module loads certificates and keys from files only).
@@ -16,7 +18,8 @@ accepted and ignored:
 
 `load_web_config()` returns a frozen `WebConfig`; `protect()` applies basic auth, the rate
 limit and the response headers of the current one to every request, and
-`TlsHypercornConfig` makes hypercorn serve TLS with its `ssl_context`.
+`TlsHypercornConfig` makes hypercorn serve TLS with the current one's `ssl_context` for
+every new connection.
 """
 
 from __future__ import annotations
@@ -128,6 +131,11 @@ def _one_of(names: Iterable[str]) -> str:
 def _check_tls_version(value: str) -> str:
     if value not in TLS_VERSIONS:
         raise ValueError(f'"{value}" is not one of {_one_of(TLS_VERSIONS)}')
+    if TLS_VERSIONS[value] < ssl.TLSVersion.TLSv1_2:
+        raise ValueError(
+            f"{value} cannot be honoured: Python's ssl module deprecates TLS 1.0 and 1.1 and "
+            "OpenSSL 3 refuses them at its default security level; use TLS12 or TLS13"
+        )
     return value
 
 
@@ -396,11 +404,14 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
         return WebConfig()
     if not isinstance(raw, dict):
         raise WebConfigError([f"{source}: the top level must be a mapping of keys"])
+    problems: list[str] = []
     try:
         document = _Document.model_validate(raw)
     except ValidationError as error:
-        raise WebConfigError(_describe_validation_errors(error)) from None
-    problems: list[str] = []
+        problems += _describe_validation_errors(error)
+        # Check what else can be checked: the sections that are valid so far.
+        failed = {item["loc"][0] for item in error.errors()}
+        document = _Document.model_validate({k: v for k, v in raw.items() if k not in failed})
     http = document.http_server_config or _HttpServer()
     headers = _response_headers(http.headers or {}, problems)
     basic_auth = _basic_auth(document.basic_auth_users or {}, problems)
@@ -446,8 +457,9 @@ def _describe_validation_errors(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
         location = item["loc"]
-        if location and location[-1] == "[key]":
-            problems.append(f"{_format_path(location[:-1], key=True)}: keys must be strings")
+        if item["type"] == "invalid_key" or (location and location[-1] == "[key]"):
+            key_path = location if item["type"] == "invalid_key" else location[:-1]
+            problems.append(f"{_format_path(key_path, key=True)}: keys must be strings")
             continue
         message = _TYPE_MESSAGES.get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
         problems.append(f"{_format_path(location)}: {message}")
@@ -604,7 +616,7 @@ def _check_tls_combinations(tls: _TlsServer, problems: list[str]) -> None:
 
 
 def _resolve(base_dir: str, path: str) -> str:
-    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+    return os.path.normpath(os.path.join(base_dir, path))
 
 
 def _check_readable(where: str, path: str, problems: list[str]) -> None:
@@ -817,23 +829,77 @@ def _refuse(
     return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
-class TlsHypercornConfig(HypercornConfig):
-    """Hypercorn settings that serve TLS with a web config's `ssl_context` (plain HTTP when
-    it has none). Hypercorn asks for the context once, when it starts listening."""
+class FollowingSSLContext(ssl.SSLContext):
+    """A server context that hands every new connection to the TLS context of the web config
+    in force at that moment, so a reload changes certificates, client CAs, client_auth_type,
+    versions, ciphers and ALPN for new connections, as the toolkit's re-reading of its file
+    on every handshake does. Servers built on asyncio or trio (hypercorn) create connections
+    with `wrap_bio()`, the one method followed.
 
-    def __init__(self, web: WebConfig) -> None:
-        self.web = web
+    A server that listens with TLS keeps doing so: if a reload turns TLS off, the last TLS
+    context stays in use (with a warning), since a listening socket cannot change protocol.
+    """
+
+    current: Callable[[], WebConfig]
+    last: ssl.SSLContext
+    warned: bool
 
     @classmethod
-    def from_config(cls, base: HypercornConfig, web: WebConfig) -> TlsHypercornConfig:
-        """A copy of `base` (every setting made on it) serving `web`'s TLS."""
-        config = cls(web)
-        config.__dict__.update({k: v for k, v in vars(base).items() if k != "web"})
+    def following(
+        cls, current: Callable[[], WebConfig], initial: ssl.SSLContext
+    ) -> FollowingSSLContext:
+        context = cls(ssl.PROTOCOL_TLS_SERVER)
+        context.current = current
+        context.last = initial
+        context.warned = False
+        return context
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        context = self.current().ssl_context
+        if context is not None:
+            self.last, self.warned = context, False
+        elif not self.warned:
+            self.warned = True
+            log.warning(
+                "the web config no longer sets up TLS; "
+                "TLS stays on with the previous settings until a restart"
+            )
+        return self.last.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+
+class TlsHypercornConfig(HypercornConfig):
+    """Hypercorn settings serving TLS when the web config at start has a TLS context, and
+    plain HTTP otherwise. Hypercorn asks for the context once, when it starts listening; the
+    context it gets follows `current` for every new connection (`FollowingSSLContext`)."""
+
+    def __init__(self, current: Callable[[], WebConfig]) -> None:
+        super().__init__()
+        self.current_web_config = current
+
+    @classmethod
+    def from_config(
+        cls, base: HypercornConfig, current: Callable[[], WebConfig]
+    ) -> TlsHypercornConfig:
+        """A copy of `base` (every setting made on it) serving `current`'s TLS."""
+        config = cls(current)
+        config.__dict__.update(
+            {key: value for key, value in vars(base).items() if key != "current_web_config"}
+        )
         return config
 
     @property
     def ssl_enabled(self) -> bool:
-        return self.web.ssl_context is not None
+        return self.current_web_config().ssl_context is not None
 
     def create_ssl_context(self) -> ssl.SSLContext | None:
-        return self.web.ssl_context
+        initial = self.current_web_config().ssl_context
+        if initial is None:
+            return None
+        return FollowingSSLContext.following(self.current_web_config, initial)

@@ -18,6 +18,7 @@ from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import BucketRegistry
 from exporter.scraper import Scraper
 from exporter.simulator import SimulatedCognito
+from tests.clocks import SteppingClock
 from tests.simulated import NOW, populate, serving
 
 GOLDEN = Path(__file__).parent / "testdata" / "golden.prom"
@@ -54,8 +55,12 @@ pools:
         def frozen() -> float:
             return 0.0
 
+        limiter_time = SteppingClock()
         gate = AttemptGate(
-            metrics, BucketRegistry(1000, frozen), BucketRegistry(1000, frozen), clock=frozen
+            metrics,
+            BucketRegistry(1000, limiter_time.now, limiter_time.sleep),
+            BucketRegistry(1000, limiter_time.now, limiter_time.sleep),
+            clock=frozen,
         )
         factory = ClientFactory(config.credentials, ClientSettings(), observer=gate)
         scraper = Scraper(
