@@ -1,0 +1,1067 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+import requests
+import trustme
+from cryptography.hazmat.primitives import serialization
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from exporter.webconfig import (
+    BasicAuth,
+    FollowingSSLContext,
+    RateLimit,
+    TlsHypercornConfig,
+    WebConfig,
+    WebConfigError,
+    WsgiApp,
+    load_web_config,
+    protect,
+)
+from tests.tools import free_port
+
+PASSWORD = "correct horse"
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+OTHER_HASH = bcrypt.hashpw(b"other password", bcrypt.gensalt(5)).decode()
+
+
+@dataclass(frozen=True)
+class Pki:
+    dir: Path
+    ca: str
+    client: str
+    other_san_client: str
+    foreign_client: str
+    foreign_ca: str
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA, a server certificate for 127.0.0.1 and client certificates, in one folder."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca, foreign_ca = trustme.CA(), trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    foreign_ca.cert_pem.write_to_path(str(folder / "foreign-ca.pem"))
+    servers = {
+        "server": ca.issue_cert("127.0.0.1", "localhost"),
+        "rotated": foreign_ca.issue_cert("127.0.0.1"),
+    }
+    for name, leaf in servers.items():
+        for blob in leaf.cert_chain_pems:
+            blob.write_to_path(str(folder / f"{name}.pem"), append=True)
+        leaf.private_key_pem.write_to_path(str(folder / f"{name}.key"))
+    server = servers["server"]
+    ca.issue_cert("elsewhere.example").private_key_pem.write_to_path(str(folder / "other.key"))
+    key = serialization.load_pem_private_key(server.private_key_pem.bytes(), password=None)
+    (folder / "encrypted.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    (folder / "garbage.pem").write_text("not a certificate\n")
+    clients = {
+        "client.pem": ca.issue_cert("scraper.example"),
+        "other-san-client.pem": ca.issue_cert("intruder.example"),
+        "foreign-client.pem": foreign_ca.issue_cert("scraper.example"),
+    }
+    for name, cert in clients.items():
+        cert.private_key_and_cert_chain_pem.write_to_path(str(folder / name))
+    return Pki(
+        dir=folder,
+        ca=str(folder / "ca.pem"),
+        client=str(folder / "client.pem"),
+        other_san_client=str(folder / "other-san-client.pem"),
+        foreign_client=str(folder / "foreign-client.pem"),
+        foreign_ca=str(folder / "foreign-ca.pem"),
+    )
+
+
+def web_config(pki: Pki, name: str, text: str) -> WebConfig:
+    path = pki.dir / f"{name}.yml"
+    path.write_text(text)
+    return load_web_config(str(path))
+
+
+TLS = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+
+BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
+    (
+        "unknown_keys",
+        TLS + "  ciphers: [RC4]\nauth_excluded_paths: [/metrics]\n",
+        ["tls_server_config.ciphers: unknown key", "auth_excluded_paths: unknown key"],
+    ),
+    (
+        "bad_min_version",
+        TLS + "  min_version: TLS14\n",
+        ['tls_server_config.min_version: "TLS14" is not one of TLS10, TLS11, TLS12, TLS13'],
+    ),
+    (
+        "old_tls_version",
+        TLS + "  min_version: TLS10\n  max_version: TLS11\n",
+        [
+            f"tls_server_config.{key}: {value} cannot be honoured: Python's ssl module "
+            "deprecates TLS 1.0 and 1.1 and OpenSSL 3 refuses them at its default security "
+            "level; use TLS12 or TLS13"
+            for key, value in (("min_version", "TLS10"), ("max_version", "TLS11"))
+        ],
+    ),
+    (
+        "non_string_keys",
+        "1: x\ntls_server_config:\n  2: y\n",
+        ["tls_server_config.2: keys must be strings", "1: keys must be strings"],
+    ),
+    (
+        "problems_in_every_section",
+        "http_server_config:\n  http2: 'yes'\n"
+        "basic_auth_users:\n  'bob:ops': " + HASH + "\n"
+        "rate_limit:\n  interval: 1m\n  burst: 0\n"
+        "tls_server_config:\n  cert_file: server.pem\n",
+        [
+            "http_server_config.http2: expected true or false",
+            "basic_auth_users.bob:ops: a user name cannot contain ':'",
+            "rate_limit.burst: must be at least 1 when interval is set "
+            "(with 0 every request would be refused)",
+            "tls_server_config.key_file: required to serve TLS",
+        ],
+    ),
+    (
+        "min_above_max",
+        TLS + "  min_version: TLS13\n  max_version: TLS12\n",
+        ["tls_server_config.max_version: TLS12 is lower than min_version TLS13"],
+    ),
+    (
+        "missing_cert_file",
+        "tls_server_config:\n  cert_file: missing.pem\n  key_file: server.key\n",
+        ["tls_server_config.cert_file: cannot read {dir}/missing.pem: No such file or directory"],
+    ),
+    (
+        "no_key_file",
+        "tls_server_config:\n  cert_file: server.pem\n",
+        ["tls_server_config.key_file: required to serve TLS"],
+    ),
+    (
+        "tls_section_without_certificate",
+        "tls_server_config:\n  min_version: TLS13\n",
+        [
+            "tls_server_config.cert_file: required to serve TLS",
+            "tls_server_config.key_file: required to serve TLS",
+        ],
+    ),
+    (
+        "verify_without_client_ca",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n",
+        [
+            "tls_server_config.client_ca_file: required with client_auth_type "
+            "RequireAndVerifyClientCert (the CA that signs client certificates)"
+        ],
+    ),
+    (
+        "client_ca_without_client_auth",
+        TLS + "  client_ca_file: ca.pem\n",
+        [
+            "tls_server_config.client_auth_type: a client CA is set but client_auth_type is "
+            "NoClientCert; use RequireAndVerifyClientCert"
+        ],
+    ),
+    (
+        "unverified_client_auth",
+        TLS + "  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.pem\n",
+        [
+            "tls_server_config.client_auth_type: RequireAnyClientCert cannot be honoured: "
+            "Python's ssl module verifies every client certificate it asks for; use "
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+        ],
+    ),
+    (
+        "unknown_client_auth",
+        TLS + "  client_auth_type: Always\n",
+        [
+            'tls_server_config.client_auth_type: "Always" is not one of NoClientCert, '
+            "VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+        ],
+    ),
+    (
+        "sans_without_required_client_cert",
+        TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n"
+        "  client_allowed_sans: [scraper.example]\n",
+        [
+            "tls_server_config.client_allowed_sans: needs client_auth_type "
+            "RequireAndVerifyClientCert, so every client has a certificate to match"
+        ],
+    ),
+    (
+        "empty_sans",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+        "  client_allowed_sans: []\n",
+        [
+            "tls_server_config.client_allowed_sans: an empty list would refuse every client; "
+            "list at least one SAN or remove the key"
+        ],
+    ),
+    (
+        "cipher_suites",
+        TLS + "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_RC4_128_SHA,"
+        " TLS_AES_128_GCM_SHA256]\n",
+        [
+            'tls_server_config.cipher_suites[1]: unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA"'
+            "; use one of TLS_RSA_WITH_AES_128_CBC_SHA, TLS_RSA_WITH_AES_256_CBC_SHA, "
+            "TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384, "
+            "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, "
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, "
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, "
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            "tls_server_config.cipher_suites[2]: TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite; "
+            "TLS 1.3 suites cannot be configured, cipher_suites applies to TLS 1.2 and below",
+        ],
+    ),
+    (
+        "curves",
+        TLS + "  curve_preferences: [CurveP256, X448]\n",
+        [
+            'tls_server_config.curve_preferences[1]: unknown curve "X448"; '
+            "use one of CurveP256, CurveP384, CurveP521, X25519"
+        ],
+    ),
+    (
+        "two_curves",
+        TLS + "  curve_preferences: [CurveP256, X25519]\n",
+        [
+            "tls_server_config.curve_preferences: Python's ssl module can limit the key "
+            "exchange to one curve only; list one"
+        ],
+    ),
+    (
+        "inline_cert_and_key",
+        "tls_server_config:\n  cert: '-----BEGIN CERTIFICATE-----'\n"
+        "  key: '-----BEGIN PRIVATE KEY----- MIIEvQIBADANBg'\n",
+        [
+            "tls_server_config.cert: inline certificates are not supported; "
+            "put the certificate in a file and set cert_file",
+            "tls_server_config.key: inline keys are not supported; put the key in a file "
+            "readable only by the exporter and set key_file",
+        ],
+    ),
+    (
+        "key_of_another_certificate",
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: other.key\n",
+        [
+            "tls_server_config.key_file: the key in {dir}/other.key does not belong to "
+            "the certificate in {dir}/server.pem"
+        ],
+    ),
+    (
+        "not_a_certificate",
+        "tls_server_config:\n  cert_file: garbage.pem\n  key_file: server.key\n",
+        ["tls_server_config.cert_file: no PEM certificate in {dir}/garbage.pem"],
+    ),
+    (
+        "not_a_key",
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: garbage.pem\n",
+        ["tls_server_config.key_file: no PEM private key in {dir}/garbage.pem"],
+    ),
+    (
+        "encrypted_key",
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: encrypted.key\n",
+        [
+            "tls_server_config.key_file: {dir}/encrypted.key is encrypted with a passphrase, "
+            "which is not supported; store the key unencrypted, readable only by the exporter"
+        ],
+    ),
+    (
+        "client_ca_twice",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+        "  client_ca: '-----BEGIN CERTIFICATE-----'\n",
+        ["tls_server_config.client_ca: give either client_ca or client_ca_file"],
+    ),
+    (
+        "inline_client_ca_not_pem",
+        TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca: nonsense\n",
+        ["tls_server_config.client_ca: not PEM certificates"],
+    ),
+    (
+        "client_ca_without_certificates",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: garbage.pem\n",
+        ["tls_server_config.client_ca_file: no PEM certificate in {dir}/garbage.pem"],
+    ),
+    (
+        "http2_not_a_boolean",
+        "http_server_config:\n  http2: 'yes'\n",
+        ["http_server_config.http2: expected true or false"],
+    ),
+    (
+        "header_names_and_values",
+        "http_server_config:\n  headers:\n    Server: exporter\n"
+        "    X-Frame-Options: allow\n"
+        "    Content-Security-Policy: \"default-src 'self'\\r\\nX: y\"\n",
+        [
+            "http_server_config.headers.Server: this header cannot be set; use one of "
+            "Content-Security-Policy, Strict-Transport-Security, X-Content-Type-Options, "
+            "X-Frame-Options, X-XSS-Protection",
+            'http_server_config.headers.X-Frame-Options: "allow" is not one of deny, sameorigin',
+            "http_server_config.headers.Content-Security-Policy: a header value must be "
+            "printable ASCII on one line",
+        ],
+    ),
+    (
+        "users",
+        "basic_auth_users:\n  alice: plain-text-password\n  bob:bob: "
+        + HASH
+        + "\n  7: "
+        + HASH
+        + "\n",
+        [
+            "basic_auth_users.alice: not a bcrypt hash (it should look like $2y$10$ followed by "
+            """53 characters; make one with: htpasswd -nBC 10 "" | tr -d ':\\n')""",
+            "basic_auth_users.7: keys must be strings",
+        ],
+    ),
+    (
+        "user_name_with_colon",
+        "basic_auth_users:\n  'bob:ops': " + HASH + "\n",
+        ["basic_auth_users.bob:ops: a user name cannot contain ':'"],
+    ),
+    (
+        "duplicate_user",
+        "basic_auth_users:\n  alice: " + HASH + "\n  alice: " + OTHER_HASH + "\n",
+        ['{file}: not valid YAML: line 3, column 3: duplicate key "alice"'],
+    ),
+    (
+        "rate_limit",
+        "rate_limit:\n  interval: 1s\n  burst: 0\n",
+        [
+            "rate_limit.burst: must be at least 1 when interval is set "
+            "(with 0 every request would be refused)"
+        ],
+    ),
+    (
+        "rate_limit_types",
+        "rate_limit:\n  interval: soon\n  burst: true\n",
+        [
+            'rate_limit.interval: invalid duration "soon": use a number of seconds or '
+            "units ms, s, m, h, d",
+            "rate_limit.burst: expected a whole number",
+        ],
+    ),
+    (
+        "not_yaml",
+        "tls_server_config: [\n",
+        [
+            "{file}: not valid YAML: line 2, column 1: "
+            "expected the node content, but found '<stream end>'"
+        ],
+    ),
+    ("top_level_list", "- a\n", ["{file}: the top level must be a mapping of keys"]),
+    (
+        "wrong_section_types",
+        "tls_server_config: [a]\nbasic_auth_users: alice\n",
+        [
+            "tls_server_config: expected a mapping of keys",
+            "basic_auth_users: expected a mapping of keys",
+        ],
+    ),
+    (
+        "several_tls_problems",
+        "tls_server_config:\n  cert_file: nowhere.pem\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+        "  client_allowed_sans: [scraper.example]\n  cipher_suites: "
+        "[TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n",
+        ["tls_server_config.cert_file: cannot read {dir}/nowhere.pem: No such file or directory"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"), BAD_CONFIGS, ids=[case[0] for case in BAD_CONFIGS]
+)
+def test_bad_web_config_reports_every_problem_with_its_path(
+    pki: Pki, name: str, text: str, expected: list[str]
+) -> None:
+    path = pki.dir / f"{name}.yml"
+    path.write_text(text)
+    with pytest.raises(WebConfigError) as raised:
+        load_web_config(str(path))
+    assert raised.value.problems == [line.format(dir=pki.dir, file=path) for line in expected]
+
+
+def test_problems_never_show_hashes_or_keys(pki: Pki) -> None:
+    path = pki.dir / "secrets.yml"
+    path.write_text(
+        "tls_server_config:\n  key: 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC'\n"
+        "basic_auth_users:\n  alice: 'plain-text-password'\n  bob: 42\n"
+    )
+    with pytest.raises(WebConfigError) as raised:
+        load_web_config(str(path))
+    text = str(raised.value)
+    assert "plain-text-password" not in text
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in text
+    assert "42" not in text
+    assert raised.value.__cause__ is None
+    assert raised.value.problems == [
+        "basic_auth_users.alice: not a bcrypt hash (it should look like $2y$10$ followed by "
+        """53 characters; make one with: htpasswd -nBC 10 "" | tr -d ':\\n')""",
+        "basic_auth_users.bob: expected a string",
+        "tls_server_config.key: inline keys are not supported; put the key in a file "
+        "readable only by the exporter and set key_file",
+        "tls_server_config.cert_file: required to serve TLS",
+    ]
+
+
+def test_no_file_or_an_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
+    empty = tmp_path / "web.yml"
+    empty.write_text("# nothing yet\n")
+    for path in (None, "", str(empty)):
+        assert load_web_config(path) == WebConfig()
+    assert WebConfig().log_fields() == {
+        "tls": False,
+        "http2": False,
+        "client_auth_type": "NoClientCert",
+        "basic_auth_users": 0,
+        "rate_limit": "off",
+    }
+
+
+def test_a_missing_web_config_file_is_one_problem(tmp_path: Path) -> None:
+    with pytest.raises(WebConfigError) as raised:
+        load_web_config(str(tmp_path / "web.yml"))
+    assert raised.value.problems == [f"{tmp_path}/web.yml: cannot read: No such file or directory"]
+
+
+def test_full_config_loads_with_paths_relative_to_its_folder(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    web = web_config(
+        pki,
+        "full",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+        "  min_version: TLS13\n  prefer_server_cipher_suites: false\n"
+        "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n"
+        "    Content-Security-Policy: ''\n    Strict-Transport-Security: max-age=31536000\n"
+        f"basic_auth_users:\n  alice: {HASH}\n  bob: {OTHER_HASH}\n"
+        "rate_limit:\n  interval: 500ms\n  burst: 20\n",
+    )
+    context = web.ssl_context
+    assert context is not None
+    assert (context.minimum_version, context.maximum_version) == (
+        ssl.TLSVersion.TLSv1_3,
+        ssl.TLSVersion.TLSv1_3,
+    )
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert not context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    assert context.get_ca_certs(binary_form=True) == [
+        ssl.PEM_cert_to_DER_cert(Path(pki.ca).read_text())
+    ]
+    assert web.headers == (
+        ("X-Frame-Options", "deny"),
+        ("Strict-Transport-Security", "max-age=31536000"),
+    )
+    assert web.basic_auth is not None
+    assert web.basic_auth.users == ("alice", "bob")
+    assert web.rate_limit == RateLimit(interval=0.5, burst=20)
+    assert web.log_fields() == {
+        "tls": True,
+        "http2": False,
+        "client_auth_type": "RequireAndVerifyClientCert",
+        "basic_auth_users": 2,
+        "rate_limit": "20/0.5s",
+    }
+    assert HASH not in repr(web)
+
+
+def test_inline_client_ca_is_loaded(pki: Pki) -> None:
+    pem = Path(pki.ca).read_text()
+    indented = "".join(f"    {line}\n" for line in pem.splitlines())
+    web = web_config(
+        pki,
+        "inline-ca",
+        TLS + f"  client_auth_type: VerifyClientCertIfGiven\n  client_ca: |\n{indented}",
+    )
+    assert web.ssl_context is not None
+    assert web.ssl_context.verify_mode == ssl.CERT_OPTIONAL
+    assert web.ssl_context.get_ca_certs(binary_form=True) == [ssl.PEM_cert_to_DER_cert(pem)]
+
+
+def test_defaults_follow_the_toolkit(pki: Pki) -> None:
+    web = web_config(pki, "defaults", TLS)
+    context = web.ssl_context
+    assert context is not None
+    assert (context.minimum_version, context.maximum_version) == (
+        ssl.TLSVersion.TLSv1_2,
+        ssl.TLSVersion.TLSv1_3,
+    )
+    assert context.verify_mode == ssl.CERT_NONE
+    assert context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    assert (web.http2, web.headers, web.basic_auth, web.rate_limit) == (True, (), None, None)
+
+
+def test_a_zero_rate_limit_interval_means_no_limit(pki: Pki) -> None:
+    web = web_config(pki, "no_rate_limit", "rate_limit:\n  interval: 0s\n  burst: 0\n")
+    assert web.rate_limit is None
+
+
+# --- BasicAuth -----------------------------------------------------------------------
+
+
+def basic(user: str | bytes, password: str | bytes) -> str:
+    raw = (user.encode() if isinstance(user, str) else user) + b":"
+    raw += password.encode() if isinstance(password, str) else password
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+@pytest.fixture
+def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
+    calls: list[tuple[bytes, bytes]] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append((password, hashed))
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    return calls
+
+
+def test_basic_auth_accepts_the_right_password_only(bcrypt_calls: list[Any]) -> None:
+    auth = BasicAuth({"alice": HASH})
+    assert auth.check(basic("alice", PASSWORD)) is True
+    assert auth.check(basic("alice", "wrong")) is False
+    assert auth.check(basic("mallory", PASSWORD)) is False
+    assert auth.check("basic " + basic("alice", PASSWORD).split(" ")[1]) is True
+    assert len(bcrypt_calls) == 3
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"alice-without-colon").decode(),
+        basic(b"\xff\xfe", PASSWORD),
+        "Basic d\u00e9j\u00e0vu",
+        "Digest username=alice",
+    ],
+    ids=[
+        "none",
+        "empty",
+        "bearer",
+        "no-credentials",
+        "bad-base64",
+        "no-colon",
+        "non-utf8-user",
+        "non-ascii",
+        "digest",
+    ],
+)
+def test_malformed_authorization_headers_are_refused_without_bcrypt(
+    header: str | None, bcrypt_calls: list[Any]
+) -> None:
+    assert BasicAuth({"alice": HASH}).check(header) is False
+    assert bcrypt_calls == []
+
+
+def test_success_is_cached_and_failure_never_is(bcrypt_calls: list[Any]) -> None:
+    auth = BasicAuth({"alice": HASH})
+    assert [auth.check(basic("alice", PASSWORD)) for _ in range(3)] == [True, True, True]
+    assert len(bcrypt_calls) == 1
+    assert [auth.check(basic("alice", "wrong")) for _ in range(3)] == [False, False, False]
+    assert len(bcrypt_calls) == 4
+
+
+def test_the_cache_keeps_the_most_recent_successes(bcrypt_calls: list[Any]) -> None:
+    auth = BasicAuth({"alice": HASH, "bob": HASH, "carol": HASH}, cache_size=2)
+    for user in ("alice", "bob", "alice", "carol"):
+        assert auth.check(basic(user, PASSWORD)) is True
+    assert [password for password, _ in bcrypt_calls] == [PASSWORD.encode()] * 3
+    assert auth.check(basic("alice", PASSWORD)) is True
+    assert auth.check(basic("carol", PASSWORD)) is True
+    assert len(bcrypt_calls) == 3
+    assert auth.check(basic("bob", PASSWORD)) is True
+    assert len(bcrypt_calls) == 4
+
+
+def test_unknown_users_cost_a_bcrypt_check_against_the_costliest_hash(
+    bcrypt_calls: list[Any],
+) -> None:
+    auth = BasicAuth({"alice": HASH, "bob": OTHER_HASH})
+    assert auth.check(basic("mallory", "other password")) is False
+    assert auth.check(basic("mallory", "other password")) is False
+    assert bcrypt_calls == [(b"other password", OTHER_HASH.encode())] * 2
+
+
+def test_bcrypt_reads_the_first_72_bytes_as_htpasswd_does() -> None:
+    long_password = "p" * 72 + "-and-more"
+    auth = BasicAuth({"alice": bcrypt.hashpw(b"p" * 72, bcrypt.gensalt(4)).decode()})
+    assert auth.check(basic("alice", long_password)) is True
+    assert auth.check(basic("alice", "p" * 71)) is False
+
+
+def test_basic_auth_repr_names_users_only() -> None:
+    assert repr(BasicAuth({"alice": HASH})) == "BasicAuth(users=['alice'])"
+
+
+def test_concurrent_checks_agree(bcrypt_calls: list[Any]) -> None:
+    auth = BasicAuth({"alice": HASH})
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def check(password: str) -> None:
+        outcome = auth.check(basic("alice", password))
+        with lock:
+            results.append(outcome)
+
+    threads = [
+        threading.Thread(target=check, args=(PASSWORD if n % 2 else "wrong",)) for n in range(16)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 8 + [True] * 8
+
+
+# --- protect() in process ---------------------------------------------------------------
+
+
+def call(
+    app: WsgiApp, path: str = "/metrics", method: str = "GET", authorization: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "wsgi.input": io.BytesIO(b""),
+    }
+    if authorization is not None:
+        environ["HTTP_AUTHORIZATION"] = authorization
+    status: list[str] = []
+    headers: list[tuple[str, str]] = []
+
+    def start_response(line: str, pairs: list[tuple[str, str]], exc_info: Any = None) -> None:
+        status.append(line)
+        headers.extend(pairs)
+
+    body = b"".join(app(environ, start_response))
+    return int(status[0].split()[0]), headers, body
+
+
+class Recorder:
+    """A WSGI app that answers "ok" and counts its calls."""
+
+    def __init__(self, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.paths: list[str] = []
+        self.headers = list(headers)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        self.paths.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain"), *self.headers])
+        return [b"ok\n"]
+
+
+AUTH_AND_HEADER = WebConfig(
+    basic_auth=BasicAuth({"alice": HASH}), headers=(("X-Frame-Options", "deny"),)
+)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/", "/-/healthy", "/-/ready", "/-/reload", "/x"])
+def test_every_path_needs_credentials(path: str) -> None:
+    app = Recorder()
+    status, headers, body = call(protect(app, lambda: AUTH_AND_HEADER), path)
+    assert (status, body) == (401, b"Unauthorized\n")
+    assert headers == [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", "13"),
+        ("WWW-Authenticate", "Basic"),
+        ("X-Frame-Options", "deny"),
+    ]
+    assert app.paths == []
+
+
+def test_right_credentials_reach_the_app_with_the_configured_headers() -> None:
+    app = Recorder()
+    protected = protect(app, lambda: AUTH_AND_HEADER)
+    assert call(protected, authorization=basic("alice", PASSWORD)) == (
+        200,
+        [("Content-Type", "text/plain"), ("X-Frame-Options", "deny")],
+        b"ok\n",
+    )
+    assert call(protected, authorization=basic("alice", "nope"))[0] == 401
+    assert app.paths == ["/metrics"]
+
+
+def test_head_refusals_have_no_body() -> None:
+    status, _, body = call(protect(Recorder(), lambda: AUTH_AND_HEADER), method="HEAD")
+    assert (status, body) == (401, b"")
+
+
+def test_a_header_the_app_sets_itself_wins() -> None:
+    app = Recorder(headers=[("x-frame-options", "sameorigin")])
+    web = WebConfig(headers=(("X-Frame-Options", "deny"), ("X-Content-Type-Options", "nosniff")))
+    assert call(protect(app, lambda: web))[1] == [
+        ("Content-Type", "text/plain"),
+        ("x-frame-options", "sameorigin"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+
+
+def test_the_current_web_config_applies_from_the_next_request() -> None:
+    current = [AUTH_AND_HEADER]
+    protected = protect(Recorder(), lambda: current[0])
+    assert call(protected)[0] == 401
+    current[0] = WebConfig()
+    assert call(protected) == (200, [("Content-Type", "text/plain")], b"ok\n")
+    current[0] = WebConfig(basic_auth=BasicAuth({"bob": OTHER_HASH}))
+    assert call(protected, authorization=basic("alice", PASSWORD))[0] == 401
+    assert call(protected, authorization=basic("bob", "other password"))[0] == 200
+
+
+def test_rate_limit_refuses_past_the_burst_until_tokens_come_back() -> None:
+    now = [100.0]
+    web = WebConfig(
+        rate_limit=RateLimit(interval=10.0, burst=2), headers=(("X-XSS-Protection", "0"),)
+    )
+    protected = protect(Recorder(), lambda: web, clock=lambda: now[0])
+    assert [call(protected)[0] for _ in range(3)] == [200, 200, 429]
+    assert call(protected)[1:] == (
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", "18"),
+            ("X-XSS-Protection", "0"),
+        ],
+        b"Too Many Requests\n",
+    )
+    now[0] += 10.0
+    assert [call(protected)[0] for _ in range(2)] == [200, 429]
+    now[0] += 100.0
+    assert [call(protected)[0] for _ in range(3)] == [200, 200, 429]
+
+
+# --- real HTTPS through hypercorn -------------------------------------------------------
+
+
+def ok_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+    return [b"ok\n"]
+
+
+def wait_for_port(port: int, deadline: float) -> None:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def serving(
+    web: WebConfig, current: Callable[[], WebConfig] | None = None, app: WsgiApp = ok_app
+) -> Iterator[int]:
+    """hypercorn serving `protect(app)` on 127.0.0.1, in a thread of its own, with `web` or
+    whatever `current` returns when it is given."""
+    port = free_port()
+    base = HypercornConfig()
+    base.bind = [f"127.0.0.1:{port}"]
+    base.accesslog = None
+    follow = current or (lambda: web)
+    config = TlsHypercornConfig.from_config(base, follow)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(
+                serve(protect(app, follow), config, shutdown_trigger=stop.wait, mode="wsgi")
+            )
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=run, name="hypercorn", daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port, time.monotonic() + 10)
+        yield port
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        loop.close()
+    assert failures == []
+
+
+def tls_client(pki: Pki, **settings: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.ca)
+    for name, value in settings.items():
+        setattr(context, name, value)
+    return context
+
+
+def handshake(port: int, context: ssl.SSLContext) -> tuple[str | None, str | None, str]:
+    """(TLS version, ALPN protocol, cipher) of a connection to the server."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        cipher = tls.cipher()
+        assert cipher is not None
+        return tls.version(), tls.selected_alpn_protocol(), cipher[0]
+
+
+def fetch(url: str, **options: Any) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (names in lower case) and body, with the connection closed before
+    returning: an idle TLS keep-alive connection would hold up the server's shutdown."""
+    with requests.get(url, timeout=5, **options) as response:
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return response.status_code, headers, response.content
+
+
+def test_https_with_basic_auth_and_headers(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "https",
+        TLS + f"http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        f"basic_auth_users:\n  alice: {HASH}\n",
+    )
+    with serving(web) as port:
+        url = f"https://127.0.0.1:{port}/metrics"
+        status, headers, body = fetch(url, verify=pki.ca)
+        assert (status, body) == (401, b"Unauthorized\n")
+        assert (headers["www-authenticate"], headers["x-content-type-options"]) == (
+            "Basic",
+            "nosniff",
+        )
+        assert fetch(url, verify=pki.ca, auth=("alice", "guess"))[0] == 401
+        status, headers, body = fetch(url, verify=pki.ca, auth=("alice", PASSWORD))
+        assert (status, headers["x-content-type-options"], body) == (200, "nosniff", b"ok\n")
+        assert fetch(f"https://127.0.0.1:{port}/-/healthy", verify=pki.ca)[0] == 401
+        with pytest.raises(requests.exceptions.SSLError):
+            fetch(url)
+
+
+def test_without_tls_the_same_server_speaks_plain_http() -> None:
+    web = WebConfig(basic_auth=BasicAuth({"alice": HASH}))
+    with serving(web) as port:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert fetch(url)[0] == 401
+        assert fetch(url, auth=("alice", PASSWORD))[0] == 200
+
+
+def test_client_certificates_are_required_and_verified(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "mtls",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    )
+    with serving(web) as port:
+        url = f"https://127.0.0.1:{port}/metrics"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            fetch(url, verify=pki.ca)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            fetch(url, verify=pki.ca, cert=pki.foreign_client)
+        status, _, body = fetch(url, verify=pki.ca, cert=pki.client)
+        assert (status, body) == (200, b"ok\n")
+
+
+def test_client_allowed_sans_refuse_other_valid_certificates(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "sans",
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+        "  client_allowed_sans: [other.example, scraper.example]\n",
+    )
+    with serving(web) as port:
+        url = f"https://127.0.0.1:{port}/metrics"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            fetch(url, verify=pki.ca, cert=pki.other_san_client)
+        assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
+
+
+def test_min_version_tls13_refuses_a_tls12_client(pki: Pki) -> None:
+    web = web_config(pki, "tls13", TLS + "  min_version: TLS13\n")
+    with serving(web) as port:
+        with pytest.raises(ssl.SSLError):
+            handshake(port, tls_client(pki, maximum_version=ssl.TLSVersion.TLSv1_2))
+        assert handshake(port, tls_client(pki))[0] == "TLSv1.3"
+
+
+def test_cipher_suites_choose_what_tls12_clients_get(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "ciphers",
+        TLS + "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n",
+    )
+    with serving(web) as port:
+        assert handshake(port, tls_client(pki)) == (
+            "TLSv1.2",
+            None,
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        )
+        narrow = tls_client(pki)
+        narrow.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+        with pytest.raises(ssl.SSLError):
+            handshake(port, narrow)
+
+
+def test_curve_preferences_limit_the_key_exchange(pki: Pki) -> None:
+    web = web_config(pki, "curve", TLS + "  curve_preferences: [CurveP384]\n")
+    with serving(web) as port:
+        p256_only = tls_client(pki)
+        p256_only.set_ecdh_curve("prime256v1")
+        with pytest.raises(ssl.SSLError):
+            handshake(port, p256_only)
+        p384_only = tls_client(pki)
+        p384_only.set_ecdh_curve("secp384r1")
+        assert handshake(port, p384_only)[0] == "TLSv1.3"
+
+
+@pytest.mark.parametrize(("http2", "protocol"), [("true", "h2"), ("false", "http/1.1")])
+def test_http2_is_offered_unless_turned_off(pki: Pki, http2: str, protocol: str) -> None:
+    web = web_config(pki, f"http2-{http2}", TLS + f"http_server_config:\n  http2: {http2}\n")
+    client = tls_client(pki)
+    client.set_alpn_protocols(["h2", "http/1.1"])
+    with serving(web) as port:
+        assert handshake(port, client)[1] == protocol
+
+
+def h2_get(
+    port: int, client: ssl.SSLContext, headers: list[tuple[str, str]]
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """One GET /metrics over HTTP/2: the response headers and body."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    connection.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":path", "/metrics"),
+            (":scheme", "https"),
+            (":authority", "127.0.0.1"),
+            *headers,
+        ],
+        end_stream=True,
+    )
+    response: list[tuple[bytes, bytes]] = []
+    body = b""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "h2"
+        tls.sendall(connection.data_to_send())
+        ended = False
+        while not ended:
+            for event in connection.receive_data(tls.recv(65536)):
+                if isinstance(event, h2.events.ResponseReceived):
+                    response = [(bytes(name), bytes(value)) for name, value in event.headers or []]
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data or b""
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            tls.sendall(connection.data_to_send())
+        connection.close_connection()
+        tls.sendall(connection.data_to_send())
+    return response, body
+
+
+def test_http2_requests_get_the_same_protection(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "h2",
+        TLS + "http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+        f"basic_auth_users:\n  alice: {HASH}\n",
+    )
+    client = tls_client(pki)
+    client.set_alpn_protocols(["h2"])
+    with serving(web) as port:
+        headers, body = h2_get(port, client, [])
+        assert (headers[0], body) == ((b":status", b"401"), b"Unauthorized\n")
+        assert (b"www-authenticate", b"Basic") in headers
+        assert (b"x-frame-options", b"deny") in headers
+        headers, body = h2_get(port, client, [("authorization", basic("alice", PASSWORD))])
+        assert (headers[0], body) == ((b":status", b"200"), b"ok\n")
+        assert (b"x-frame-options", b"deny") in headers
+
+
+def test_tls_hypercorn_config_keeps_the_base_settings(pki: Pki) -> None:
+    base = HypercornConfig()
+    base.bind = ["127.0.0.1:1"]
+    base.keep_alive_timeout = 7
+    web = web_config(pki, "keep", TLS)
+    config = TlsHypercornConfig.from_config(base, lambda: web)
+    assert (config.bind, config.keep_alive_timeout, config.ssl_enabled) == (
+        ["127.0.0.1:1"],
+        7,
+        True,
+    )
+    context = config.create_ssl_context()
+    assert isinstance(context, FollowingSSLContext)
+    assert context.last is web.ssl_context
+    plain = TlsHypercornConfig(lambda: WebConfig())
+    assert (plain.ssl_enabled, plain.create_ssl_context()) == (False, None)
+
+
+def test_tls_settings_follow_a_reload_for_new_connections(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = web_config(pki, "reload-first", TLS)
+    stricter = web_config(
+        pki,
+        "reload-stricter",
+        TLS + "  min_version: TLS13\n  client_auth_type: RequireAndVerifyClientCert\n"
+        "  client_ca_file: ca.pem\n",
+    )
+    rotated = web_config(
+        pki,
+        "reload-rotated",
+        "tls_server_config:\n  cert_file: rotated.pem\n  key_file: rotated.key\n",
+    )
+    current = [first]
+    tls12 = tls_client(pki, maximum_version=ssl.TLSVersion.TLSv1_2)
+    with serving(first, current=lambda: current[0]) as port:
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert handshake(port, tls12)[0] == "TLSv1.2"
+        current[0] = stricter
+        with pytest.raises(ssl.SSLError):
+            handshake(port, tls12)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            fetch(url, verify=pki.ca)
+        assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
+        current[0] = WebConfig()
+        assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
+        assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
+        assert [r.getMessage() for r in caplog.records if r.name == "exporter.webconfig"] == [
+            "the web config no longer sets up TLS; "
+            "TLS stays on with the previous settings until a restart"
+        ]
+        current[0] = rotated
+        with pytest.raises(requests.exceptions.SSLError):
+            fetch(url, verify=pki.ca)
+        assert fetch(url, verify=pki.foreign_ca)[0] == 200
