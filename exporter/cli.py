@@ -14,6 +14,7 @@ from exporter.logs import LEVELS, configure
 from exporter.runtime import Runtime
 from exporter.server import ExporterApp
 from exporter.serving import ListenAddressError, ServerSettings, parse_listen_address, run
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 DEFAULT_LISTEN_ADDRESS = ":10209"
 ENV_PREFIX = "COGNITO_IMPORT_EXPORTER_"
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to serve metrics on, HOST:PORT",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=_env("WEB_CONFIG_FILE", ""),
+        help="exporter-toolkit web configuration (TLS, basic auth, headers); empty: plain HTTP",
+    )
+    parser.add_argument(
         "--web.timeout-offset",
         dest="timeout_offset",
         type=_seconds,
@@ -101,34 +108,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ListenAddressError as error:
         parser.error(f"--web.listen-address: {error}")
     if args.config_check:
-        return check_config(args.config_file)
+        return check_config(args.config_file, args.web_config_file)
     configure(args.log_level, args.log_format)
     if args.demo:
         from exporter.demo import run_demo
 
         return run_demo(args.listen_address, args.timeout_offset)
-    return serve_config(args.config_file, args.listen_address, args.timeout_offset)
+    return serve_config(
+        args.config_file, args.web_config_file, args.listen_address, args.timeout_offset
+    )
 
 
-def check_config(path: str) -> int:
+def _print_problems(problems: list[str]) -> int:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1
+
+
+def check_config(path: str, web_config_path: str = "") -> int:
     try:
         config = load(path)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 1
+        load_web_config(web_config_path or None)
+    except (ConfigError, WebConfigError) as error:
+        return _print_problems(error.problems)
     print(f"{path}: valid, {len(config.pools)} pools, {len(config.credentials)} credential sets")
     return 0
 
 
-def serve_config(path: str, listen_address: str, timeout_offset: float) -> int:
+def serve_config(
+    path: str, web_config_path: str, listen_address: str, timeout_offset: float
+) -> int:
+    def load_web() -> WebConfig:
+        return load_web_config(web_config_path or None)
+
     try:
         config = load(path)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    return serve(lambda: load(path), config, listen_address, timeout_offset)
+        web_config = load_web()
+    except (ConfigError, WebConfigError) as error:
+        return _print_problems(error.problems)
+    return serve(lambda: load(path), config, listen_address, timeout_offset, web_config, load_web)
 
 
 def serve(
@@ -136,14 +154,23 @@ def serve(
     config: Config,
     listen_address: str,
     timeout_offset: float,
+    web_config: WebConfig | None = None,
+    load_web: Callable[[], WebConfig] = WebConfig,
     on_started: Callable[[], None] | None = None,
 ) -> int:
-    runtime = Runtime(load_config)
+    runtime = Runtime(load_config, load_web)
+    runtime.web_config = web_config or WebConfig()
     runtime.apply(config)
     app = ExporterApp(runtime, timeout_offset=timeout_offset)
     settings = ServerSettings(listen_address, worker_threads=max(16, config.scrape.max_concurrency))
     try:
-        run(app, settings, on_reload=runtime.reload, on_started=on_started)
+        run(
+            app,
+            settings,
+            on_reload=runtime.reload,
+            web_config=lambda: runtime.web_config,
+            on_started=on_started,
+        )
     except OSError as error:
         log.error(
             "cannot serve", extra={"fields": {"address": listen_address, "error": error.strerror}}

@@ -23,6 +23,7 @@ from exporter.discovery import PoolDiscovery
 from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import BucketRegistry
 from exporter.scraper import Scraper
+from exporter.webconfig import WebConfig, WebConfigError
 
 log = logging.getLogger("exporter.runtime")
 
@@ -33,8 +34,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Runtime:
-    def __init__(self, load_config: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        load_config: Callable[[], Config],
+        load_web_config: Callable[[], WebConfig] = WebConfig,
+    ) -> None:
         self._load_config = load_config
+        self._load_web_config = load_web_config
+        self.web_config = WebConfig()
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         self._config: Config | None = None
@@ -87,13 +94,15 @@ class Runtime:
         """Load the configuration again; on failure keep serving the old one."""
         try:
             config = self._load_config()
-        except ConfigError as error:
+            web_config = self._load_web_config()
+        except (ConfigError, WebConfigError) as error:
             self.metrics.reload_success.set(0)
             log.error(
                 "configuration reload failed; keeping the previous configuration",
                 extra={"fields": {"problems": "; ".join(error.problems)}},
             )
             return False
+        self.web_config = web_config
         self.apply(config)
         return True
 

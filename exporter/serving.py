@@ -18,6 +18,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from exporter.server import WsgiApp
+from exporter.webconfig import TlsHypercornConfig, WebConfig, protect
 
 log = logging.getLogger("exporter.serving")
 
@@ -62,6 +63,8 @@ def hypercorn_config(settings: ServerSettings) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    config.ssl_handshake_timeout = settings.read_timeout
+    config.h2_max_header_list_size = settings.max_header_bytes
     return config
 
 
@@ -69,14 +72,15 @@ def run(
     app: WsgiApp,
     settings: ServerSettings,
     on_reload: Callable[[], object],
+    web_config: Callable[[], WebConfig] = WebConfig,
     on_started: Callable[[], None] | None = None,
-    config: HypercornConfig | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT."""
+    """Serve until SIGTERM or SIGINT, behind the web config (TLS, basic auth, headers)."""
+    config = TlsHypercornConfig.from_config(hypercorn_config(settings), web_config)
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(
-            _serve(app, settings, on_reload, on_started, config or hypercorn_config(settings))
+            _serve(protect(app, web_config), settings, on_reload, on_started, config)
         )
     finally:
         # Not asyncio.run(): it would wait for worker threads still inside a slow scrape.
@@ -102,5 +106,7 @@ async def _serve(
     log.info("listening", extra={"fields": {"address": settings.listen_address}})
     if on_started is not None:
         on_started()
-    await server
+    await stop.wait()
+    # a TLS client that never answers the close message would hold shutdown for 30 s
+    await asyncio.wait({server}, timeout=settings.shutdown_grace + 0.3)
     log.info("stopped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import ssl
 import subprocess
 import sys
 import time
@@ -19,20 +21,37 @@ from tests.tools import free_port
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 30) -> str:
+def http_get(
+    url: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+    ca_file: str | None = None,
+) -> str:
     request = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         body: bytes = response.read()
         return body.decode()
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen[str], within: float = 20) -> None:
+def basic_auth_header(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def wait_until_ready(
+    base_url: str,
+    process: subprocess.Popen[str],
+    within: float = 20,
+    headers: dict[str, str] | None = None,
+    ca_file: str | None = None,
+) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"exporter exited with {process.returncode}")
         try:
-            http_get(f"{base_url}/-/ready", timeout=1)
+            http_get(f"{base_url}/-/ready", headers, timeout=1, ca_file=ca_file)
             return
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
@@ -48,12 +67,25 @@ class RunningExporter:
     def log(self) -> str:
         return self.output.read_text()
 
+    def wait_for_log(self, text: str, occurrences: int = 1, within: float = 20) -> None:
+        deadline = time.monotonic() + within
+        while self.log().count(text) < occurrences:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged {occurrences} times")
+            time.sleep(0.05)
+
     def scrape(self, headers: dict[str, str] | None = None) -> str:
         return http_get(f"{self.base_url}/metrics", headers)
 
 
 @contextmanager
-def running_exporter(*args: str, workdir: Path) -> Iterator[RunningExporter]:
+def running_exporter(
+    *args: str,
+    workdir: Path,
+    scheme: str = "http",
+    ca_file: str | None = None,
+    auth: tuple[str, str] | None = None,
+) -> Iterator[RunningExporter]:
     """The exporter in its own process; stdout and stderr go to a file (a pipe could fill)."""
     port = free_port()
     output = workdir / f"exporter-{port}.log"
@@ -65,9 +97,14 @@ def running_exporter(*args: str, workdir: Path) -> Iterator[RunningExporter]:
             text=True,
             cwd=workdir,
         )
-    running = RunningExporter(f"http://127.0.0.1:{port}", process, output)
+    running = RunningExporter(f"{scheme}://127.0.0.1:{port}", process, output)
     try:
-        wait_until_ready(running.base_url, process)
+        wait_until_ready(
+            running.base_url,
+            process,
+            headers=basic_auth_header(*auth) if auth else None,
+            ca_file=ca_file,
+        )
         yield running
     finally:
         if process.poll() is None:
