@@ -236,8 +236,11 @@ class _StrictJSONParser(JSONParser):
         if shape is None or shape.event_stream_name:
             result: dict[str, Any] = parent._do_parse(response, shape)
             return result
+        # The decoded JSON is used as it is, not walked again against the service model:
+        # every field the exporter reads is checked by its own parsers (cognito.parse_page,
+        # discovery), and epoch timestamps are what they need. This halves the CPU per page.
         this: Any = self
-        parsed: dict[str, Any] = this._parse_shape(shape, _json_object(response["body"]))
+        parsed = _json_object(response["body"])
         this._inject_response_metadata(parsed, response["headers"])
         return parsed
 

@@ -1,0 +1,1 @@
+"""The scrape benchmark: the exporter against the simulator, beside a sequential baseline."""

@@ -1,0 +1,153 @@
+"""The benchmark: its quick size runs end to end, and its arithmetic is right."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.scrape_bench import Row, critical_path, max_in_window, median_run, parse_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_POOLS = 5
+SMALL_PAGES_PER_POOL = 3  # 130 jobs in pages of 60
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    json_path = tmp_path_factory.mktemp("bench") / "small.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.scrape_bench", "--small", "--json", str(json_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    return finished.stdout, json.loads(json_path.read_text())
+
+
+def test_small_run_prints_the_table_and_every_verdict(
+    small_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, report = small_run
+    for text in (
+        "5 pools x 130 jobs",
+        "wall s",
+        "API calls",
+        "sequential boto3",
+        "exporter cold",
+        "exporter steady",
+        "exporter steady @ 2 rps",
+        "boto3 default client",
+        "results: every pool exact in every scrape",
+    ):
+        assert text in stdout
+    assert stdout.count("PASS") + stdout.count("FAIL") == len(report["targets"]) == 7
+
+
+def test_small_run_writes_every_scrape_exact(small_run: tuple[str, dict[str, Any]]) -> None:
+    _, report = small_run
+    assert report["correct"] is True
+    assert report["problems"] == []
+    assert set(report["scrapes"]) == {"sequential", "cold", "steady", "rate_limited"}
+    for name, scrape in report["scrapes"].items():
+        assert scrape["pools"] == SMALL_POOLS, name
+        assert scrape["pools_exact"] == SMALL_POOLS, name
+        assert scrape["pools_called"] == SMALL_POOLS, name
+        assert 0 < scrape["wall_seconds"] < 60, name
+        assert 0 < scrape["cpu_seconds"] < 30, name
+        assert 20 < scrape["peak_rss_mb"] < 1000, name
+
+
+def test_small_run_pages_in_full_once_then_once_per_pool(
+    small_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, report = small_run
+    scrapes = report["scrapes"]
+    assert scrapes["sequential"]["api_calls"] == SMALL_POOLS * SMALL_PAGES_PER_POOL
+    assert scrapes["cold"]["api_calls"] == SMALL_POOLS * SMALL_PAGES_PER_POOL
+    assert scrapes["cold"]["full_scans"] == SMALL_POOLS
+    for steady in report["runs"]["steady"]:
+        assert steady["calls_per_pool"] == 1.0
+        assert steady["full_scans"] == 0
+        assert steady["cached"] is False
+    assert scrapes["steady"]["critical_path_seconds"] == pytest.approx(0.005)
+    assert scrapes["cold"]["critical_path_seconds"] == pytest.approx(0.015)
+
+
+def test_small_run_rate_limited_scrape_takes_the_quota_time(
+    small_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, report = small_run
+    limited = report["scrapes"]["rate_limited"]
+    assert limited["requests_per_second"] == 2
+    assert limited["quota_bound_seconds"] == pytest.approx(SMALL_POOLS / 2)
+    # Five requests spaced 0.5 s apart: two seconds from first to last, at least.
+    assert limited["wall_seconds"] >= 2.0
+    assert 2 <= limited["max_requests_in_any_second"] <= SMALL_POOLS
+
+
+def test_small_run_compares_cpu_per_page(small_run: tuple[str, dict[str, Any]]) -> None:
+    _, report = small_run
+    cpu = report["cpu_per_page"]
+    assert cpu["jobs_per_page"] == 60
+    assert cpu["pages_each"] == 50
+    assert set(cpu["costs"]) == {
+        "boto3 default client",
+        "exporter client",
+        "exporter client + parse_page",
+    }
+    for cost in cpu["costs"].values():
+        assert 0 < cost["cpu_ms"] < 100
+
+
+def test_busiest_window_counts_calls_in_a_half_open_second() -> None:
+    assert max_in_window([], 1.0) == 0
+    assert max_in_window([5.0], 1.0) == 1
+    assert max_in_window([0.0, 0.5, 1.0, 1.5, 2.0], 1.0) == 2
+    assert max_in_window([2.0, 0.0, 0.999, 0.5, 1.0], 1.0) == 3
+
+
+def test_critical_path_is_pages_times_latency_times_rounds() -> None:
+    assert critical_path(4, 0.05, 60, 32) == pytest.approx(0.4)
+    assert critical_path(17, 0.05, 1000, 32) == pytest.approx(27.2)
+    assert critical_path(1, 0.05, 32, 32) == pytest.approx(0.05)
+
+
+def test_median_run_is_a_real_run() -> None:
+    rows = [
+        Row(f"run {wall}", wall, 60, 60, 60, 0.1, 60.0, 60.0, 0.1, 0.01, 60)
+        for wall in (0.9, 0.2, 0.5, 0.3)
+    ]
+    assert median_run(rows).name == "run 0.3"
+    assert median_run(rows[:3]).name == "run 0.5"
+
+
+def test_presets_and_overrides() -> None:
+    default, json_path = parse_plan([])
+    assert (default.pools, default.jobs, default.latency, default.concurrency) == (
+        60,
+        200,
+        0.05,
+        32,
+    )
+    assert default.cpu_pages == 300
+    assert default.sequential
+    assert json_path is None
+    large, _ = parse_plan(["--large", "--rate-limited-rps", "10", "--json", "out.json"])
+    assert (large.pools, large.jobs, large.rate_limited_rps, large.sequential) == (
+        1000,
+        1000,
+        10.0,
+        False,
+    )
+    assert large.exporter_settings().max_pages >= 17
+    assert large.exporter_settings(10).timeout >= 2 * 1000 / 10
+    small, _ = parse_plan(["--small", "--pools", "7", "--no-sequential"])
+    assert (small.pools, small.jobs, small.sequential) == (7, 130, False)
