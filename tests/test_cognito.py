@@ -120,3 +120,13 @@ def test_a_status_the_api_adds_later_passes_through() -> None:
 def test_untrustworthy_jobs_are_rejected(overrides: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidJobsPage, match=reason):
         parse_job(raw_job(**overrides))
+
+
+def test_a_page_larger_than_asked_and_dates_in_the_future_are_tolerated(client: Any) -> None:
+    future = 4102444800.0  # 2100-01-01: a clock skew upstream, not a reason to drop the pool
+    jobs = [raw_job(JobId=f"import-{index}", CreationDate=future - index) for index in range(9)]
+    with Stubber(client) as stubber:
+        stubber.add_response("list_user_import_jobs", {"UserImportJobs": jobs}, None)
+        page = fetch_page(client, POOL, 5, None)
+    assert len(page.jobs) == 9
+    assert page.jobs[0].created == future
