@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from exporter.validation import describe_validation_errors, format_path, yaml_problem
 
 POOL_ID_PATTERN = re.compile(r"^[\w-]+_[0-9a-zA-Z]+$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -75,7 +78,21 @@ def _reject_bool(value: object) -> object:
     return value
 
 
+def _valid_region(value: str | None) -> str | None:
+    if value is not None and not REGION_PATTERN.match(value):
+        raise ValueError(f'"{value}" is not an AWS region name (like eu-west-1)')
+    return value
+
+
+def _valid_endpoint(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise ValueError("endpoint_url must be an http:// or https:// URL")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Region = Annotated[str | None, AfterValidator(_valid_region)]
+EndpointUrl = Annotated[str | None, AfterValidator(_valid_endpoint)]
 Integer = Annotated[int, BeforeValidator(_reject_bool)]
 Number = Annotated[float, BeforeValidator(_reject_bool)]
 
@@ -148,21 +165,11 @@ def _read_secret_file(key: str, path: str) -> str:
 
 
 class Defaults(_Strict):
-    region: str | None = None
+    region: Region = None
     credentials: str = DEFAULT_CREDENTIALS
-    endpoint_url: str | None = None
+    endpoint_url: EndpointUrl = None
     page_size: Integer = Field(default=60, ge=1, le=60)
     max_pages: Integer = Field(default=20, ge=1, le=1000)
-
-    @field_validator("region")
-    @classmethod
-    def _check_region(cls, value: str | None) -> str | None:
-        return _valid_region(value)
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        return _valid_endpoint(value)
 
 
 class Scrape(_Strict):
@@ -187,8 +194,8 @@ class PoolEntry(_Strict):
     id: str
     name: str | None = None
     credentials: str | None = None
-    region: str | None = None
-    endpoint_url: str | None = None
+    region: Region = None
+    endpoint_url: EndpointUrl = None
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("id")
@@ -197,16 +204,6 @@ class PoolEntry(_Strict):
         if len(value) > 55 or not POOL_ID_PATTERN.match(value):
             raise ValueError(f'"{value}" is not a user pool id (like eu-west-1_AbCdEf123)')
         return value
-
-    @field_validator("region")
-    @classmethod
-    def _check_region(cls, value: str | None) -> str | None:
-        return _valid_region(value)
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        return _valid_endpoint(value)
 
     @field_validator("labels")
     @classmethod
@@ -222,23 +219,13 @@ class PoolEntry(_Strict):
 class DiscoveryEntry(_Strict):
     """Pools found with ListUserPools, filtered by tags, name and exclusions."""
 
-    region: str | None = None
+    region: Region = None
     credentials: str | None = None
-    endpoint_url: str | None = None
+    endpoint_url: EndpointUrl = None
     tags: dict[str, str] = Field(default_factory=dict)
     name_pattern: str | None = None
     exclude: list[str] = Field(default_factory=list)
     refresh_interval: Duration = 600.0
-
-    @field_validator("region")
-    @classmethod
-    def _check_region(cls, value: str | None) -> str | None:
-        return _valid_region(value)
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        return _valid_endpoint(value)
 
     @field_validator("name_pattern")
     @classmethod
@@ -276,18 +263,6 @@ class _Document(_Strict):
     pools: list[PoolEntry] = Field(default_factory=list)
     discovery: list[DiscoveryEntry] = Field(default_factory=list)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
-
-
-def _valid_region(value: str | None) -> str | None:
-    if value is not None and not REGION_PATTERN.match(value):
-        raise ValueError(f'"{value}" is not an AWS region name (like eu-west-1)')
-    return value
-
-
-def _valid_endpoint(value: str | None) -> str | None:
-    if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-        raise ValueError("endpoint_url must be an http:// or https:// URL")
-    return value
 
 
 @dataclass(frozen=True)
@@ -355,7 +330,7 @@ def load_text(text: str, source: str = "config") -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError([f"{source}: not valid YAML: {_yaml_problem(error)}"]) from None
+        raise ConfigError([f"{source}: not valid YAML: {yaml_problem(error)}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -365,7 +340,7 @@ def load_text(text: str, source: str = "config") -> Config:
     try:
         document = _Document.model_validate(expanded)
     except ValidationError as error:
-        problems += _describe_validation_errors(error)
+        problems += describe_validation_errors(error)
         problems += _reference_problems(expanded)
         raise ConfigError(problems) from None
     problems += _reference_problems(expanded)
@@ -400,14 +375,6 @@ def _reference_problems(raw: Mapping[Any, Any]) -> list[str]:
     return problems
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or "syntax error"
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)
-
-
 def _expand_environment(value: Any, path: tuple[str | int, ...], problems: list[str]) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string value."""
     if isinstance(value, str):
@@ -434,30 +401,6 @@ def _expand_string(value: str, path: tuple[str | int, ...], problems: list[str])
         return ""
 
     return _ENV_REFERENCE.sub(substitute, value)
-
-
-def format_path(path: tuple[str | int, ...] | tuple[Any, ...]) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "(top level)"
-
-
-def _describe_validation_errors(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors():
-        location = tuple(part for part in item["loc"] if part != "[key]")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        else:
-            message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(f"{format_path(location)}: {message}")
-    return problems
 
 
 def _credential_users(raw: Mapping[Any, Any]) -> list[tuple[str, Mapping[Any, Any]]]:

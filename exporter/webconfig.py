@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from exporter.config import parse_duration
+from exporter.validation import describe_validation_errors, yaml_problem
 
 log = logging.getLogger("exporter.webconfig")
 
@@ -399,7 +400,7 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
-        raise WebConfigError([f"{source}: not valid YAML: {_yaml_problem(error)}"]) from None
+        raise WebConfigError([f"{source}: not valid YAML: {yaml_problem(error)}"]) from None
     if raw is None:
         return WebConfig()
     if not isinstance(raw, dict):
@@ -408,7 +409,7 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
     try:
         document = _Document.model_validate(raw)
     except ValidationError as error:
-        problems += _describe_validation_errors(error)
+        problems += describe_validation_errors(error)
         # Check what else can be checked: the sections that are valid so far.
         failed = {item["loc"][0] for item in error.errors()}
         document = _Document.model_validate({k: v for k, v in raw.items() if k not in failed})
@@ -430,51 +431,6 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
         http2=context is not None and http.http2,
         client_auth_type=tls.client_auth_type if context is not None and tls else "NoClientCert",
     )
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or "syntax error"
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)
-
-
-_TYPE_MESSAGES = {
-    "extra_forbidden": "unknown key",
-    "missing": "required key is missing",
-    "bool_type": "expected true or false",
-    "string_type": "expected a string",
-    "int_type": "expected a whole number",
-    "list_type": "expected a list",
-    "dict_type": "expected a mapping of keys",
-    "model_type": "expected a mapping of keys",
-    "model_attributes_type": "expected a mapping of keys",
-}
-
-
-def _describe_validation_errors(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors():
-        location = item["loc"]
-        if item["type"] == "invalid_key" or (location and location[-1] == "[key]"):
-            key_path = location if item["type"] == "invalid_key" else location[:-1]
-            problems.append(f"{_format_path(key_path, key=True)}: keys must be strings")
-            continue
-        message = _TYPE_MESSAGES.get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
-        problems.append(f"{_format_path(location)}: {message}")
-    return problems
-
-
-def _format_path(location: tuple[int | str, ...], key: bool = False) -> str:
-    """`a.b[0]`; with `key`, the last part is a mapping key even when it is a number."""
-    text = ""
-    for index, part in enumerate(location):
-        if isinstance(part, int) and not (key and index == len(location) - 1):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "(top level)"
 
 
 def _response_headers(

@@ -7,18 +7,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from exporter.cognito import KNOWN_STATUSES
 from exporter.simulator import SimulatedCognito, SimulatorServer
 
-STATUSES = (
-    "Created",
-    "Pending",
-    "InProgress",
-    "Stopping",
-    "Expired",
-    "Stopped",
-    "Failed",
-    "Succeeded",
-)
+STATUSES = KNOWN_STATUSES
 NOW = 1_790_000_000.0
 
 
