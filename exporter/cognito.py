@@ -87,46 +87,46 @@ def parse_page(response: Mapping[str, Any]) -> Page:
 
 
 def parse_job(raw: object) -> Job:
-    if not isinstance(raw, Mapping):
+    # Runs 60 times a page on every scrape: exact type checks (JSON gives exact int, float,
+    # str; a bool is not an int here) keep it cheap.
+    if type(raw) is not dict:
         raise InvalidJobsPage("a job is not an object")
-    job_id = raw.get("JobId")
-    if not isinstance(job_id, str) or not job_id:
+    get = raw.get
+    job_id = get("JobId")
+    if type(job_id) is not str or not job_id:
         raise InvalidJobsPage("a job has no JobId")
-    status = raw.get("Status")
-    if not isinstance(status, str) or not _STATUS_PATTERN.match(status):
+    status = get("Status")
+    if type(status) is not str or not _STATUS_PATTERN.match(status):
         raise InvalidJobsPage(f"job {job_id[:64]} has no valid Status")
+    name = get("JobName")
+    message = get("CompletionMessage")
     return Job(
         job_id=job_id[:_MAX_NAME_LENGTH],
-        name=_text(raw.get("JobName"), _MAX_NAME_LENGTH) or "",
+        name=name[:_MAX_NAME_LENGTH] if type(name) is str else "",
         status=status,
-        created=_timestamp(raw, "CreationDate", job_id),
-        started=_timestamp(raw, "StartDate", job_id),
-        completed=_timestamp(raw, "CompletionDate", job_id),
-        imported=_user_count(raw, "ImportedUsers", job_id),
-        skipped=_user_count(raw, "SkippedUsers", job_id),
-        failed=_user_count(raw, "FailedUsers", job_id),
-        completion_message=_text(raw.get("CompletionMessage"), _MAX_MESSAGE_LENGTH),
+        created=_timestamp(get("CreationDate"), "CreationDate", job_id),
+        started=_timestamp(get("StartDate"), "StartDate", job_id),
+        completed=_timestamp(get("CompletionDate"), "CompletionDate", job_id),
+        imported=_user_count(get("ImportedUsers"), "ImportedUsers", job_id),
+        skipped=_user_count(get("SkippedUsers"), "SkippedUsers", job_id),
+        failed=_user_count(get("FailedUsers"), "FailedUsers", job_id),
+        completion_message=message[:_MAX_MESSAGE_LENGTH] if type(message) is str else None,
     )
 
 
-def _text(value: object, limit: int) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
-
-
-def _timestamp(raw: Mapping[str, Any], field: str, job_id: str) -> float | None:
-    value = raw.get(field)
+def _timestamp(value: object, field: str, job_id: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidJobsPage(f"job {job_id[:64]} has an invalid {field}")
-    return float(value)
+    kind = type(value)
+    if (kind is float or kind is int) and math.isfinite(value):  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    raise InvalidJobsPage(f"job {job_id[:64]} has an invalid {field}")
 
 
-def _user_count(raw: Mapping[str, Any], field: str, job_id: str) -> int:
-    value = raw.get(field, 0)
+def _user_count(value: object, field: str, job_id: str) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         raise InvalidJobsPage(f"job {job_id[:64]} has a {field} that is not a whole number")
     if not 0 <= value <= MAX_USER_COUNT:
         raise InvalidJobsPage(f"job {job_id[:64]} has a {field} out of range")
