@@ -13,17 +13,21 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
-from tests.tools import free_port, require_tool
+from tests.prometheus_server import (
+    JobKey,
+    Prometheus,
+    eventually,
+    running_demo,
+    running_prometheus,
+)
+from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "prometheus"
@@ -37,13 +41,11 @@ ANNOTATIONS = {"summary", "description", "runbook"}
 SCRAPE_JOB = "cognito-import-exporter"
 
 PROMTOOL_TIMEOUT_SECONDS = 120
-STARTUP_DEADLINE_SECONDS = 30.0
 ALERTS_DEADLINE_SECONDS = 60.0
 # Terminal statuses: a job in one of them no longer changes, so neither do its alerts.
 FINISHED = "Succeeded|Failed|Stopped|Expired"
 
 Json = dict[str, Any]
-JobKey = tuple[str, str]
 
 
 def load_yaml(path: Path) -> Json:
@@ -164,146 +166,23 @@ def test_unit_tests_catch_an_alert_that_always_fires(tmp_path: Path) -> None:
 # A real Prometheus evaluating the rules against the demo.
 
 
-def eventually(check: Callable[[], bool], deadline_seconds: float) -> bool:
-    """Poll check until it holds or the deadline passes; whether it held."""
-    deadline = time.monotonic() + deadline_seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
-def serves(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def alive(process: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    if process.poll() is not None:
-        raise AssertionError(f"{name} exited with {process.returncode}:\n{log.read_text()}")
-
-
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def get(self, path: str, **params: str) -> Json:
-        body: Json = requests.get(f"{self.url}{path}", params=params, timeout=10).json()
-        assert body["status"] == "success", f"{path} {params}: {body.get('error')}"
-        data: Json = body["data"]
-        return data
-
-    def jobs(self, expr: str) -> dict[JobKey, str]:
-        """(user_pool_id, job_id) -> job_name for every job the expression returns."""
-        result = self.get("/api/v1/query", query=expr)["result"]
-        return {
-            (series["metric"]["user_pool_id"], series["metric"]["job_id"]): series["metric"][
-                "job_name"
-            ]
-            for series in result
-        }
-
-    def rules(self) -> list[Json]:
-        groups = self.get("/api/v1/rules")["groups"]
-        return [rule for group in groups for rule in group["rules"]]
-
-    def firing(self, alertname: str) -> dict[JobKey, str]:
-        return {
-            (alert["labels"]["user_pool_id"], alert["labels"]["job_id"]): alert["labels"][
-                "job_name"
-            ]
-            for alert in self.get("/api/v1/alerts")["alerts"]
-            if alert["labels"]["alertname"] == alertname and alert["state"] == "firing"
-        }
-
-
 @pytest.fixture(scope="module")
 def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    log = tmp_path_factory.mktemp("exporter") / "exporter.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", address],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def ready() -> bool:
-            alive(process, "the exporter", log)
-            return serves(f"http://{address}/metrics")
-
-        assert eventually(ready, STARTUP_DEADLINE_SECONDS), "the demo did not serve /metrics"
+    with running_demo(tmp_path_factory.mktemp("exporter")) as address:
         yield address
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
 def prometheus(
     exporter_address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    binary = require_tool("prometheus")
-    workdir = tmp_path_factory.mktemp("prometheus")
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {
-                    "scrape_interval": "1s",
-                    "scrape_timeout": "1s",
-                    "evaluation_interval": "1s",
-                },
-                "rule_files": [str(ALERTS_FILE)],
-                "scrape_configs": [
-                    {"job_name": SCRAPE_JOB, "static_configs": [{"targets": [exporter_address]}]}
-                ],
-            }
-        ),
-        encoding="utf-8",
-    )
-    address = f"127.0.0.1:{free_port()}"
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address={address}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        server = Prometheus(f"http://{address}")
-
-        def scraped() -> bool:
-            alive(process, "prometheus", log)
-            if not serves(f"{server.url}/-/ready"):
-                return False
-            return bool(
-                server.get("/api/v1/query", query=f'up{{job="{SCRAPE_JOB}"}} == 1')["result"]
-            )
-
-        assert eventually(scraped, STARTUP_DEADLINE_SECONDS), "prometheus did not scrape the demo"
+    with running_prometheus(
+        tmp_path_factory.mktemp("prometheus"),
+        [exporter_address],
+        rule_files=[ALERTS_FILE],
+        job_name=SCRAPE_JOB,
+    ) as server:
         yield server
-    finally:
-        stop(process)
 
 
 def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometheus) -> None:

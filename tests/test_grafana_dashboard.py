@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from exporter.demo import RETIRED_POOL, configured_demo_pools
-from tests.tools import free_port, require_tool
+from tests.prometheus_server import Prometheus, eventually, running_demo, running_prometheus
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_FILE = REPO / "grafana" / "cognito-import-jobs.json"
@@ -48,7 +45,6 @@ GRAFANA_INTERVALS = {
 # rate() over $__rate_interval needs at least two samples in the window; wait for a few more.
 SCRAPES_BEFORE_QUERYING = 6
 RANGE_QUERY_SECONDS = 30
-STARTUP_DEADLINE_SECONDS = 60.0
 DATA_DEADLINE_SECONDS = 90.0
 
 RECENT_JOBS_COLUMNS = [
@@ -172,161 +168,24 @@ def python_regex(grafana_regex: str) -> re.Pattern[str]:
     return re.compile(match.group(1).replace("(?<", "(?P<"), flags)
 
 
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, expr: str, at: float | None = None) -> Json:
-        params: dict[str, str | float] = {"query": expr}
-        if at is not None:
-            params["time"] = at
-        response = requests.get(f"{self.url}/api/v1/query", params=params, timeout=10)
-        body: Json = response.json()
-        return body
-
-    def query_range(self, expr: str, seconds: float) -> Json:
-        end = time.time()
-        params: dict[str, str | float] = {
-            "query": expr,
-            "start": end - seconds,
-            "end": end,
-            "step": SCRAPE_INTERVAL_SECONDS,
-        }
-        response = requests.get(f"{self.url}/api/v1/query_range", params=params, timeout=10)
-        body: Json = response.json()
-        return body
-
-    def scrape_health(self) -> list[tuple[str, str]]:
-        """(health, last error) of each scrape target, to explain a missing scrape."""
-        targets = requests.get(f"{self.url}/api/v1/targets", timeout=10).json()
-        return [(t["health"], t["lastError"]) for t in targets["data"]["activeTargets"]]
-
-    def vector(self, expr: str, at: float | None = None) -> list[Json]:
-        body = self.query(expr, at)
-        assert body["status"] == "success", f"{expr}: {body.get('error')}"
-        result: list[Json] = body["data"]["result"]
-        return result
-
-
-def eventually(check: Callable[[], bool], deadline_seconds: float) -> bool:
-    """Poll check until it holds or the deadline passes; whether it held."""
-    deadline = time.monotonic() + deadline_seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def serves(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def alive(process: subprocess.Popen[bytes], name: str, log: Path) -> None:
-    if process.poll() is not None:
-        raise AssertionError(
-            f"{name} exited with {process.returncode}:\n{log.read_text(errors='replace')}"
-        )
-
-
 @pytest.fixture(scope="module")
 def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    log = tmp_path_factory.mktemp("exporter") / "exporter.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", address],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def ready() -> bool:
-            alive(process, "the exporter", log)
-            return serves(f"http://{address}/metrics")
-
-        assert eventually(ready, STARTUP_DEADLINE_SECONDS), (
-            f"the demo did not serve /metrics:\n{log.read_text(errors='replace')}"
-        )
+    with running_demo(tmp_path_factory.mktemp("exporter")) as address:
         yield address
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
 def prometheus(
     exporter_address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    binary = require_tool("prometheus")
-    workdir = tmp_path_factory.mktemp("prometheus")
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {
-                    "scrape_interval": f"{SCRAPE_INTERVAL_SECONDS}s",
-                    "scrape_timeout": f"{SCRAPE_INTERVAL_SECONDS}s",
-                },
-                "scrape_configs": [
-                    {
-                        "job_name": "cognito-import-exporter",
-                        "static_configs": [{"targets": [exporter_address]}],
-                    }
-                ],
-            }
-        ),
-        encoding="utf-8",
-    )
-    address = f"127.0.0.1:{free_port()}"
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address={address}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        server = Prometheus(f"http://{address}")
-
-        def ready() -> bool:
-            alive(process, "prometheus", log)
-            return serves(f"{server.url}/-/ready")
-
-        assert eventually(ready, STARTUP_DEADLINE_SECONDS), (
-            f"prometheus did not become ready:\n{log.read_text(errors='replace')}"
-        )
-
-        def scraped_enough() -> bool:
-            alive(process, "prometheus", log)
-            samples = server.vector("count_over_time(cognito_user_import_exporter_build_info[1m])")
-            return bool(samples) and float(samples[0]["value"][1]) >= SCRAPES_BEFORE_QUERYING
-
-        assert eventually(scraped_enough, STARTUP_DEADLINE_SECONDS), (
-            f"prometheus did not scrape the exporter {SCRAPES_BEFORE_QUERYING} times: "
-            f"{server.scrape_health()}"
-        )
+    with running_prometheus(
+        tmp_path_factory.mktemp("prometheus"),
+        [exporter_address],
+        scrape_interval_seconds=SCRAPE_INTERVAL_SECONDS,
+        scraped="count_over_time(cognito_user_import_exporter_build_info[1m])"
+        f" >= {SCRAPES_BEFORE_QUERYING}",
+    ) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -508,7 +367,9 @@ def test_every_panel_query_returns_data(prometheus: Prometheus, variables: dict[
             # A time series panel runs its queries over the time range as well.
             answers = {"instant": prometheus.query(expr)}
             if not query.instant:
-                answers["range"] = prometheus.query_range(expr, RANGE_QUERY_SECONDS)
+                answers["range"] = prometheus.query_range(
+                    expr, RANGE_QUERY_SECONDS, SCRAPE_INTERVAL_SECONDS
+                )
             for kind, body in answers.items():
                 name = f"{query.panel} [{query.ref_id}] {kind}"
                 if body["status"] != "success":
