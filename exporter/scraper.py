@@ -142,9 +142,9 @@ class Scraper:
         """One pool alone, for /probe; not shared with other scrapes."""
         future = self._executor.submit(self._collect_pool, pool, deadline)
         try:
-            return future.result(timeout=max(0.0, deadline - self._clock()))
+            result = future.result(timeout=max(0.0, deadline - self._clock()))
         except FutureTimeout:
-            self._metrics.api_errors.labels(user_pool_id=pool.id, error_code="Timeout").inc()
+            self._count_timeout(pool)
             return PoolResult(
                 pool=pool,
                 success=False,
@@ -152,6 +152,9 @@ class Scraper:
                 error_code="Timeout",
                 error_message="not collected before the scrape deadline",
             )
+        if result.error_code == DeadlineExceeded.error_code:
+            self._count_timeout(pool)
+        return result
 
     def _history(self, pool: Pool) -> PoolHistory:
         history = self._histories.get(pool.id)
@@ -166,8 +169,8 @@ class Scraper:
                 self._probe_histories.popitem(last=False)
             return history
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait: bool = False) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def _fresh_cached_snapshot(self, now: float) -> Snapshot | None:
         last = self._last_complete
@@ -192,18 +195,31 @@ class Scraper:
         for pool in self._pools:
             future = collection.futures[pool.id]
             if future.done() and not future.cancelled():
-                results.append(future.result())
+                result = future.result()
+                if result.error_code == DeadlineExceeded.error_code:
+                    self._count_timeout_once(collection, pool)
+                results.append(result)
                 continue
             complete = False
+            self._count_timeout_once(collection, pool)
             results.append(self._timed_out(collection, pool))
         return Snapshot(tuple(results), collected_at=collection.started, complete=complete)
 
-    def _timed_out(self, collection: _Collection, pool: Pool) -> PoolResult:
+    def _count_timeout_once(self, collection: _Collection, pool: Pool) -> None:
+        """A pool reported as timed out counts once per collection, however many scrapes
+        shared that collection and whether the worker or the waiter saw the deadline first."""
         with self._lock:
             first_report = pool.id not in collection.timeouts_counted
             collection.timeouts_counted.add(pool.id)
         if first_report:
-            self._metrics.api_errors.labels(user_pool_id=pool.id, error_code="Timeout").inc()
+            self._count_timeout(pool)
+
+    def _count_timeout(self, pool: Pool) -> None:
+        self._metrics.api_errors.labels(
+            user_pool_id=pool.id, error_code=DeadlineExceeded.error_code
+        ).inc()
+
+    def _timed_out(self, collection: _Collection, pool: Pool) -> PoolResult:
         result = PoolResult(
             pool=pool,
             success=False,
@@ -221,7 +237,8 @@ class Scraper:
             outcome = self._scan(pool, history, deadline)
         except Exception as error:  # any failure is this pool's alone
             code = error_code(error)
-            if not counted_by_attempts(error):
+            # timeouts are counted where the scrape reports them, once per pool and collection
+            if not counted_by_attempts(error) and not isinstance(error, DeadlineExceeded):
                 self._metrics.api_errors.labels(user_pool_id=pool.id, error_code=code).inc()
             result = PoolResult(
                 pool=pool,
