@@ -112,10 +112,6 @@ class ClientFactory:
         self._sessions: dict[str, botocore.session.Session] = {}
         self._clients: dict[ClientKey, Any] = {}
 
-    @property
-    def settings(self) -> ClientSettings:
-        return self._settings
-
     def client(self, key: ClientKey) -> Any:
         with self._lock:
             client = self._clients.get(key)

@@ -151,10 +151,6 @@ class CredentialSet(_Strict):
             raise ValueError("duration must be between 15m and 12h")
         return self
 
-    @property
-    def describes_default_chain(self) -> bool:
-        return self.profile is None and self.access_key_id is None and self.role_arn is None
-
 
 def _read_secret_file(key: str, path: str) -> str:
     try:

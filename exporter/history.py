@@ -96,10 +96,6 @@ class PoolHistory:
         self._next_full_scan = 0.0
         self._users_total: Counter[str] = Counter()
 
-    @property
-    def boundary(self) -> Job | None:
-        return self._boundary
-
     def full_scan_due(self, now: float) -> bool:
         return not self._ordered or now >= self._next_full_scan
 
