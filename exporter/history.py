@@ -6,6 +6,11 @@ totals (jobs per status, user sums), and later scans page from the top only unti
 newest job of that tail (the boundary): one call per pool in the steady state. The ordering is
 checked while paging; when it does not hold, or the boundary is not where it was, the pool is
 read in full again. Memory grows with active jobs, not with history.
+
+A full read that the scrape's deadline (or an error) interrupts is resumed from its last
+pagination token at the next scrape rather than started again, so a large pool's first read
+spreads over scrapes without paying twice. Jobs created meanwhile sit above where it started;
+the next scan, which pages from the top to the boundary, picks them up.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class PoolHistory:
         self._ordered = False
         self._next_full_scan = 0.0
         self._users_total: Counter[str] = Counter()
+        self._unfinished: _Read | None = None
 
     def full_scan_due(self, now: float) -> bool:
         return not self._ordered or now >= self._next_full_scan
@@ -106,14 +112,31 @@ class PoolHistory:
         pages_used = 0
         if stop_at is not None:
             try:
-                fresh, pages_used, ordered = _read_jobs(fetch, max_pages, stop_at)
+                read = _read_jobs(fetch, max_pages, stop_at, _Read())
+                pages_used = read.pages
             except _BoundaryMoved as moved:
                 pages_used = moved.pages
                 stop_at = None
         if stop_at is None:
-            fresh, pages, ordered = _read_jobs(fetch, max_pages - pages_used, None)
-            pages_used += pages
-        return self._absorb(fresh, stop_at is None, ordered, pages_used, now)
+            read = self._resumable_read(now)
+            pages_before = read.pages
+            try:
+                # max_pages bounds the whole read, resumed or not, so what it keeps is bounded
+                _read_jobs(fetch, max_pages - pages_used, None, read)
+            except PagingError:
+                self._unfinished = None
+                raise
+            finally:
+                pages_used += read.pages - pages_before
+            self._unfinished = None
+        return self._absorb(read.fresh, stop_at is None, read.ordered, pages_used, now)
+
+    def _resumable_read(self, now: float) -> _Read:
+        unfinished = self._unfinished
+        if unfinished is None or now - unfinished.started >= self._full_scan_interval:
+            unfinished = _Read(started=now)
+            self._unfinished = unfinished
+        return unfinished
 
     def _absorb(
         self, fresh: list[Job], full: bool, ordered: bool, pages: int, now: float
@@ -225,48 +248,55 @@ def _start_of_terminal_run(jobs: list[Job]) -> int:
     return split
 
 
-def _read_jobs(
-    fetch: FetchPage, max_pages: int, stop_at: Job | None
-) -> tuple[list[Job], int, bool]:
-    """Page from the newest job down, to the end or to `stop_at`.
+@dataclass
+class _Read:
+    """How far a read down the list has come; a full read interrupted by the deadline or an
+    error is resumed from here at the next scrape instead of paging again from the top."""
 
-    Returns the jobs above `stop_at` (all of them without it), the pages read, and whether
-    creation dates never increased down the list.
-    """
-    fresh: list[Job] = []
-    seen_ids: set[str] = set()
-    seen_tokens: set[str] = set()
+    started: float = 0.0
+    fresh: list[Job] = field(default_factory=list)
+    seen_ids: set[str] = field(default_factory=set)
+    seen_tokens: set[str] = field(default_factory=set)
     token: str | None = None
-    pages = 0
-    ordered = True
-    previous_created = float("inf")
+    pages: int = 0
+    ordered: bool = True
+    previous_created: float = float("inf")
+
+
+def _read_jobs(fetch: FetchPage, max_pages: int, stop_at: Job | None, read: _Read) -> _Read:
+    """Page down the list (newest first) from where `read` stands, to the end or to `stop_at`.
+
+    On return `read.fresh` holds the jobs above `stop_at` (all of them without it) and
+    `read.ordered` whether creation dates never increased down the list.
+    """
     while True:
-        if pages >= max_pages:
-            raise PagingError("MaxPagesExceeded", f"more than {pages} pages of import jobs")
-        page = fetch(token)
-        pages += 1
+        if read.pages >= max_pages:
+            raise PagingError("MaxPagesExceeded", f"more than {read.pages} pages of import jobs")
+        page = fetch(read.token)
+        read.pages += 1
         for job in page.jobs:
             if stop_at is not None and job.job_id == stop_at.job_id:
                 if job.status != stop_at.status or job.created != stop_at.created:
-                    raise _BoundaryMoved(pages, "a finished job changed")
-                return fresh, pages, ordered
-            if job.job_id in seen_ids:
+                    raise _BoundaryMoved(read.pages, "a finished job changed")
+                return read
+            if job.job_id in read.seen_ids:
                 continue
             if job.created is not None:
-                if job.created > previous_created:
-                    ordered = False
+                if job.created > read.previous_created:
+                    read.ordered = False
                     if stop_at is not None:
-                        raise _BoundaryMoved(pages, "jobs out of creation order")
-                previous_created = job.created
+                        raise _BoundaryMoved(read.pages, "jobs out of creation order")
+                read.previous_created = job.created
                 if _older_than(job, stop_at):
-                    raise _BoundaryMoved(pages, "the newest finished job is gone")
-            seen_ids.add(job.job_id)
-            fresh.append(job)
+                    raise _BoundaryMoved(read.pages, "the newest finished job is gone")
+            read.seen_ids.add(job.job_id)
+            read.fresh.append(job)
         token = page.next_token
         if token is None:
             if stop_at is not None:
-                raise _BoundaryMoved(pages, "the newest finished job is gone")
-            return fresh, pages, ordered
-        if token in seen_tokens:
+                raise _BoundaryMoved(read.pages, "the newest finished job is gone")
+            return read
+        if token in read.seen_tokens:
             raise PagingError("PaginationLoop", "the service repeated a pagination token")
-        seen_tokens.add(token)
+        read.seen_tokens.add(token)
+        read.token = token

@@ -7,6 +7,7 @@ import pytest
 
 from exporter.cognito import Job, Page
 from exporter.history import PagingError, PoolHistory, recent_jobs
+from exporter.ratelimit import DeadlineExceeded
 from tests.jobs import BASE_TIME, PagedList, job
 
 NOW = BASE_TIME + 100_000
@@ -194,3 +195,41 @@ def test_per_job_records_survive_folding_into_the_tail() -> None:
     pool = history(keep=3)
     outcome = pool.scan(PagedList(jobs, page_size=4), max_pages=20, now=NOW)
     assert [item.job_id for item in outcome.jobs] == ["import-0009", "import-0008", "import-0007"]
+
+
+def test_an_interrupted_first_read_resumes_where_it_stopped() -> None:
+    jobs = newest_first([job(i) for i in range(12)])
+    pages = PagedList(jobs, page_size=3)
+    pool = history()
+    budget = iter([2, 10])
+    remaining = next(budget)
+
+    def fetch_until_deadline(token: str | None) -> Page:
+        nonlocal remaining
+        if remaining == 0:
+            raise DeadlineExceeded("the scrape's time is up")
+        remaining -= 1
+        return pages(token)
+
+    with pytest.raises(DeadlineExceeded):
+        pool.scan(fetch_until_deadline, max_pages=20, now=NOW)
+    remaining = next(budget)
+    outcome = pool.scan(fetch_until_deadline, max_pages=20, now=NOW + 60)
+    assert outcome.statuses == {"Succeeded": 12}
+    assert outcome.users_total == {"imported": 120, "skipped": 12, "failed": 0}
+    # 2 pages before the deadline, the other 2 after: no page read twice
+    assert pages.calls == 4
+    assert outcome.pages == 2
+
+
+def test_an_endless_list_is_bounded_across_resumed_reads() -> None:
+    def endless(token: str | None) -> Page:
+        index = int(token or 0)
+        return Page((job(1000 - index),), str(index + 1))
+
+    pool = history()
+    with pytest.raises(PagingError) as raised:
+        pool.scan(endless, max_pages=5, now=NOW)
+    assert raised.value.error_code == "MaxPagesExceeded"
+    with pytest.raises(PagingError):
+        pool.scan(endless, max_pages=5, now=NOW + 60)
