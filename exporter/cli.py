@@ -113,10 +113,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo:
         from exporter.demo import run_demo
 
-        return run_demo(args.listen_address, args.timeout_offset)
-    return serve_config(
-        args.config_file, args.web_config_file, args.listen_address, args.timeout_offset
+        return _exit_now(run_demo(args.listen_address, args.timeout_offset))
+    return _exit_now(
+        serve_config(
+            args.config_file, args.web_config_file, args.listen_address, args.timeout_offset
+        )
     )
+
+
+def _exit_now(code: int) -> int:
+    """End the process as soon as the server has stopped. A collection still waiting on a
+    slow Cognito answer would otherwise hold the exit (interpreter shutdown joins worker
+    threads) for up to the read timeout; nothing it could still produce is needed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _print_problems(problems: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -123,6 +124,35 @@ def test_sigterm_stops_within_a_second(tmp_path: Path, endpoint: str) -> None:
         stopped_after = time.monotonic() - started
     assert code == 0
     assert stopped_after < 1.0
+
+
+def test_sigterm_during_a_slow_collection_still_stops_within_a_second(
+    tmp_path: Path, model: SimulatedCognito, endpoint: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(endpoint))
+    with running_exporter("--config.file", str(config), workdir=tmp_path) as exporter:
+        model.faults.latency = 5.0
+        outcomes: list[str] = []
+
+        def scrape_until_cut_off() -> None:
+            try:
+                http_get(f"{exporter.base_url}/metrics")
+                outcomes.append("answered")
+            except OSError:
+                outcomes.append("cut off")
+
+        scrape = threading.Thread(target=scrape_until_cut_off)
+        scrape.start()
+        wait_for(lambda: model.calls["ListUserImportJobs"] >= 1)
+        started = time.monotonic()
+        exporter.process.send_signal(signal.SIGTERM)
+        code = exporter.process.wait(timeout=10)
+        stopped_after = time.monotonic() - started
+        scrape.join(timeout=10)
+    assert code == 0
+    assert stopped_after < 1.0
+    assert outcomes == ["cut off"]
 
 
 def test_idle_and_slow_connections_do_not_delay_a_scrape(tmp_path: Path, endpoint: str) -> None:
