@@ -18,7 +18,9 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from exporter.server import WsgiApp
-from exporter.webconfig import TlsHypercornConfig, WebConfig, protect
+from exporter.tls import TlsHypercornConfig
+from exporter.webauth import protect
+from exporter.webconfig import WebConfig
 
 log = logging.getLogger("exporter.serving")
 

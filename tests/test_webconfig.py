@@ -24,17 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
-from exporter.webconfig import (
-    BasicAuth,
-    FollowingSSLContext,
-    RateLimit,
-    TlsHypercornConfig,
-    WebConfig,
-    WebConfigError,
-    WsgiApp,
-    load_web_config,
-    protect,
-)
+from exporter.tls import FollowingSSLContext, TlsHypercornConfig
+from exporter.webauth import BasicAuth, WsgiApp, protect
+from exporter.webconfig import RateLimit, WebConfig, WebConfigError, load_web_config
 from tests.tools import free_port
 
 PASSWORD = "correct horse"
@@ -1057,7 +1049,7 @@ def test_tls_settings_follow_a_reload_for_new_connections(
         current[0] = WebConfig()
         assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
         assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
-        assert [r.getMessage() for r in caplog.records if r.name == "exporter.webconfig"] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "exporter.tls"] == [
             "the web config no longer sets up TLS; "
             "TLS stays on with the previous settings until a restart"
         ]
