@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from exporter.cognito import KNOWN_STATUSES
 from exporter.simulator import SimulatedCognito, SimulatorServer
+from tests.exporter_process import Samples, value
 
 STATUSES = KNOWN_STATUSES
 NOW = 1_790_000_000.0
@@ -67,3 +68,16 @@ def serving(model: SimulatedCognito) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+def assert_exact(parsed: Samples, model: SimulatedCognito, pool_id: str) -> None:
+    """The pool's job count in every status and its user totals equal the simulator's truth."""
+    expected = truth_statuses(model, pool_id)
+    for status in STATUSES:
+        seen = value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
+        assert seen == expected[status], (pool_id, status)
+    for outcome, total in truth_users(model, pool_id).items():
+        seen = value(
+            parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
+        )
+        assert seen == total, (pool_id, outcome)

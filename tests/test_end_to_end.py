@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporter.simulator import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
-from tests.simulated import STATUSES, populate, serving, truth_statuses, truth_users
+from tests.simulated import assert_exact, populate, serving
 from tests.tools import require_tool
 
 POOL_SIZES = {
@@ -46,17 +46,7 @@ def test_every_pool_is_exact_and_a_missing_pool_is_isolated(tmp_path: Path) -> N
             log = exporter.log()
     for pool_id in POOL_SIZES:
         assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
-        expected = truth_statuses(model, pool_id)
-        for status in STATUSES:
-            seen = value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
-            assert seen == expected[status], (pool_id, status)
-        for outcome, total in truth_users(model, pool_id).items():
-            assert (
-                value(
-                    parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
-                )
-                == total
-            )
+        assert_exact(parsed, model, pool_id)
     assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=MISSING_POOL) == 0
     assert (
         value(

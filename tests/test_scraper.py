@@ -13,7 +13,7 @@ from exporter.runtime import Runtime
 from exporter.server import ExporterApp
 from exporter.simulator import SimulatedCognito
 from tests.exporter_process import samples, value
-from tests.simulated import STATUSES, populate, serving, truth_statuses, truth_users
+from tests.simulated import assert_exact, populate, serving
 from tests.wsgi import call
 
 POOLS = ("eu-west-1_Alpha1", "eu-west-1_Bravo2", "eu-west-1_Charlie3")
@@ -64,24 +64,6 @@ def scrape(
     status, _, body = call(app, "/metrics", headers=headers)
     assert status == 200
     return samples(body.decode())
-
-
-def assert_exact(
-    parsed: dict[tuple[str, frozenset[tuple[str, str]]], float],
-    model: SimulatedCognito,
-    pool_id: str,
-) -> None:
-    expected = truth_statuses(model, pool_id)
-    for status in STATUSES:
-        assert (
-            value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
-            == (expected[status])
-        )
-    for outcome, total in truth_users(model, pool_id).items():
-        assert (
-            value(parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome)
-            == total
-        )
 
 
 def test_steady_state_scrape_costs_one_call_per_pool(
