@@ -451,23 +451,30 @@ class SimulatedCognito:
     # ----- the wire -----
 
     def respond(self, target: str | None, body: bytes) -> Reply:
-        """Answer one awsJson1.1 request; sleeps for latency faults in the caller's thread."""
+        """Answer one awsJson1.1 request. A latency fault is the time the answer takes from
+        arrival, the simulator's own work included, slept out in the caller's thread."""
+        arrived = time.monotonic()
+        delay = 0.0
         try:
-            return self._respond(target, body)
+            operation = self._operation_of(target)
+            self._count_call(operation)
+            params = parsed_params(body)
+            pool_id = params.get("UserPoolId")
+            pool_key = pool_id if isinstance(pool_id, str) else None
+            if operation == "ListUserImportJobs" and pool_key is not None:
+                self._count_pool_call(pool_key)
+            delay = self._latency_for(pool_key)
+            reply = self._answer(operation, params, pool_key)
         except ServiceError as error:
-            return error_reply(error.code, error.message)
+            reply = error_reply(error.code, error.message)
         except Exception as error:
-            return error_reply("InternalErrorException", f"simulator error: {error!r}")
+            reply = error_reply("InternalErrorException", f"simulator error: {error!r}")
+        left = arrived + delay - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        return reply
 
-    def _respond(self, target: str | None, body: bytes) -> Reply:
-        operation = self._operation_of(target)
-        self._count_call(operation)
-        params = parsed_params(body)
-        pool_id = params.get("UserPoolId")
-        pool_key = pool_id if isinstance(pool_id, str) else None
-        if operation == "ListUserImportJobs" and pool_key is not None:
-            self._count_pool_call(pool_key)
-        self._sleep_for_latency(pool_key)
+    def _answer(self, operation: str, params: JsonObject, pool_key: str | None) -> Reply:
         self._raise_if_throttled()
         faults = self.faults
         if pool_key is not None and pool_key in faults.failing_pools:
@@ -506,11 +513,9 @@ class SimulatedCognito:
             self.calls_by_pool[pool_id] += 1
             self.list_calls_at.append(self.clock())
 
-    def _sleep_for_latency(self, pool_id: str | None) -> None:
+    def _latency_for(self, pool_id: str | None) -> float:
         faults = self.faults
-        delay = faults.latency + (faults.slow_pools.get(pool_id, 0.0) if pool_id else 0.0)
-        if delay > 0:
-            time.sleep(delay)
+        return faults.latency + (faults.slow_pools.get(pool_id, 0.0) if pool_id else 0.0)
 
     def _raise_if_throttled(self) -> None:
         rate = self.faults.throttle_rate
@@ -1111,6 +1116,9 @@ def optional_token_param(params: JsonObject, name: str, member: str) -> str | No
 class _SimulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops connections when a cold exporter opens its
+    # whole pool at once, and each dropped SYN costs the client a one-second retransmit
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], model: SimulatedCognito) -> None:
         self.model = model
