@@ -15,10 +15,11 @@ the next scan, which pages from the top to the boundary, picks them up.
 
 from __future__ import annotations
 
+import operator
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.cognito import Job, Page
@@ -26,6 +27,12 @@ from exporter.cognito import Job, Page
 OUTCOMES = ("imported", "skipped", "failed")
 
 FetchPage = Callable[[str | None], Page]
+
+
+_status = operator.attrgetter("status")
+_imported = operator.attrgetter("imported")
+_skipped = operator.attrgetter("skipped")
+_failed = operator.attrgetter("failed")
 
 
 class PagingError(Exception):
@@ -46,14 +53,16 @@ class Totals:
     users: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def of(cls, jobs: Iterable[Job]) -> Totals:
-        totals = cls()
-        for job in jobs:
-            totals.statuses[job.status] += 1
-            totals.users["imported"] += job.imported
-            totals.users["skipped"] += job.skipped
-            totals.users["failed"] += job.failed
-        return totals
+    def of(cls, jobs: Sequence[Job]) -> Totals:
+        # map over attrgetters runs in C: a cold read totals every job of the pool
+        return cls(
+            Counter(map(_status, jobs)),
+            Counter(
+                imported=sum(map(_imported, jobs)),
+                skipped=sum(map(_skipped, jobs)),
+                failed=sum(map(_failed, jobs)),
+            ),
+        )
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(self.statuses + other.statuses, self.users + other.users)

@@ -4,9 +4,11 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.aws import ClientFactory, ClientKey, ClientSettings
-from exporter.cognito import InvalidJobsPage, Job, fetch_page, parse_job
+from exporter.cognito import InvalidJobsPage, Job, _parse_carefully, fetch_page, parse_job
 from exporter.config import CredentialSet
 
 POOL = "eu-west-1_Stub123"
@@ -100,6 +102,11 @@ def test_missing_optional_fields_and_unknown_new_fields_are_tolerated() -> None:
     assert (job.name, job.created, job.imported, job.skipped, job.failed) == ("", None, 0, 0, 0)
 
 
+def test_explicit_nulls_read_as_absent() -> None:
+    job = parse_job(raw_job(ImportedUsers=None, StartDate=None, JobName=None))
+    assert (job.imported, job.skipped, job.started, job.name) == (0, 40, None, "")
+
+
 def test_a_status_the_api_adds_later_passes_through() -> None:
     assert parse_job(raw_job(Status="Paused")).status == "Paused"
 
@@ -130,3 +137,43 @@ def test_a_page_larger_than_asked_and_dates_in_the_future_are_tolerated(client: 
         page = fetch_page(client, POOL, 5, None)
     assert len(page.jobs) == 9
     assert page.jobs[0].created == future
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.sampled_from(["Succeeded", "InProgress", "Paused", "bad status!", "", "import-x"]),
+    st.lists(st.integers(), max_size=2),
+)
+_FIELDS = (
+    "JobId",
+    "JobName",
+    "Status",
+    "CreationDate",
+    "StartDate",
+    "CompletionDate",
+    "ImportedUsers",
+    "SkippedUsers",
+    "FailedUsers",
+    "CompletionMessage",
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(_FIELDS), _ANY_VALUE), st.booleans())
+def test_the_quick_path_reads_every_job_as_the_careful_one_does(
+    changes: dict[str, Any], from_valid: bool
+) -> None:
+    raw = raw_job(**changes) if from_valid else changes
+    try:
+        expected: Job | str = _parse_carefully(raw, raw.get("JobId"))
+    except InvalidJobsPage as error:
+        expected = str(error)
+    try:
+        got: Job | str = parse_job(raw)
+    except InvalidJobsPage as error:
+        got = str(error)
+    assert got == expected

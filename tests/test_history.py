@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
@@ -60,7 +59,7 @@ def test_new_jobs_and_an_old_active_job_finishing_are_counted_after_one_scan() -
     pages = PagedList(jobs, page_size=4)
     pool = history()
     pool.scan(pages, max_pages=20, now=NOW)
-    finished = replace(old_active, status="Failed", imported=40, failed=7, completed=BASE_TIME)
+    finished = old_active._replace(status="Failed", imported=40, failed=7, completed=BASE_TIME)
     jobs = newest_first([*(j for j in jobs if j.job_id != old_active.job_id), finished])
     jobs = newest_first([*jobs, job(12, "Pending", 0, 0), job(13)])
     pages.jobs = jobs
