@@ -14,7 +14,7 @@ from exporter.logs import LEVELS, configure
 from exporter.runtime import Runtime
 from exporter.server import ExporterApp
 from exporter.serving import ListenAddressError, ServerSettings, parse_listen_address, run
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+from exporter.webconfig import WebConfig, load_web_config
 
 DEFAULT_LISTEN_ADDRESS = ":10209"
 ENV_PREFIX = "COGNITO_IMPORT_EXPORTER_"
@@ -141,7 +141,7 @@ def check_config(path: str, web_config_path: str = "") -> int:
     try:
         config = load(path)
         load_web_config(web_config_path or None)
-    except (ConfigError, WebConfigError) as error:
+    except ConfigError as error:
         return _print_problems(error.problems)
     print(f"{path}: valid, {len(config.pools)} pools, {len(config.credentials)} credential sets")
     return 0
@@ -156,7 +156,7 @@ def serve_config(
     try:
         config = load(path)
         web_config = load_web()
-    except (ConfigError, WebConfigError) as error:
+    except ConfigError as error:
         return _print_problems(error.problems)
     return serve(lambda: load(path), config, listen_address, timeout_offset, web_config, load_web)
 

@@ -24,7 +24,7 @@ KNOWN_STATUSES = (
     "Succeeded",
 )
 MAX_USER_COUNT = 2**53
-_STATUS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_STATUS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _MAX_NAME_LENGTH = 256
 _MAX_MESSAGE_LENGTH = 1024
 
@@ -106,7 +106,7 @@ def parse_job(raw: object) -> Job:
         type(job_id) is not str
         or not job_id
         or type(status) is not str
-        or (status not in _KNOWN_STATUS_SET and not _STATUS_PATTERN.match(status))
+        or (status not in _KNOWN_STATUS_SET and not _STATUS_PATTERN.fullmatch(status))
         or not _is_timestamp(created)
         or not _is_timestamp(started)
         or not _is_timestamp(completed)
@@ -142,7 +142,7 @@ _new_job = tuple.__new__
 
 
 def _valid_status(status: object) -> bool:
-    return type(status) is str and _STATUS_PATTERN.match(status) is not None
+    return type(status) is str and _STATUS_PATTERN.fullmatch(status) is not None
 
 
 def _is_timestamp(value: object) -> bool:

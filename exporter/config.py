@@ -2,18 +2,19 @@
 
 `load()` returns a `Config` or raises one `ConfigError` that lists every problem in the file,
 each prefixed with its path (`pools[2].credentials: unknown credential set "prdo"`).
-Secret values never appear in those messages.
+Secret values never appear in those messages. The schema's building blocks (`StrictModel`,
+`Duration`, the AWS name checks) serve the web config too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,25 +27,29 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.validation import describe_validation_errors, format_path, yaml_problem
+from exporter.configfile import parse_yaml, read_config_text, read_secret
+from exporter.validation import ConfigError, describe_validation_errors, format_path
 
-POOL_ID_PATTERN = re.compile(r"^[\w-]+_[0-9a-zA-Z]+$")
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-LABEL_NAME_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+__all__ = ["ConfigError"]
+
+# The service's own patterns, in ASCII: \w would take any Unicode letter, and `$` a newline.
+POOL_ID_PATTERN = re.compile(r"[\w-]+_[0-9a-zA-Z]+", re.ASCII)
+POOL_ID_MAX_LENGTH = 55
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
+LABEL_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
 RESERVED_POOL_LABELS = frozenset({"user_pool_id", "user_pool_name", "region"})
 DEFAULT_CREDENTIALS = "default"
-_DURATION_PATTERN = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+MAX_DURATION_SECONDS = 366 * 86400.0
+MAX_SCRAPE_TIMEOUT_SECONDS = 3600.0
+_DURATION_PATTERN = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class ConfigError(Exception):
-    """Every problem found in a configuration file, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+def is_pool_id(text: str) -> bool:
+    """A user pool id as the service accepts it: `<region>_<letters and digits>`, ASCII."""
+    return len(text) <= POOL_ID_MAX_LENGTH and POOL_ID_PATTERN.fullmatch(text) is not None
 
 
 def parse_duration(value: object) -> float:
@@ -53,7 +58,7 @@ def parse_duration(value: object) -> float:
         raise ValueError("expected a duration such as 30s, 5m or a number of seconds")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and _DURATION_PATTERN.match(value.strip()):
+    elif isinstance(value, str) and _DURATION_PATTERN.fullmatch(value.strip()):
         seconds = sum(
             float(amount) * _UNIT_SECONDS[unit]
             for amount, unit in _DURATION_PART.findall(value.strip())
@@ -69,6 +74,8 @@ def parse_duration(value: object) -> float:
         raise ValueError("expected a duration such as 30s, 5m or a number of seconds")
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
         raise ValueError("a duration must be a finite number of seconds, zero or more")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError("a duration must be at most 366d")
     return seconds
 
 
@@ -79,29 +86,62 @@ def _reject_bool(value: object) -> object:
 
 
 def _valid_region(value: str | None) -> str | None:
-    if value is not None and not REGION_PATTERN.match(value):
-        raise ValueError(f'"{value}" is not an AWS region name (like eu-west-1)')
+    if value is not None and not REGION_PATTERN.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not an AWS region name (like eu-west-1)")
     return value
 
 
 def _valid_endpoint(value: str | None) -> str | None:
-    if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-        raise ValueError("endpoint_url must be an http:// or https:// URL")
+    if value is None:
+        return value
+    message = "endpoint_url must be an http:// or https:// URL with a host"
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ValueError(message)
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"{message} and a valid port") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(message)
+    if parsed.username is not None or parsed.password is not None:
+        raise ValueError("endpoint_url must not carry a user name or password")
+    if port == 0 or parsed.query or parsed.fragment:
+        raise ValueError(f"{message}, a port from 1 to 65535, no query or fragment")
     return value
+
+
+def _valid_pool_id(value: str) -> str:
+    if not is_pool_id(value):
+        raise ValueError(f"{_shown(value)} is not a user pool id (like eu-west-1_AbCdEf123)")
+    return value
+
+
+def _shown(value: str) -> str:
+    """A value in a message: quoted, cut short, with anything unprintable escaped."""
+    text = (
+        value[:64].encode("unicode_escape").decode("ascii")
+        if not value.isprintable()
+        else value[:64]
+    )
+    return f'"{text}"'
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Region = Annotated[str | None, AfterValidator(_valid_region)]
 EndpointUrl = Annotated[str | None, AfterValidator(_valid_endpoint)]
+PoolId = Annotated[str, AfterValidator(_valid_pool_id)]
 Integer = Annotated[int, BeforeValidator(_reject_bool)]
 Number = Annotated[float, BeforeValidator(_reject_bool)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Unknown keys refused, values frozen, and no input echoed in a message."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-class CredentialSet(_Strict):
+class CredentialSet(StrictModel):
     """How to obtain AWS credentials; an empty set means boto3's default chain."""
 
     profile: str | None = None
@@ -128,7 +168,7 @@ class CredentialSet(_Strict):
             path = resolved.pop(key)
             if not isinstance(path, str):
                 raise ValueError(f"{key}: expected a file path")
-            resolved[field] = _read_secret_file(key, path)
+            resolved[field] = read_secret(key, path)
         return resolved
 
     @model_validator(mode="after")
@@ -152,15 +192,7 @@ class CredentialSet(_Strict):
         return self
 
 
-def _read_secret_file(key: str, path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError as error:
-        raise ValueError(f"{key}: cannot read {path}: {error.strerror}") from None
-
-
-class Defaults(_Strict):
+class Defaults(StrictModel):
     region: Region = None
     credentials: str = DEFAULT_CREDENTIALS
     endpoint_url: EndpointUrl = None
@@ -168,7 +200,7 @@ class Defaults(_Strict):
     max_pages: Integer = Field(default=20, ge=1, le=1000)
 
 
-class Scrape(_Strict):
+class Scrape(StrictModel):
     timeout: Duration = 25.0
     max_concurrency: Integer = Field(default=16, ge=1, le=512)
     requests_per_second: Number = Field(default=10.0, gt=0, le=10000)
@@ -183,36 +215,31 @@ class Scrape(_Strict):
     def _positive_timeout(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("timeout must be more than zero")
+        if value > MAX_SCRAPE_TIMEOUT_SECONDS:
+            raise ValueError("timeout must be at most 1h")
         return value
 
 
-class PoolEntry(_Strict):
-    id: str
+class PoolEntry(StrictModel):
+    id: PoolId
     name: str | None = None
     credentials: str | None = None
     region: Region = None
     endpoint_url: EndpointUrl = None
     labels: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, value: str) -> str:
-        if len(value) > 55 or not POOL_ID_PATTERN.match(value):
-            raise ValueError(f'"{value}" is not a user pool id (like eu-west-1_AbCdEf123)')
-        return value
-
     @field_validator("labels")
     @classmethod
     def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not LABEL_NAME_PATTERN.match(name) or name.startswith("__"):
+            if not LABEL_NAME_PATTERN.fullmatch(name) or name.startswith("__"):
                 raise ValueError(f'"{name}" is not a valid Prometheus label name')
             if name in RESERVED_POOL_LABELS:
                 raise ValueError(f'"{name}" is set by the exporter and cannot be a pool label')
         return value
 
 
-class DiscoveryEntry(_Strict):
+class DiscoveryEntry(StrictModel):
     """Pools found with ListUserPools, filtered by tags, name and exclusions."""
 
     region: Region = None
@@ -241,7 +268,7 @@ class DiscoveryEntry(_Strict):
         return value
 
 
-class ProbeSettings(_Strict):
+class ProbeSettings(StrictModel):
     allow_unlisted: bool = False
     credentials: str | None = None
 
@@ -252,7 +279,7 @@ class ProbeSettings(_Strict):
         return self
 
 
-class _Document(_Strict):
+class _Document(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     credentials: dict[str, CredentialSet] = Field(default_factory=dict)
     scrape: Scrape = Field(default_factory=Scrape)
@@ -297,36 +324,34 @@ class Config:
     discovery: tuple[Discovery, ...] = ()
     probe: ProbeSettings = field(default_factory=ProbeSettings)
 
-    def pool_for(self, pool_id: str, name: str | None = None, **overrides: Any) -> Pool:
+    def pool_for(
+        self,
+        pool_id: str,
+        name: str | None = None,
+        *,
+        region: str | None = None,
+        credentials: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> Pool:
         """A pool not listed in the file, with the defaults applied (discovery, probes)."""
-        values: dict[str, Any] = {
-            "id": pool_id,
-            "name": name or pool_id,
-            "region": _region_from_pool_id(pool_id) or self.defaults.region or "",
-            "credentials": self.defaults.credentials,
-            "endpoint_url": self.defaults.endpoint_url,
-            "labels": (),
-            "page_size": self.defaults.page_size,
-            "max_pages": self.defaults.max_pages,
-        }
-        values.update(overrides)
-        return Pool(**values)
+        return Pool(
+            id=pool_id,
+            name=name or pool_id,
+            region=region or _region_from_pool_id(pool_id) or self.defaults.region or "",
+            credentials=credentials or self.defaults.credentials,
+            endpoint_url=endpoint_url or self.defaults.endpoint_url,
+            labels=(),
+            page_size=self.defaults.page_size,
+            max_pages=self.defaults.max_pages,
+        )
 
 
 def load(path: str) -> Config:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
-    return load_text(text, source=path)
+    return load_text(read_config_text(path), source=path)
 
 
 def load_text(text: str, source: str = "config") -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError([f"{source}: not valid YAML: {yaml_problem(error)}"]) from None
+    raw = parse_yaml(text, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -475,4 +500,4 @@ def _resolve(document: _Document, problems: list[str]) -> Config:
 
 def _region_from_pool_id(pool_id: str) -> str | None:
     prefix = pool_id.split("_", 1)[0]
-    return prefix if REGION_PATTERN.match(prefix) else None
+    return prefix if REGION_PATTERN.fullmatch(prefix) else None

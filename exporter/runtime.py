@@ -23,7 +23,7 @@ from exporter.discovery import PoolDiscovery
 from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import BucketRegistry
 from exporter.scraper import Scraper
-from exporter.webconfig import WebConfig, WebConfigError
+from exporter.webconfig import WebConfig
 
 log = logging.getLogger("exporter.runtime")
 
@@ -95,7 +95,7 @@ class Runtime:
         try:
             config = self._load_config()
             web_config = self._load_web_config()
-        except (ConfigError, WebConfigError) as error:
+        except ConfigError as error:
             self.metrics.reload_success.set(0)
             log.error(
                 "configuration reload failed; keeping the previous configuration",

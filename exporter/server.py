@@ -14,7 +14,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.collector import families, scrape_deadline
-from exporter.config import POOL_ID_PATTERN, Pool
+from exporter.config import Pool, is_pool_id
 from exporter.runtime import Runtime
 from exporter.scraper import Snapshot
 from exporter.statuspage import landing_page
@@ -101,7 +101,7 @@ class ExporterApp:
         if len(targets) != 1:
             return _text(start_response, "400 Bad Request", "give exactly one target=<pool id>\n")
         target = targets[0]
-        if len(target) > 55 or not POOL_ID_PATTERN.match(target):
+        if not is_pool_id(target):
             return _text(start_response, "400 Bad Request", "target is not a user pool id\n")
         config = self._runtime.config
         pool = self._runtime.known_pool(target)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hypercorn.config import Config as HypercornConfig
 
+from exporter.configfile import MAX_CONFIG_BYTES, FileProblem, read_regular_file
+
 if TYPE_CHECKING:
     from exporter.webconfig import WebConfig, _TlsServer
 
@@ -158,11 +160,12 @@ def _resolve(base_dir: str, path: str) -> str:
 
 
 def _check_readable(where: str, path: str, problems: list[str]) -> None:
+    """A regular file of a sane size: the ssl module would block on a FIFO or read a device
+    without end."""
     try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        problems.append(f"{where}: cannot read {path}: {error.strerror}")
+        read_regular_file(path, MAX_CONFIG_BYTES)
+    except FileProblem as problem:
+        problems.append(f"{where}: {problem.about(path)}")
 
 
 def _load_certificate(

@@ -1,10 +1,18 @@
-"""Messages for problems in the YAML files people write (the config and the web config):
-each one line, prefixed with the path of the value at fault, never echoing the value."""
+"""Problems in the YAML files people write (the config and the web config): one error type,
+each problem one line, prefixed with the path of the value at fault, never echoing the value."""
 
 from __future__ import annotations
 
 import yaml
 from pydantic import ValidationError
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration file, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:

@@ -25,22 +25,14 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AfterValidator, ConfigDict, SecretStr, ValidationError, field_validator
 
-from exporter.config import parse_duration
+from exporter.config import Duration, StrictModel
+from exporter.configfile import parse_yaml, read_config_text
 from exporter.tls import (
     CIPHER_SUITES,
     CLIENT_AUTH_TYPES,
@@ -48,7 +40,7 @@ from exporter.tls import (
     TLS_VERSIONS,
     build_server_context,
 )
-from exporter.validation import describe_validation_errors, yaml_problem
+from exporter.validation import ConfigError, describe_validation_errors
 from exporter.webauth import BasicAuth
 
 _UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
@@ -63,16 +55,8 @@ RESPONSE_HEADERS: dict[str, tuple[str, ...]] = {
     "X-Frame-Options": ("deny", "sameorigin"),
     "X-XSS-Protection": (),
 }
-_BCRYPT_HASH = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
-
-
-class WebConfigError(Exception):
-    """Every problem found in a web configuration file, one line each, with its path."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 # --- the file's schema ---------------------------------------------------------------
@@ -111,7 +95,7 @@ def _check_curve(value: str) -> str:
 
 
 def _check_bcrypt_hash(value: SecretStr) -> SecretStr:
-    if not _BCRYPT_HASH.match(value.get_secret_value()):
+    if not _BCRYPT_HASH.fullmatch(value.get_secret_value()):
         raise ValueError(
             "not a bcrypt hash (it should look like $2y$10$ followed by 53 characters; "
             """make one with: htpasswd -nBC 10 "" | tr -d ':\\n')"""
@@ -123,11 +107,12 @@ TlsVersionName = Annotated[str, AfterValidator(_check_tls_version)]
 CipherName = Annotated[str, AfterValidator(_check_cipher)]
 CurveName = Annotated[str, AfterValidator(_check_curve)]
 BcryptHash = Annotated[SecretStr, AfterValidator(_check_bcrypt_hash)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, hide_input_in_errors=True)
+class _Strict(StrictModel):
+    """As the toolkit decodes its YAML: a value of the wrong type is refused, not converted."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class _TlsServer(_Strict):
@@ -223,46 +208,21 @@ class WebConfig:
 # --- loading -------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML with duplicate keys refused, as the toolkit's strict YAML decoding does."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable):
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f'duplicate key "{key}"', key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_web_config(path: str | None) -> WebConfig:
     """The web configuration in `path`; None, an empty path or an empty file mean none."""
     if not path:
         return WebConfig()
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise WebConfigError([f"{path}: cannot read: {error.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise WebConfigError([f"{path}: not UTF-8 text"]) from None
+    text = read_config_text(path)
     return load_web_config_text(text, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
 
 
 def load_web_config_text(text: str, base_dir: str, source: str = "web config") -> WebConfig:
     """Like load_web_config(), from text; relative file names are joined to `base_dir`."""
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except yaml.YAMLError as error:
-        raise WebConfigError([f"{source}: not valid YAML: {yaml_problem(error)}"]) from None
+    raw = parse_yaml(text, source)
     if raw is None:
         return WebConfig()
     if not isinstance(raw, dict):
-        raise WebConfigError([f"{source}: the top level must be a mapping of keys"])
+        raise ConfigError([f"{source}: the top level must be a mapping of keys"])
     problems: list[str] = []
     try:
         document = _Document.model_validate(raw)
@@ -280,7 +240,7 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
     if tls is not None and tls.model_fields_set:
         context = build_server_context(tls, http.http2, base_dir, problems)
     if problems:
-        raise WebConfigError(problems)
+        raise ConfigError(problems)
     return WebConfig(
         ssl_context=context,
         headers=headers,
@@ -307,7 +267,7 @@ def _response_headers(
         allowed = RESPONSE_HEADERS[name]
         if allowed and value not in allowed:
             problems.append(f'{where}: "{value}" is not one of {_one_of(allowed)}')
-        elif not _HEADER_VALUE.match(value):
+        elif not _HEADER_VALUE.fullmatch(value):
             problems.append(f"{where}: a header value must be printable ASCII on one line")
         else:
             chosen.append((name, value))
