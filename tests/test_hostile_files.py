@@ -211,7 +211,7 @@ def test_config_check_on_bytes_that_are_not_utf8_exits_1_with_one_line(tmp_path:
     )
     assert (checked.returncode, checked.stderr) == (
         1,
-        f"{path}: not UTF-8 text at byte {data.index(b'\xff')}\n",
+        f"{path}: not UTF-8 text at byte {data.index(0xFF)}\n",
     )
     assert checked.stdout == ""
 
