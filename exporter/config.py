@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from exporter.configfile import parse_yaml, read_config_text, read_secret
-from exporter.validation import ConfigError, describe_validation_errors, format_path
+from exporter.validation import ConfigError, describe_validation_errors, format_path, quoted
 
 __all__ = ["ConfigError"]
 
@@ -87,7 +87,7 @@ def _reject_bool(value: object) -> object:
 
 def _valid_region(value: str | None) -> str | None:
     if value is not None and not REGION_PATTERN.fullmatch(value):
-        raise ValueError(f"{_shown(value)} is not an AWS region name (like eu-west-1)")
+        raise ValueError(f"{quoted(value)} is not an AWS region name (like eu-west-1)")
     return value
 
 
@@ -113,18 +113,8 @@ def _valid_endpoint(value: str | None) -> str | None:
 
 def _valid_pool_id(value: str) -> str:
     if not is_pool_id(value):
-        raise ValueError(f"{_shown(value)} is not a user pool id (like eu-west-1_AbCdEf123)")
+        raise ValueError(f"{quoted(value)} is not a user pool id (like eu-west-1_AbCdEf123)")
     return value
-
-
-def _shown(value: str) -> str:
-    """A value in a message: quoted, cut short, with anything unprintable escaped."""
-    text = (
-        value[:64].encode("unicode_escape").decode("ascii")
-        if not value.isprintable()
-        else value[:64]
-    )
-    return f'"{text}"'
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -13,7 +13,7 @@ import stat
 
 import yaml
 
-from exporter.validation import ConfigError, format_path, yaml_problem
+from exporter.validation import ConfigError, format_path, printable, yaml_problem
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_SECRET_BYTES = 64 * 1024
@@ -42,8 +42,8 @@ class FileProblem(Exception):
 
     def about(self, path: str) -> str:
         if self.unreadable:
-            return f"cannot read {path}: {self.reason}"
-        return f"{path}: {self.reason}"
+            return f"cannot read {printable(path, 256)}: {self.reason}"
+        return f"{printable(path, 256)}: {self.reason}"
 
 
 def read_regular_file(path: str, limit: int) -> bytes:
@@ -54,6 +54,8 @@ def read_regular_file(path: str, limit: int) -> bytes:
     """
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except ValueError:
+        raise FileProblem("the name holds a NUL character", unreadable=True) from None
     except OSError as error:
         if error.errno == errno.ENXIO:  # a FIFO or socket with no peer
             raise FileProblem("is not a regular file") from None
@@ -97,7 +99,7 @@ def read_config_text(path: str) -> str:
     try:
         return read_text_file(path)
     except FileProblem as problem:
-        raise ConfigError([f"{path}: {problem}"]) from None
+        raise ConfigError([f"{printable(path, 256)}: {problem}"]) from None
 
 
 def read_secret(key: str, path: str) -> str:
@@ -119,16 +121,20 @@ def parse_yaml(text: str, source: str) -> object:
             return None
         expansion = _expansion_problem(node)
         if expansion is not None:
-            raise ConfigError([f"{source}: {expansion}"])
+            raise ConfigError([f"{printable(source, 256)}: {expansion}"])
         duplicates = _duplicate_keys(node)
         if duplicates:
             raise ConfigError(duplicates)
         return loader.construct_document(node)
     except yaml.YAMLError as error:
-        raise ConfigError([f"{source}: not valid YAML: {yaml_problem(error)}"]) from None
+        raise ConfigError(
+            [f"{printable(source, 256)}: not valid YAML: {yaml_problem(error)}"]
+        ) from None
     except (ValueError, TypeError, OverflowError) as error:
         # PyYAML's own constructors raise these for values such as a timestamp out of range
-        raise ConfigError([f"{source}: not valid YAML: {type(error).__name__}"]) from None
+        raise ConfigError(
+            [f"{printable(source, 256)}: not valid YAML: {type(error).__name__}"]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()

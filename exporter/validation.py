@@ -17,10 +17,10 @@ class ConfigError(Exception):
 
 def yaml_problem(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or "syntax error"
+    problem = printable(str(getattr(error, "problem", None) or "syntax error"), 200)
     if mark is not None:
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)
+    return problem
 
 
 _TYPE_MESSAGES = {
@@ -56,5 +56,17 @@ def format_path(location: tuple[int | str, ...], key: bool = False) -> str:
         if isinstance(part, int) and not (key and index == len(location) - 1):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            name = printable(str(part))
+            text += f".{name}" if text else name
     return text or "(top level)"
+
+
+def printable(text: str, limit: int = 64) -> str:
+    """`text` cut to `limit` characters, with anything unprintable escaped, so that what a
+    file holds can never break a message's line or forge another."""
+    text = text[:limit]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def quoted(text: str) -> str:
+    return f'"{printable(text)}"'

@@ -229,8 +229,11 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
     except ValidationError as error:
         problems += describe_validation_errors(error)
         # Check what else can be checked: the sections that are valid so far.
-        failed = {item["loc"][0] for item in error.errors()}
-        document = _Document.model_validate({k: v for k, v in raw.items() if k not in failed})
+        failed = {item["loc"][0] for item in error.errors() if item["loc"]}
+        valid_so_far = {
+            key: value for key, value in raw.items() if isinstance(key, str) and key not in failed
+        }
+        document = _Document.model_validate(valid_so_far)
     http = document.http_server_config or _HttpServer()
     headers = _response_headers(http.headers or {}, problems)
     basic_auth = _basic_auth(document.basic_auth_users or {}, problems)
