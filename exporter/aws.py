@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,19 +36,22 @@ from botocore.utils import parse_timestamp
 
 from exporter import __version__
 from exporter.config import CredentialSet
+from exporter.redaction import safe_error_text
 
 SERVICE_NAME = "cognito-idp"
 SERVICE_EVENT_ID = "cognito-identity-provider"
+STS_SERVICE_NAME = "sts"
 DEFAULT_STS_REGION = "us-east-1"
+_EVENT_SERVICES = {SERVICE_EVENT_ID: SERVICE_NAME, STS_SERVICE_NAME: STS_SERVICE_NAME}
 
 
 class AttemptObserver(Protocol):
-    """Sees every HTTP attempt a client makes, retries included."""
+    """Sees every HTTP attempt a client makes, retries included, STS's for assumed roles too."""
 
-    def before_attempt(self, operation: str) -> None:
+    def before_attempt(self, service: str, operation: str) -> None:
         """Called before the attempt is sent; may wait (rate limits) or raise to stop the call."""
 
-    def after_attempt(self, operation: str, error_code: str | None) -> None:
+    def after_attempt(self, service: str, operation: str, error_code: str | None) -> None:
         """Called with the attempt's outcome: None when it succeeded, else its error code."""
 
 
@@ -82,6 +85,23 @@ def epoch_seconds(value: object) -> float:
         except ValueError:
             return float(parse_timestamp(value).timestamp())
     raise ValueError("timestamp is neither a number nor a date string")
+
+
+def profile_problems(credential_sets: Mapping[str, CredentialSet]) -> list[str]:
+    """Credential sets naming a profile the shared AWS config and credentials files do not
+    define; read from the local files, no call made."""
+    wanted = {name: entry.profile for name, entry in credential_sets.items() if entry.profile}
+    if not wanted:
+        return []
+    try:
+        available = set(botocore.session.Session().available_profiles)
+    except Exception as error:  # a shared config file botocore cannot parse
+        return [f"credentials: cannot read the shared AWS config files: {safe_error_text(error)}"]
+    return [
+        f'credentials.{name}.profile: no profile "{profile}" in the shared AWS config files'
+        for name, profile in wanted.items()
+        if profile not in available
+    ]
 
 
 class _StaticProvider(CredentialProvider):
@@ -138,11 +158,35 @@ class ClientFactory:
                     if key.credentials in unchanged:
                         self._clients[key] = client
 
+    def build(self, keys: Iterable[ClientKey]) -> list[str]:
+        """Build the clients for `keys` now; what cannot be built, one line each (a profile
+        that does not exist, an endpoint botocore refuses), secrets left out."""
+        problems: list[str] = []
+        for key in dict.fromkeys(keys):
+            try:
+                self.client(key)
+            except Exception as error:
+                problems.append(
+                    f'credentials "{key.credentials}" in {key.region}: cannot build a client: '
+                    f"{safe_error_text(error)}"
+                )
+        return problems
+
     def _new_client(self, key: ClientKey) -> Any:
         session = self._session(key.credentials)
-        settings = self._settings
-        client_config = BotocoreConfig(
+        client = session.create_client(
+            SERVICE_NAME,
             region_name=key.region,
+            endpoint_url=key.endpoint_url,
+            config=self._botocore_config(key.region),
+        )
+        self._observe(client, SERVICE_EVENT_ID)
+        return client
+
+    def _botocore_config(self, region: str) -> BotocoreConfig:
+        settings = self._settings
+        return BotocoreConfig(
+            region_name=region,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             max_pool_connections=settings.max_pool_connections,
@@ -151,23 +195,17 @@ class ClientFactory:
             tcp_keepalive=True,
             parameter_validation=False,
         )
-        client = session.create_client(
-            SERVICE_NAME,
-            region_name=key.region,
-            endpoint_url=key.endpoint_url,
-            config=client_config,
-        )
+
+    def _observe(self, client: Any, event_service: str) -> None:
+        if self._observer is None:
+            return
         events = client.meta.events
-        if self._observer is not None:
-            events.register(
-                f"request-created.{SERVICE_EVENT_ID}",
-                functools.partial(_before_attempt, self._observer),
-            )
-            events.register(
-                f"needs-retry.{SERVICE_EVENT_ID}",
-                functools.partial(_after_attempt, self._observer),
-            )
-        return client
+        events.register(
+            f"request-created.{event_service}", functools.partial(_before_attempt, self._observer)
+        )
+        events.register(
+            f"needs-retry.{event_service}", functools.partial(_after_attempt, self._observer)
+        )
 
     def _session(self, name: str) -> botocore.session.Session:
         session = self._sessions.get(name)
@@ -180,8 +218,23 @@ class ClientFactory:
         if credential_set.role_arn is None:
             return _base_session(credential_set)
         session = _base_session(CredentialSet())
-        _use_assumed_role(session, credential_set, self._settings.sts_region)
+        _use_assumed_role(session, credential_set, self._sts_client_creator(credential_set))
         return session
+
+    def _sts_client_creator(self, credential_set: CredentialSet) -> Callable[..., Any]:
+        """STS clients for AssumeRole: the source credentials' session, this exporter's
+        timeouts and retries, and the same hooks, so its attempts are bounded and counted."""
+        source = _base_session(credential_set)
+        region = self._settings.sts_region
+
+        def create(service_name: str, **kwargs: Any) -> Any:
+            client = source.create_client(
+                service_name, region_name=region, config=self._botocore_config(region), **kwargs
+            )
+            self._observe(client, STS_SERVICE_NAME)
+            return client
+
+        return create
 
 
 def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
@@ -199,10 +252,11 @@ def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
 
 
 def _use_assumed_role(
-    session: botocore.session.Session, credential_set: CredentialSet, sts_region: str
+    session: botocore.session.Session,
+    credential_set: CredentialSet,
+    sts_client_creator: Callable[..., Any],
 ) -> None:
-    source = _base_session(credential_set)
-    source_credentials = source.get_credentials()
+    source_credentials = _base_session(credential_set).get_credentials()
     extra_args: dict[str, Any] = {
         "RoleSessionName": credential_set.role_session_name or "cognito-import-exporter"
     }
@@ -211,7 +265,7 @@ def _use_assumed_role(
     if credential_set.duration is not None:
         extra_args["DurationSeconds"] = int(credential_set.duration)
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=functools.partial(source.create_client, region_name=sts_region),
+        client_creator=sts_client_creator,
         source_credentials=source_credentials,
         role_arn=str(credential_set.role_arn),
         extra_args=extra_args,
@@ -263,8 +317,14 @@ class _ParserFactory(ResponseParserFactory):
         return super().create_parser(protocol_name)
 
 
+def _event_parts(event_name: str) -> tuple[str, str]:
+    """(service, operation) of `request-created.<service>.<Operation>`."""
+    _, service, operation = event_name.split(".", 2)
+    return _EVENT_SERVICES.get(service, service), operation
+
+
 def _before_attempt(observer: AttemptObserver, event_name: str, **_: Any) -> None:
-    observer.before_attempt(event_name.rsplit(".", 1)[-1])
+    observer.before_attempt(*_event_parts(event_name))
 
 
 def _after_attempt(
@@ -280,7 +340,7 @@ def _after_attempt(
         code = _normalise_code(str(response[1]["Error"].get("Code", "")))
     else:
         code = None
-    observer.after_attempt(event_name.rsplit(".", 1)[-1], code)
+    observer.after_attempt(*_event_parts(event_name), code)
 
 
 def error_code(error: BaseException) -> str:
@@ -299,11 +359,6 @@ def error_code(error: BaseException) -> str:
     if isinstance(error, InvalidResponseError):
         return "InvalidResponse"
     return type(error).__name__.removesuffix("Error") or "Unknown"
-
-
-def counted_by_attempts(error: BaseException) -> bool:
-    """Whether the observer already saw this error as the outcome of an attempt."""
-    return isinstance(error, ClientError | HTTPClientError)
 
 
 def _normalise_code(code: str) -> str:

@@ -9,12 +9,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load
+from exporter.aws import profile_problems
+from exporter.config import ConfigError, load
 from exporter.logs import LEVELS, configure
+from exporter.redaction import safe_error_text
 from exporter.runtime import Runtime
 from exporter.server import ExporterApp
 from exporter.serving import ListenAddressError, ServerSettings, parse_listen_address, run
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.webconfig import load_web_config
 
 DEFAULT_LISTEN_ADDRESS = ":10209"
 ENV_PREFIX = "COGNITO_IMPORT_EXPORTER_"
@@ -107,18 +109,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_listen_address(args.listen_address)
     except ListenAddressError as error:
         parser.error(f"--web.listen-address: {error}")
-    if args.config_check:
-        return check_config(args.config_file, args.web_config_file)
-    configure(args.log_level, args.log_format)
-    if args.demo:
-        from exporter.demo import run_demo
+    try:
+        if args.config_check:
+            return check_config(args.config_file, args.web_config_file)
+        configure(args.log_level, args.log_format)
+        if args.demo:
+            from exporter.demo import run_demo
 
-        return _exit_now(run_demo(args.listen_address, args.timeout_offset))
-    return _exit_now(
-        serve_config(
-            args.config_file, args.web_config_file, args.listen_address, args.timeout_offset
+            return _exit_now(run_demo(args.listen_address, args.timeout_offset))
+        return _exit_now(
+            serve_config(
+                args.config_file, args.web_config_file, args.listen_address, args.timeout_offset
+            )
         )
-    )
+    except Exception as error:  # one line, never a traceback, whatever went wrong
+        print(f"{parser.prog}: {type(error).__name__}: {safe_error_text(error)}", file=sys.stderr)
+        return 1
 
 
 def _exit_now(code: int) -> int:
@@ -138,11 +144,15 @@ def _print_problems(problems: list[str]) -> int:
 
 
 def check_config(path: str, web_config_path: str = "") -> int:
+    """Every problem the files have that can be found without calling AWS."""
     try:
         config = load(path)
         load_web_config(web_config_path or None)
     except ConfigError as error:
         return _print_problems(error.problems)
+    problems = profile_problems(config.credentials)
+    if problems:
+        return _print_problems(problems)
     print(f"{path}: valid, {len(config.pools)} pools, {len(config.credentials)} credential sets")
     return 0
 
@@ -150,36 +160,29 @@ def check_config(path: str, web_config_path: str = "") -> int:
 def serve_config(
     path: str, web_config_path: str, listen_address: str, timeout_offset: float
 ) -> int:
-    def load_web() -> WebConfig:
-        return load_web_config(web_config_path or None)
-
+    runtime = Runtime(lambda: load(path), lambda: load_web_config(web_config_path or None))
     try:
-        config = load(path)
-        web_config = load_web()
+        runtime.start()
     except ConfigError as error:
         return _print_problems(error.problems)
-    return serve(lambda: load(path), config, listen_address, timeout_offset, web_config, load_web)
+    return serve(runtime, listen_address, timeout_offset)
 
 
 def serve(
-    load_config: Callable[[], Config],
-    config: Config,
+    runtime: Runtime,
     listen_address: str,
     timeout_offset: float,
-    web_config: WebConfig | None = None,
-    load_web: Callable[[], WebConfig] = WebConfig,
     on_started: Callable[[], None] | None = None,
 ) -> int:
-    runtime = Runtime(load_config, load_web)
-    runtime.web_config = web_config or WebConfig()
-    runtime.apply(config)
+    """Serve a started runtime until SIGTERM or SIGINT."""
     app = ExporterApp(runtime, timeout_offset=timeout_offset)
-    settings = ServerSettings(listen_address, worker_threads=max(16, config.scrape.max_concurrency))
+    workers = max(16, runtime.config.scrape.max_concurrency)
+    settings = ServerSettings(listen_address, worker_threads=workers)
     try:
         run(
             app,
             settings,
-            on_reload=runtime.reload,
+            on_reload=runtime.request_reload,
             web_config=lambda: runtime.web_config,
             on_started=on_started,
         )

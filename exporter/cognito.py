@@ -29,6 +29,14 @@ _MAX_NAME_LENGTH = 256
 _MAX_MESSAGE_LENGTH = 1024
 
 
+class PagingError(Exception):
+    """A list that does not end as a list should: a repeated token, too many pages."""
+
+    def __init__(self, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
 class InvalidJobsPage(Exception):
     """The service answered, but what it said cannot be trusted."""
 

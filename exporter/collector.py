@@ -33,15 +33,16 @@ from exporter.metrics import (
 )
 from exporter.scraper import PoolResult, Scraper, Snapshot
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
     "scrape_deadline", default=None
 )
 
 
 @contextlib.contextmanager
-def scrape_deadline(deadline: float) -> Iterator[None]:
-    """Collections started in this context finish by `deadline` (time.monotonic)."""
-    token = _deadline.set(deadline)
+def scrape_deadline(deadline: float, arrived: float) -> Iterator[None]:
+    """Collections made in this context are for a scrape that arrived at `arrived` and must
+    finish by `deadline` (both time.monotonic)."""
+    token = _deadline.set((deadline, arrived))
     try:
         yield
     finally:
@@ -51,7 +52,7 @@ def scrape_deadline(deadline: float) -> Iterator[None]:
 class ImportJobsCollector(Collector):
     def __init__(
         self,
-        current_scraper: Callable[[float], Scraper],
+        current_scraper: Callable[[], Scraper],
         default_timeout: Callable[[], float],
         cache_ttl: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
@@ -65,10 +66,12 @@ class ImportJobsCollector(Collector):
         return [self._family(spec) for spec in POOL_FAMILIES]
 
     def collect(self) -> Iterable[Metric]:
-        deadline = _deadline.get()
-        if deadline is None:
-            deadline = self._clock() + self._default_timeout()
-        snapshot = self._current_scraper(deadline).collect(deadline)
+        scrape = _deadline.get()
+        if scrape is None:
+            now = self._clock()
+            scrape = (now + self._default_timeout(), now)
+        deadline, arrived = scrape
+        snapshot = self._current_scraper().collect(deadline, arrived)
         return families(snapshot, self._help_suffix())
 
     def _help_suffix(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -108,6 +109,8 @@ def _valid_endpoint(value: str | None) -> str | None:
         raise ValueError("endpoint_url must not carry a user name or password")
     if port == 0 or parsed.query or parsed.fragment:
         raise ValueError(f"{message}, a port from 1 to 65535, no query or fragment")
+    if not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value)):
+        raise ValueError(message)
     return value
 
 
@@ -313,6 +316,19 @@ class Config:
     defaults: Defaults
     discovery: tuple[Discovery, ...] = ()
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value the configuration holds, to keep them out of any text."""
+        values = []
+        for credential_set in self.credentials.values():
+            for secret in (
+                credential_set.secret_access_key,
+                credential_set.session_token,
+                credential_set.external_id,
+            ):
+                if secret is not None:
+                    values.append(secret.get_secret_value())
+        return tuple(values)
 
     def pool_for(
         self,

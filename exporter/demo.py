@@ -13,6 +13,7 @@ import time
 
 from exporter.cli import serve
 from exporter.config import Config, load_text
+from exporter.runtime import Runtime
 from exporter.serving import parse_listen_address
 from exporter.simulator import Lifecycle, SimulatedCognito, SimulatorServer
 
@@ -155,8 +156,10 @@ def run_demo(listen_address: str, timeout_offset: float) -> int:
             flush=True,
         )
 
+    runtime = Runtime(lambda: config)
     try:
-        return serve(lambda: config, config, listen_address, timeout_offset, on_started=announce)
+        runtime.start()
+        return serve(runtime, listen_address, timeout_offset, on_started=announce)
     finally:
         simulator.stop()
         print("Demo stopped.", file=sys.stderr, flush=True)

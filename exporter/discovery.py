@@ -3,7 +3,8 @@
 ListUserPools and DescribeUserPool share a smaller quota than ListUserImportJobs, so discovery
 never runs on the scrape path: a background thread refreshes each entry on its own interval,
 describes a pool again only when ListUserPools says it was modified, and keeps the last good
-list when a refresh fails.
+list when a refresh fails. Paging is bounded (a repeated token is a `PaginationLoop`, and no
+account lists more than MAX_LISTED_POOLS pools), and every call ends by its own deadline.
 """
 
 from __future__ import annotations
@@ -16,21 +17,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.attempts import CallScope, calling_for, failure_counted_by_attempt
 from exporter.aws import ClientFactory, ClientKey, error_code
-from exporter.config import Config, Discovery, Pool
+from exporter.cognito import PagingError
+from exporter.config import Config, Discovery, Pool, is_pool_id
 from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import TokenBucket
+from exporter.redaction import safe_error_text
 
 log = logging.getLogger("exporter.discovery")
 
 DISCOVERY_REQUESTS_PER_SECOND = 5.0
+DISCOVERY_CALL_SECONDS = 30.0
+PAGE_SIZE = 60
+# Cognito's default quota is 1,000 pools per account and region; this leaves room for
+# raised quotas while a token that never ends is still caught.
+MAX_LISTED_POOLS = 100_000
+MAX_PAGES = -(-MAX_LISTED_POOLS // PAGE_SIZE)
+MAX_NAME_LENGTH = 128
 _FAR_FUTURE = float("inf")
 
 
 @dataclass(frozen=True)
 class _Described:
     modified: float | None
-    name: str
     tags: dict[str, str]
 
 
@@ -40,7 +50,7 @@ class PoolDiscovery:
         config: Config,
         clients: ClientFactory,
         metrics: ExporterMetrics,
-        on_change: Callable[[tuple[Pool, ...]], None],
+        on_change: Callable[[PoolDiscovery, tuple[Pool, ...]], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
@@ -50,8 +60,10 @@ class PoolDiscovery:
         self._on_change = on_change
         self._clock = clock
         self._bucket = TokenBucket(DISCOVERY_REQUESTS_PER_SECOND)
+        self._scope = CallScope("", None, 0.0)
         self._found: dict[int, tuple[Pool, ...]] = {}
         self._described: dict[tuple[int, str], _Described] = {}
+        self._due = dict.fromkeys(range(len(self._entries)), 0.0)
         self._first_round = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,26 +85,25 @@ class PoolDiscovery:
                 merged.setdefault(pool.id, pool)
         return tuple(merged.values())
 
-    def refresh_all(self) -> None:
-        """One round over every entry; used by the thread and by tests."""
-        for index in range(len(self._entries)):
-            self._refresh(index)
-        self._publish()
+    def refresh(self, everything: bool = False) -> None:
+        """One round: each entry whose refresh is due (every entry with `everything`), then
+        the merged list published. The background thread's work; tests call it directly."""
+        now = self._clock()
+        refreshed = False
+        for index, when in self._due.items():
+            if everything or when <= now:
+                self._refresh(index)
+                self._due[index] = now + self._entries[index].refresh_interval
+                refreshed = True
+        if refreshed:
+            self._publish()
 
     def _run(self) -> None:
-        due = dict.fromkeys(range(len(self._entries)), 0.0)
         while not self._stop.is_set():
-            now = self._clock()
-            refreshed = False
-            for index, when in due.items():
-                if when <= now:
-                    self._refresh(index)
-                    due[index] = now + self._entries[index].refresh_interval
-                    refreshed = True
-            if refreshed:
-                self._publish()
+            self.refresh()
             self._first_round.set()
-            self._stop.wait(max(0.1, min(due.values(), default=_FAR_FUTURE) - self._clock()))
+            next_due = min(self._due.values(), default=_FAR_FUTURE)
+            self._stop.wait(max(0.1, next_due - self._clock()))
 
     def _publish(self) -> None:
         by_region: dict[str, list[int]] = {}
@@ -102,20 +113,24 @@ class PoolDiscovery:
             self._metrics.discovery_pools.labels(region=region).set(
                 sum(len(self._found.get(index, ())) for index in indexes)
             )
-        self._on_change(self.pools())
+        self._on_change(self, self.pools())
 
     def _refresh(self, index: int) -> None:
         entry = self._entries[index]
         try:
             found = tuple(self._matching_pools(index, entry))
         except Exception as error:  # a failed refresh keeps the last good list
+            code = error_code(error)
+            if not failure_counted_by_attempt(self._scope):
+                self._metrics.api_errors.labels(user_pool_id="", error_code=code).inc()
             self._metrics.discovery_success.labels(region=entry.region).set(0)
             log.warning(
                 "pool discovery failed; keeping the last list",
                 extra={
                     "fields": {
                         "region": entry.region,
-                        "error_code": error_code(error),
+                        "error_code": code,
+                        "error": safe_error_text(error),
                         "pools_kept": len(self._found.get(index, ())),
                     }
                 },
@@ -136,9 +151,10 @@ class PoolDiscovery:
         pattern = re.compile(entry.name_pattern) if entry.name_pattern else None
         wanted_tags = dict(entry.tags)
         for summary in self._listed_pools(client):
-            pool_id = str(summary.get("Id", ""))
-            name = str(summary.get("Name", ""))
-            if not pool_id or pool_id in entry.exclude:
+            pool_id = summary.get("Id")
+            name = summary.get("Name")
+            name = name[:MAX_NAME_LENGTH] if isinstance(name, str) else ""
+            if not isinstance(pool_id, str) or not is_pool_id(pool_id) or pool_id in entry.exclude:
                 continue
             if pattern is not None and not pattern.search(name):
                 continue
@@ -155,18 +171,37 @@ class PoolDiscovery:
                 endpoint_url=entry.endpoint_url,
             )
 
+    def _call(self, method: Callable[..., dict[str, Any]], **request: Any) -> dict[str, Any]:
+        """One call at discovery's own pace, ended by its deadline whatever the peer does."""
+        self._bucket.acquire(_FAR_FUTURE)
+        self._scope = CallScope("", None, self._clock() + DISCOVERY_CALL_SECONDS)
+        with calling_for(self._scope):
+            answer = method(**request)
+        if not isinstance(answer, dict):
+            raise PagingError("InvalidResponse", "the answer is not an object")
+        return answer
+
     def _listed_pools(self, client: Any) -> Iterable[dict[str, Any]]:
         token: str | None = None
-        while True:
-            self._bucket.acquire(_FAR_FUTURE)
-            request: dict[str, Any] = {"MaxResults": 60}
+        seen_tokens: set[str] = set()
+        for _ in range(MAX_PAGES):
+            request: dict[str, Any] = {"MaxResults": PAGE_SIZE}
             if token:
                 request["NextToken"] = token
-            answer = client.list_user_pools(**request)
-            yield from answer.get("UserPools", [])
+            answer = self._call(client.list_user_pools, **request)
+            pools = answer.get("UserPools", [])
+            if not isinstance(pools, list):
+                raise PagingError("InvalidResponse", "UserPools is not a list")
+            yield from (summary for summary in pools if isinstance(summary, dict))
             token = answer.get("NextToken")
             if not token:
                 return
+            if not isinstance(token, str):
+                raise PagingError("InvalidResponse", "NextToken is not a string")
+            if token in seen_tokens:
+                raise PagingError("PaginationLoop", "ListUserPools repeated a pagination token")
+            seen_tokens.add(token)
+        raise PagingError("MaxPagesExceeded", f"more than {MAX_LISTED_POOLS:,} user pools listed")
 
     def _describe(
         self, index: int, client: Any, pool_id: str, summary: dict[str, Any]
@@ -175,13 +210,13 @@ class PoolDiscovery:
         cached = self._described.get((index, pool_id))
         if cached is not None and modified is not None and cached.modified == modified:
             return cached
-        self._bucket.acquire(_FAR_FUTURE)
-        pool = client.describe_user_pool(UserPoolId=pool_id).get("UserPool", {})
-        tags = pool.get("UserPoolTags") or {}
+        pool = self._call(client.describe_user_pool, UserPoolId=pool_id).get("UserPool")
+        tags = pool.get("UserPoolTags") if isinstance(pool, dict) else None
         described = _Described(
             modified=modified,
-            name=str(pool.get("Name", "")),
-            tags={str(key): str(value) for key, value in tags.items()},
+            tags={str(key): str(value) for key, value in tags.items()}
+            if isinstance(tags, dict)
+            else {},
         )
         self._described[(index, pool_id)] = described
         return described

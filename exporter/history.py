@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.cognito import Job, Page
+from exporter.cognito import Job, Page, PagingError
 
 OUTCOMES = ("imported", "skipped", "failed")
 
@@ -33,12 +33,6 @@ _status = operator.attrgetter("status")
 _imported = operator.attrgetter("imported")
 _skipped = operator.attrgetter("skipped")
 _failed = operator.attrgetter("failed")
-
-
-class PagingError(Exception):
-    def __init__(self, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.error_code = error_code
 
 
 class _BoundaryMoved(Exception):
@@ -108,8 +102,22 @@ class PoolHistory:
         self._scanned = False
         self._ordered = False
         self._next_full_scan = 0.0
+        self._last_full_scan: float | None = None
         self._users_total: Counter[str] = Counter()
         self._unfinished: _Read | None = None
+
+    def configure(self, keep_recent: int, full_scan_interval: float) -> None:
+        """New settings from a reload, in force from the next scan: a shorter interval brings
+        the next full read forward, and keeping more recent jobs than the tail remembers
+        reads the pool in full once to find them. Call with `lock` held."""
+        if full_scan_interval != self._full_scan_interval and self._last_full_scan is not None:
+            self._next_full_scan = self._last_full_scan + full_scan_interval * self._spread()
+        tail_jobs = sum(self._tail.statuses.values())
+        if keep_recent > self._keep_recent and tail_jobs > len(self._tail_recent):
+            self._next_full_scan = 0.0
+        self._tail_recent = self._tail_recent[:keep_recent]
+        self._keep_recent = keep_recent
+        self._full_scan_interval = full_scan_interval
 
     def full_scan_due(self, now: float) -> bool:
         return not self._ordered or now >= self._next_full_scan
@@ -169,6 +177,7 @@ class PoolHistory:
         if full:
             self._ordered = ordered
             self._next_full_scan = now + self._full_scan_interval * self._stagger()
+            self._last_full_scan = now
         everything = self._tail + Totals.of(self._head)
         return ScanOutcome(
             statuses=dict(everything.statuses),
@@ -204,6 +213,9 @@ class PoolHistory:
         """Spread the pools' first full re-reads over the interval instead of all at once."""
         if self._next_full_scan:
             return 1.0
+        return self._spread()
+
+    def _spread(self) -> float:
         return 0.5 + (zlib.crc32(self.pool_id.encode()) % 1000) / 2000
 
     def _changes(self, fresh: list[Job]) -> tuple[StatusChange, ...]:

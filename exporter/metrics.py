@@ -94,6 +94,12 @@ RELOAD_TIMESTAMP = MetricSpec(
     (),
 )
 
+RELOADS = MetricSpec(
+    f"{PREFIX}_config_reloads",
+    "Configuration loads and reloads, by outcome (success or failure).",
+    ("outcome",),
+)
+
 DISCOVERY_SUCCESS = MetricSpec(
     f"{PREFIX}_discovery_success",
     "Whether the last pool discovery in the region succeeded (1) or not (0).",
@@ -135,6 +141,7 @@ class ExporterMetrics:
         self.reload_timestamp = Gauge(
             RELOAD_TIMESTAMP.name, RELOAD_TIMESTAMP.help, registry=registry
         )
+        self.reloads = Counter(RELOADS.name, RELOADS.help, RELOADS.labels, registry=registry)
         self.discovery_success = Gauge(
             DISCOVERY_SUCCESS.name,
             DISCOVERY_SUCCESS.help,

@@ -1,8 +1,11 @@
 """Wiring: config -> clients -> scraper -> collector -> registry, and swapping it on reload.
 
-A reload builds the new scraper beside the old one and switches over only when the new
-configuration loaded cleanly; clients of unchanged credential sets, pool histories (so
-counters stay monotonic) and rate-limit buckets carry over.
+Whatever a configuration implies (its web config, every client its pools and discovery
+entries need, the discovery itself) is built beside the running one first; only when all
+of it was built does the runtime switch, in one step that cannot fail. A reload that fails
+anywhere changes nothing, says why in one line and sets `config_last_reload_successful 0`.
+Clients of unchanged credential sets, pool histories (so counters stay monotonic), rate-limit
+buckets and collections in flight carry over.
 """
 
 from __future__ import annotations
@@ -10,18 +13,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from exporter import __version__
 from exporter.attempts import AttemptGate
-from exporter.aws import ClientFactory, ClientKey, ClientSettings
+from exporter.aws import ClientFactory, ClientKey, ClientSettings, profile_problems
 from exporter.collector import ImportJobsCollector
-from exporter.config import Config, ConfigError, Pool
+from exporter.config import Config, ConfigError, Pool, Scrape
 from exporter.discovery import PoolDiscovery
 from exporter.metrics import ExporterMetrics
 from exporter.ratelimit import BucketRegistry
+from exporter.redaction import SECRETS, safe_error_text
 from exporter.scraper import Scraper
 from exporter.webconfig import WebConfig
 
@@ -33,6 +38,22 @@ MAX_READ_TIMEOUT = 10.0
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class _Generation:
+    """Everything one configuration implies, built before any of it is used."""
+
+    config: Config
+    web_config: WebConfig
+    clients: ClientFactory
+    discovery: PoolDiscovery | None
+
+
 class Runtime:
     def __init__(
         self,
@@ -41,33 +62,43 @@ class Runtime:
     ) -> None:
         self._load_config = load_config
         self._load_web_config = load_web_config
-        self.web_config = WebConfig()
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._reload_wanted = threading.Event()
+        self._reloader: threading.Thread | None = None
         self.registry = CollectorRegistry(auto_describe=True)
-        self._config: Config | None = None
+        self._generation: _Generation | None = None
         self._scraper: Scraper | None = None
-        self._gate: AttemptGate | None = None
-        self._factory: ClientFactory | None = None
-        self._discovery: PoolDiscovery | None = None
         self.registry.register(
             ImportJobsCollector(
-                current_scraper=self.scraper_for,
+                current_scraper=lambda: self.scraper,
                 default_timeout=lambda: self.config.scrape.timeout,
                 cache_ttl=lambda: self.config.scrape.cache_ttl,
             )
         )
         # After the collector: a scrape's own API calls and errors show in the same answer.
         self.metrics = ExporterMetrics(self.registry, __version__)
+        defaults = Scrape()
+        # One gate for the life of the process: the clients' hooks point at it, so clients
+        # survive reloads; a reload only changes its rates.
+        self._gate = AttemptGate(
+            self.metrics,
+            account_buckets=BucketRegistry(defaults.requests_per_second),
+            pool_buckets=BucketRegistry(defaults.pool_requests_per_second),
+        )
 
     @property
     def ready(self) -> bool:
-        return self._scraper is not None
+        return self._generation is not None
 
     @property
     def config(self) -> Config:
-        if self._config is None:
-            raise RuntimeError("no configuration loaded yet")
-        return self._config
+        return self._current().config
+
+    @property
+    def web_config(self) -> WebConfig:
+        generation = self._generation
+        return generation.web_config if generation is not None else WebConfig()
 
     @property
     def scraper(self) -> Scraper:
@@ -77,56 +108,116 @@ class Runtime:
 
     @property
     def discovery(self) -> PoolDiscovery | None:
-        return self._discovery
-
-    def scraper_for(self, deadline: float) -> Scraper:
-        """The scraper to use now; right after start, waits (up to the deadline) for the
-        first discovery round so the first scrape does not answer with no pools."""
-        discovery = self._discovery
-        if discovery is not None:
-            discovery.wait_for_first_round(deadline - time.monotonic())
-        return self.scraper
+        generation = self._generation
+        return generation.discovery if generation is not None else None
 
     def known_pool(self, pool_id: str) -> Pool | None:
         return next((pool for pool in self.scraper.pools if pool.id == pool_id), None)
 
-    def reload(self) -> bool:
-        """Load the configuration again; on failure keep serving the old one."""
-        try:
-            config = self._load_config()
-            web_config = self._load_web_config()
-        except ConfigError as error:
-            self.metrics.reload_success.set(0)
-            log.error(
-                "configuration reload failed; keeping the previous configuration",
-                extra={"fields": {"problems": "; ".join(error.problems)}},
-            )
-            return False
-        self.web_config = web_config
-        self.apply(config)
-        return True
+    def start(self) -> None:
+        """Load and apply the configuration files; ConfigError with every problem if not."""
+        self.apply(self._load_config(), self._load_web_config())
 
-    def apply(self, config: Config) -> None:
+    def apply(self, config: Config, web_config: WebConfig | None = None) -> None:
+        """Build all `config` implies, then switch to it; ConfigError, and nothing changed,
+        when any of it cannot be built."""
+        with self._reload_lock:
+            generation = self._build(config, web_config or WebConfig())
+            self._switch(generation)
+
+    def reload(self) -> ReloadOutcome:
+        """Load the configuration files again and apply them; on any failure keep serving
+        the previous configuration, entirely."""
+        try:
+            self.apply(self._load_config(), self._load_web_config())
+        except ConfigError as error:
+            return self._refused("; ".join(error.problems))
+        except Exception as error:  # nothing a file holds may end the process
+            return self._refused(f"{type(error).__name__}: {safe_error_text(error)}")
+        return ReloadOutcome(True, "configuration reloaded")
+
+    def request_reload(self) -> None:
+        """Reload soon, in the background (SIGHUP). Requests that arrive while a reload runs
+        make one more reload after it, however many there are."""
         with self._lock:
-            previous_factory, previous_discovery = self._factory, self._discovery
-            gate = self._gate_for(config)
-            factory = ClientFactory(config.credentials, _client_settings(config), observer=gate)
-            if previous_factory is not None:
-                factory.keep_clients_from(previous_factory)
-            self._config, self._factory, self._gate = config, factory, gate
-            kept = previous_discovery.pools() if previous_discovery is not None else ()
-            self._use_pools(config, kept)
-            self._discovery = None
-            if config.discovery:
-                self._discovery = PoolDiscovery(
-                    config, factory, self.metrics, on_change=self._discovered
+            self._reload_wanted.set()
+            if self._reloader is None:
+                self._reloader = threading.Thread(
+                    target=self._reload_when_wanted, name="reload", daemon=True
                 )
-        if previous_discovery is not None:
-            previous_discovery.stop()
-        if self._discovery is not None:
-            self._discovery.start()
+                self._reloader.start()
+
+    def close(self) -> None:
+        discovery = self.discovery
+        if discovery is not None:
+            discovery.stop()
+        if self._scraper is not None:
+            self._scraper.close()
+
+    def _current(self) -> _Generation:
+        generation = self._generation
+        if generation is None:
+            raise RuntimeError("no configuration loaded yet")
+        return generation
+
+    def _reload_when_wanted(self) -> None:
+        while True:
+            self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            self.reload()
+
+    def _refused(self, reason: str) -> ReloadOutcome:
+        self.metrics.reload_success.set(0)
+        self.metrics.reloads.labels(outcome="failure").inc()
+        log.error(
+            "configuration reload failed; keeping the previous configuration",
+            extra={"fields": {"problems": reason}},
+        )
+        return ReloadOutcome(False, f"configuration not reloaded: {reason}")
+
+    def _build(self, config: Config, web_config: WebConfig) -> _Generation:
+        SECRETS.add(config.secrets())
+        problems = profile_problems(config.credentials)
+        if problems:
+            raise ConfigError(problems)
+        clients = ClientFactory(config.credentials, _client_settings(config), observer=self._gate)
+        previous = self._generation
+        if previous is not None:
+            clients.keep_clients_from(previous.clients)
+        # built now, not inside the first scrape where every worker would wait for it
+        problems = clients.build(_client_keys(config))
+        if problems:
+            raise ConfigError(problems)
+        discovery = None
+        if config.discovery:
+            discovery = PoolDiscovery(config, clients, self.metrics, on_change=self._discovered)
+        return _Generation(config, web_config, clients, discovery)
+
+    def _switch(self, generation: _Generation) -> None:
+        config = generation.config
+        previous = self._generation
+        kept = previous.discovery.pools() if previous and previous.discovery else ()
+        scrape = config.scrape
+        self._gate.set_rates(scrape.requests_per_second, scrape.pool_requests_per_second)
+        self._gate.attempt_timeout = _client_settings(config).read_timeout
+        with self._lock:
+            self._generation = generation
+            pools = _merged(config.pools, kept)
+            if self._scraper is None:
+                self._scraper = Scraper(pools, scrape, generation.clients, self.metrics)
+            else:
+                self._scraper.configure(scrape, generation.clients, pools)
+        discovery = generation.discovery
+        self.scraper.wait_for_pools_with(
+            discovery.wait_for_first_round if discovery is not None else None
+        )
+        if previous is not None and previous.discovery is not None:
+            previous.discovery.stop()
+        if discovery is not None:
+            discovery.start()
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(time.time())
+        self.metrics.reloads.labels(outcome="success").inc()
         log.info(
             "configuration loaded",
             extra={
@@ -134,66 +225,33 @@ class Runtime:
             },
         )
 
-    def close(self) -> None:
-        if self._discovery is not None:
-            self._discovery.stop()
-        if self._scraper is not None:
-            self._scraper.close()
-
-    def _discovered(self, pools: tuple[Pool, ...]) -> None:
+    def _discovered(self, discovery: PoolDiscovery, pools: tuple[Pool, ...]) -> None:
         with self._lock:
-            if self._config is not None:
-                self._use_pools(self._config, pools)
+            generation = self._generation
+            if generation is None or generation.discovery is not discovery:
+                return  # a discovery of a configuration no longer in force
+            if self._scraper is not None:
+                self._scraper.set_pools(_merged(generation.config.pools, pools))
 
-    def _use_pools(self, config: Config, discovered: tuple[Pool, ...]) -> None:
-        """Static pools, then discovered ones (a static entry wins for the same id); a new
-        scraper only when the set changed, keeping every pool's history."""
-        static_ids = {pool.id for pool in config.pools}
-        pools = config.pools + tuple(pool for pool in discovered if pool.id not in static_ids)
-        previous = self._scraper
-        if (
-            previous is not None
-            and previous.pools == pools
-            and previous.settings_match(config.scrape, self._factory)
-        ):
-            return
-        factory = self._factory_or_fail()
-        for pool in pools:
-            # built now, not inside the first scrape where every worker would wait for it
-            factory.client(ClientKey(pool.credentials, pool.region, pool.endpoint_url))
-        self._scraper = Scraper(
-            pools,
-            config.scrape,
-            factory,
-            self.metrics,
-            histories=previous.histories if previous is not None else None,
-        )
-        if previous is not None:
-            previous.close()
 
-    def _factory_or_fail(self) -> ClientFactory:
-        if self._factory is None:
-            raise RuntimeError("no clients yet")
-        return self._factory
+def _merged(static: tuple[Pool, ...], discovered: Iterable[Pool]) -> tuple[Pool, ...]:
+    """Static pools, then discovered ones; a static entry wins for the same id."""
+    static_ids = {pool.id for pool in static}
+    return static + tuple(pool for pool in discovered if pool.id not in static_ids)
 
-    def _gate_for(self, config: Config) -> AttemptGate:
-        """One gate for the life of the process: the clients' hooks point at it, so clients
-        survive reloads; a reload only changes its rates."""
-        rates = (config.scrape.requests_per_second, config.scrape.pool_requests_per_second)
-        if self._gate is None:
-            self._gate = AttemptGate(
-                self.metrics,
-                account_buckets=BucketRegistry(rates[0]),
-                pool_buckets=BucketRegistry(rates[1]),
-            )
-        else:
-            self._gate.set_rates(*rates)
-        return self._gate
+
+def _client_keys(config: Config) -> list[ClientKey]:
+    keys = [ClientKey(pool.credentials, pool.region, pool.endpoint_url) for pool in config.pools]
+    keys += [
+        ClientKey(entry.credentials, entry.region, entry.endpoint_url) for entry in config.discovery
+    ]
+    return keys
 
 
 def _client_settings(config: Config) -> ClientSettings:
     return ClientSettings(
         max_pool_connections=max(10, config.scrape.max_concurrency),
-        read_timeout=min(MAX_READ_TIMEOUT, config.scrape.timeout),
+        # one answer may take at most half the scrape's budget, so a slow pool leaves time
+        read_timeout=min(MAX_READ_TIMEOUT, config.scrape.timeout / 2),
         sts_region=config.defaults.region or "us-east-1",
     )

@@ -26,6 +26,9 @@ Environ = dict[str, Any]
 WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+# When the request arrived (time.monotonic), set by the server before it queues for a worker:
+# a scrape's budget starts then, not when a worker picks it up.
+ARRIVED = "exporter.arrived"
 READ_METHODS = ("GET", "HEAD")
 RELOAD_METHODS = ("POST", "PUT")
 
@@ -80,15 +83,22 @@ class ExporterApp:
         body = handler(environ, start_response)
         return [b""] if method == "HEAD" else body
 
-    def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if not self._runtime.ready:
-            return _text(start_response, "503 Service Unavailable", "no configuration loaded\n")
+    def _deadline(self, environ: Environ) -> tuple[float, float]:
+        """(deadline, arrival) of this request's scrape."""
+        arrived = environ.get(ARRIVED)
+        if not isinstance(arrived, float):
+            arrived = self._clock()
         budget = scrape_budget(
             environ.get(SCRAPE_TIMEOUT_HEADER),
             self._runtime.config.scrape.timeout,
             self._timeout_offset,
         )
-        with scrape_deadline(self._clock() + budget):
+        return arrived + budget, arrived
+
+    def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._runtime.ready:
+            return _text(start_response, "503 Service Unavailable", "no configuration loaded\n")
+        with scrape_deadline(*self._deadline(environ)):
             body: Iterable[bytes] = self._metrics_app(
                 dict(environ, REQUEST_METHOD="GET"), start_response
             )
@@ -105,6 +115,7 @@ class ExporterApp:
             return _text(start_response, "400 Bad Request", "target is not a user pool id\n")
         config = self._runtime.config
         pool = self._runtime.known_pool(target)
+        listed = pool is not None
         if pool is None and config.probe.allow_unlisted and config.probe.credentials:
             pool = config.pool_for(target, credentials=config.probe.credentials)
         if pool is None:
@@ -113,10 +124,8 @@ class ExporterApp:
                 "404 Not Found",
                 f"user pool {target} is neither configured nor discovered\n",
             )
-        budget = scrape_budget(
-            environ.get(SCRAPE_TIMEOUT_HEADER), config.scrape.timeout, self._timeout_offset
-        )
-        result = self._runtime.scraper.collect_one(pool, self._clock() + budget)
+        deadline, _ = self._deadline(environ)
+        result = self._runtime.scraper.collect_one(pool, deadline, listed=listed)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Families(families(Snapshot((result,), self._clock(), True))))
         body: Iterable[bytes] = make_wsgi_app(registry)(
@@ -144,13 +153,9 @@ class ExporterApp:
         return _text(start_response, "503 Service Unavailable", "not ready\n")
 
     def _reload(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self._runtime.reload():
-            return _text(start_response, "200 OK", "configuration reloaded\n")
-        return _text(
-            start_response,
-            "500 Internal Server Error",
-            "configuration not reloaded; the previous one is still in use (see the log)\n",
-        )
+        outcome = self._runtime.reload()
+        status = "200 OK" if outcome.ok else "500 Internal Server Error"
+        return _text(start_response, status, outcome.message + "\n")
 
     def _landing(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         page = landing_page(self._runtime)

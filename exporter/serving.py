@@ -103,7 +103,7 @@ async def _serve(
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, on_reload))
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     server = asyncio.ensure_future(serve(app, config, shutdown_trigger=stop.wait, mode="wsgi"))
     log.info("listening", extra={"fields": {"address": settings.listen_address}})
     if on_started is not None:

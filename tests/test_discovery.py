@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -136,7 +135,7 @@ def test_a_failed_discovery_keeps_the_last_good_list(server: SimulatorServer) ->
     assert discovery is not None
     assert discovery.wait_for_first_round(10)
     server.stop()
-    discovery.refresh_all()
+    discovery.refresh(everything=True)
     parsed = samples(call(app, "/metrics")[2].decode())
     assert value(parsed, "cognito_user_import_discovery_success", region="eu-west-1") == 0
     assert value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1") == 3
@@ -148,8 +147,7 @@ def test_static_pools_win_over_discovered_ones(server: SimulatorServer) -> None:
     runtime, _ = runtime_for(server.url, "pools: [{id: eu-west-1_Ident1, name: primary}]")
     assert runtime.discovery is not None
     runtime.discovery.wait_for_first_round(10)
-    deadline = time.monotonic() + 5
-    pools = runtime.scraper_for(deadline).pools
+    pools = runtime.scraper.pools
     assert [pool.id for pool in pools].count("eu-west-1_Ident1") == 1
     assert pools[0].name == "primary"
     assert len(pools) == 3

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from exporter.cognito import Job, Page
-from exporter.history import PagingError, PoolHistory, recent_jobs
+from exporter.cognito import Job, Page, PagingError
+from exporter.history import PoolHistory, recent_jobs
 from exporter.ratelimit import DeadlineExceeded
 from tests.jobs import BASE_TIME, PagedList, job
 

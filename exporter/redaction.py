@@ -1,0 +1,58 @@
+"""Secrets kept out of every text the exporter logs, exports or shows.
+
+The secrets of the loaded configurations (secret keys, session tokens, external ids) are
+replaced by value; temporary credentials, which the exporter never sees as text, by their
+shape: AWS secret keys and session tokens are runs of 40 or more base64 characters, which
+no message the exporter needs contains. Error texts also lose every URL (an answer's text
+could carry a pre-signed upload URL).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+
+REDACTED = "<redacted>"
+_URL = re.compile(r"\w+://\S+")
+_CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
+# shorter values would blank ordinary words; the shape rule still covers real keys
+MIN_SECRET_LENGTH = 4
+MAX_ERROR_TEXT = 300
+
+
+class Redactor:
+    """Replaces every secret it was told of; grows with each configuration loaded, since
+    texts made under an older one may still be on their way out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: frozenset[str] = frozenset()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            known = self._secrets | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+            if known == self._secrets:
+                return
+            self._secrets = known
+            ordered = sorted(known, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+
+    def __call__(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        return _CREDENTIAL_SHAPE.sub(REDACTED, text)
+
+
+SECRETS = Redactor()
+
+
+def safe_error_text(error: BaseException) -> str:
+    """A short reason for logs and the status page: the first line of the error's text (or
+    its type), with URLs, secrets and anything unprintable taken out."""
+    lines = str(error).splitlines()
+    text = lines[0] if lines and lines[0].strip() else type(error).__name__
+    text = SECRETS(_URL.sub("<url>", text))[:MAX_ERROR_TEXT]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
