@@ -183,6 +183,7 @@ def serve(
             app,
             settings,
             on_reload=runtime.request_reload,
+            budget=app.budget,
             web_config=lambda: runtime.web_config,
             on_started=on_started,
         )

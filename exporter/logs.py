@@ -1,7 +1,10 @@
 """Log lines in logfmt or JSON, one per event, with the event's fields as keys.
 
 Callers pass fields with `extra={"fields": {...}}`; nothing else of the record is rendered,
-so no object's repr (which could hold a secret) reaches the log by accident.
+so no object's repr (which could hold a secret) reaches the log by accident. Every value has
+the secrets the exporter holds replaced and its control characters escaped, so no line can
+carry a credential or forge another line. Libraries log at warning and above only, whatever
+the exporter's own level: at debug, botocore, urllib3, h2 and hpack write request headers.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from exporter.redaction import SECRETS, safe_error_text
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -35,7 +41,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         fields.update(extra)
     if record.exc_info and record.exc_info[0] is not None:
         fields["error_type"] = record.exc_info[0].__name__
-    return fields
+    return {
+        key: SECRETS(value) if isinstance(value, str) else value for key, value in fields.items()
+    }
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -45,17 +53,47 @@ class LogfmtFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(_fields(record), default=str, ensure_ascii=False)
+        # ASCII: line and paragraph separators and other Unicode controls come out escaped
+        return json.dumps(_fields(record), default=str, ensure_ascii=True)
+
+
+_LOGFMT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _logfmt_value(value: Any) -> str:
     text = "" if value is None else str(value)
-    if text and not any(char in text for char in ' ="\\\n\t') and text.isprintable():
+    if text and not any(char in text for char in ' ="\\') and text.isprintable():
         return text
-    escaped = (
-        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    )
+    escaped = "".join(_LOGFMT_ESCAPES.get(char) or _escaped(char) for char in text)
     return f'"{escaped}"'
+
+
+def _escaped(char: str) -> str:
+    if char.isprintable() or char == " ":
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class _LibrariesAtWarning(logging.Filter):
+    """Records of loggers other than the exporter's pass at warning and above only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] == "exporter"
+
+
+def _log_thread_failure(failure: threading.ExceptHookArgs) -> None:
+    """A thread that fails logs one line, never a traceback that could carry a secret."""
+    logging.getLogger("exporter").error(
+        "a background thread failed",
+        extra={
+            "fields": {
+                "thread": failure.thread.name if failure.thread else "",
+                "error_type": failure.exc_type.__name__,
+                "error": safe_error_text(failure.exc_value) if failure.exc_value else "",
+            }
+        },
+    )
 
 
 def configure(level: str, fmt: str, stream: Any = None) -> None:
@@ -64,8 +102,10 @@ def configure(level: str, fmt: str, stream: Any = None) -> None:
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
+    handler.addFilter(_LibrariesAtWarning())
     root.addHandler(handler)
     root.setLevel(LEVELS[level])
-    # botocore logs request bodies and headers at debug; keep it to warnings whatever our level.
-    for noisy in ("botocore", "boto3", "urllib3", "hypercorn.access"):
+    # the filter decides; these levels only spare the work of building records nobody sees
+    for noisy in ("botocore", "boto3", "urllib3", "hypercorn", "h2", "h11", "hpack", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    threading.excepthook = _log_thread_failure

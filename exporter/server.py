@@ -83,17 +83,18 @@ class ExporterApp:
         body = handler(environ, start_response)
         return [b""] if method == "HEAD" else body
 
+    def budget(self, scrape_timeout_header: str | None) -> float:
+        """Seconds a request may take from its arrival."""
+        return scrape_budget(
+            scrape_timeout_header, self._runtime.config.scrape.timeout, self._timeout_offset
+        )
+
     def _deadline(self, environ: Environ) -> tuple[float, float]:
         """(deadline, arrival) of this request's scrape."""
         arrived = environ.get(ARRIVED)
         if not isinstance(arrived, float):
             arrived = self._clock()
-        budget = scrape_budget(
-            environ.get(SCRAPE_TIMEOUT_HEADER),
-            self._runtime.config.scrape.timeout,
-            self._timeout_offset,
-        )
-        return arrived + budget, arrived
+        return arrived + self.budget(environ.get(SCRAPE_TIMEOUT_HEADER)), arrived
 
     def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._runtime.ready:

@@ -21,13 +21,15 @@ import socket
 import string
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Literal, get_args
+from xml.sax.saxutils import escape as xml_escape
 
 import orjson
 
@@ -101,6 +103,14 @@ class Faults:
     slow_pools: dict[str, float] = field(default_factory=dict)
     garbage_pools: set[str] = field(default_factory=set)
     garbage_mode: GarbageMode = "text"
+    # seconds between the bytes of every answer for the pool, status line included
+    drip_pools: dict[str, float] = field(default_factory=dict)
+    # ListUserPools tokens that come round again: A, B, A, ...
+    cycling_pool_tokens: bool = False
+    # error messages of failing pools and of AssumeRole echo the caller's credentials
+    echo_credentials: bool = False
+    # AssumeRole answers with this error code
+    assume_role_error: str | None = None
 
     def clear(self) -> None:
         self.latency = 0.0
@@ -109,6 +119,10 @@ class Faults:
         self.slow_pools.clear()
         self.garbage_pools.clear()
         self.garbage_mode = "text"
+        self.drip_pools.clear()
+        self.cycling_pool_tokens = False
+        self.echo_credentials = False
+        self.assume_role_error = None
 
 
 class ServiceError(Exception):
@@ -133,6 +147,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str = JSON_CONTENT_TYPE
+    drip: float = 0.0
 
 
 def json_reply(payload: JsonObject) -> Reply:
@@ -453,11 +468,18 @@ class SimulatedCognito:
 
     # ----- the wire -----
 
-    def respond(self, target: str | None, body: bytes) -> Reply:
-        """Answer one awsJson1.1 request. A latency fault is the time the answer takes from
-        arrival, the simulator's own work included, slept out in the caller's thread."""
+    def respond(
+        self, target: str | None, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """Answer one awsJson1.1 request (or an STS query request). A latency fault is the
+        time the answer takes from arrival, the simulator's own work included, slept out in
+        the caller's thread."""
         arrived = time.monotonic()
+        headers = headers or {}
+        if target is None and body.startswith(b"Action="):
+            return self._respond_sts(body, headers)
         delay = 0.0
+        pool_key: str | None = None
         try:
             operation = self._operation_of(target)
             self._count_call(operation)
@@ -467,7 +489,7 @@ class SimulatedCognito:
             if operation == "ListUserImportJobs" and pool_key is not None:
                 self._count_pool_call(pool_key)
             delay = self._latency_for(pool_key)
-            reply = self._answer(operation, params, pool_key)
+            reply = self._answer(operation, params, pool_key, headers)
         except ServiceError as error:
             reply = error_reply(error.code, error.message)
         except Exception as error:
@@ -475,14 +497,36 @@ class SimulatedCognito:
         left = arrived + delay - time.monotonic()
         if left > 0:
             time.sleep(left)
-        return reply
+        drip = self.faults.drip_pools.get(pool_key or "", 0.0)
+        return replace(reply, drip=drip) if drip else reply
 
-    def _answer(self, operation: str, params: JsonObject, pool_key: str | None) -> Reply:
+    def _respond_sts(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        params = {key: values[0] for key, values in urllib.parse.parse_qs(body.decode()).items()}
+        action = params.get("Action", "")
+        self._count_call(action)
+        if action != "AssumeRole":
+            return sts_error_reply("InvalidAction", f"Could not find operation {action}.")
+        error = self.faults.assume_role_error
+        if error is not None:
+            message = (
+                f"User is not authorized to perform: sts:AssumeRole on {params.get('RoleArn')}"
+            )
+            if self.faults.echo_credentials:
+                message += f" (ExternalId {params.get('ExternalId')}, {_credential_of(headers)})"
+            return sts_error_reply(error, message)
+        return sts_assume_role_reply(params, self.clock(), self._throttle_rng)
+
+    def _answer(
+        self, operation: str, params: JsonObject, pool_key: str | None, headers: Mapping[str, str]
+    ) -> Reply:
         self._raise_if_throttled()
         faults = self.faults
         if pool_key is not None and pool_key in faults.failing_pools:
             code = faults.failing_pools[pool_key]
-            raise ServiceError(code, f"Simulated failure for user pool {pool_key}.")
+            message = f"Simulated failure for user pool {pool_key}."
+            if faults.echo_credentials:
+                message += f" Request signed with {_credential_of(headers)}."
+            raise ServiceError(code, message)
         garbage = pool_key is not None and pool_key in faults.garbage_pools
         mode = faults.garbage_mode
         if garbage and mode in {"text", "empty", "wrong_shape"}:
@@ -576,7 +620,10 @@ class SimulatedCognito:
         start = 0 if token is None else self._pools_cursor_index(token, len(pools))
         page = pools[start : start + limit]
         result: JsonObject = {"UserPools": [pool_summary(pool) for pool in page]}
-        if start + limit < len(pools):
+        if self.faults.cycling_pool_tokens:
+            # A, B, A, B, ...: each token names the other one's place
+            result["NextToken"] = self._token({"k": "pools", "i": 0 if start else 1})
+        elif start + limit < len(pools):
             result["NextToken"] = self._token({"k": "pools", "i": start + limit})
         return result
 
@@ -1005,6 +1052,47 @@ def presigned_url(
     )
 
 
+def _credential_of(headers: Mapping[str, str]) -> str:
+    """What a careless service might echo: the request's credential and session token."""
+    authorization = headers.get("Authorization", "")
+    credential = authorization.partition("Credential=")[2].partition(",")[0]
+    return f"credential {credential} token {headers.get('X-Amz-Security-Token', '')}"
+
+
+STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+def sts_error_reply(code: str, message: str) -> Reply:
+    body = (
+        f'<ErrorResponse xmlns="{STS_NAMESPACE}"><Error><Type>Sender</Type>'
+        f"<Code>{xml_escape(code)}</Code><Message>{xml_escape(message)}</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+    return Reply(403, body.encode(), "text/xml")
+
+
+def sts_assume_role_reply(params: Mapping[str, str], now: float, draw: random.Random) -> Reply:
+    role_arn = params.get("RoleArn", "")
+    duration = int(params.get("DurationSeconds", "3600"))
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + duration))
+    letters = string.ascii_letters + string.digits
+    key_id = "ASIA" + "".join(draw.choices(string.ascii_uppercase + string.digits, k=16))
+    secret = "".join(draw.choices(letters, k=40))
+    token = "".join(draw.choices(letters, k=300))
+    session = params.get("RoleSessionName", "session")
+    body = (
+        f'<AssumeRoleResponse xmlns="{STS_NAMESPACE}"><AssumeRoleResult><Credentials>'
+        f"<AccessKeyId>{key_id}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+        f"<SessionToken>{token}</SessionToken><Expiration>{expiration}</Expiration>"
+        "</Credentials><AssumedRoleUser>"
+        f"<AssumedRoleId>AROA{key_id[4:]}:{xml_escape(session)}</AssumedRoleId>"
+        f"<Arn>{xml_escape(role_arn)}/{xml_escape(session)}</Arn></AssumedRoleUser>"
+        f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+        "</ResponseMetadata></AssumeRoleResponse>"
+    )
+    return Reply(200, body.encode(), "text/xml")
+
+
 def garbage_reply(mode: str) -> Reply:
     if mode == "empty":
         return Reply(200, b"")
@@ -1157,13 +1245,32 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        reply = self.server.model.respond(self.headers.get("X-Amz-Target"), body)
+        headers = {name: value for name, value in self.headers.items()}
+        reply = self.server.model.respond(self.headers.get("X-Amz-Target"), body, headers)
+        if reply.drip > 0:
+            self._drip(reply)
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         self.end_headers()
         self.wfile.write(reply.body)
+
+    def _drip(self, reply: Reply) -> None:
+        """The whole answer a byte at a time, for as long as the client keeps reading."""
+        raw = (
+            f"HTTP/1.1 {reply.status} OK\r\nContent-Type: {reply.content_type}\r\n"
+            f"Content-Length: {len(reply.body)}\r\n\r\n"
+        ).encode() + reply.body
+        self.close_connection = True
+        for index in range(len(raw)):
+            try:
+                self.wfile.write(raw[index : index + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(reply.drip)
 
     def log_message(self, format: str, *args: object) -> None:
         return

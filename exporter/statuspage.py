@@ -8,9 +8,9 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from exporter import __version__
+from exporter.config import Pool
 from exporter.runtime import Runtime
 from exporter.scraper import PoolResult, Snapshot
 
@@ -44,7 +44,7 @@ def landing_page(runtime: Runtime) -> bytes:
     return "".join(parts).encode()
 
 
-def _pools_table(pools: Iterable[Any], snapshot: Snapshot | None) -> str:
+def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None) -> str:
     results = {result.pool.id: result for result in snapshot.results} if snapshot else {}
     rows = [
         "<table id='pools'><tr><th>Pool</th><th>Name</th><th>Region</th>"
@@ -98,4 +98,8 @@ def _jobs_table(snapshot: Snapshot | None) -> str:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        # a date outside what the calendar functions take: shown as the number it is
+        return html.escape(f"{timestamp:.0f}")

@@ -1,8 +1,17 @@
-"""Basic auth and the WSGI middleware that applies the current web config to every
-request: rate limit, basic auth and response headers."""
+"""Basic auth and the server-wide rate limit of the web config, checked in the event loop
+before a request may queue for a worker.
+
+bcrypt is slow on purpose, so it never runs on a request worker or in the event loop: checks
+run one at a time on a thread of their own, at most MAX_WAITING_CHECKS wait for it, and a
+request that finds the queue full is refused at once. Honest clients are cached after their
+first check and never wait behind a flood of wrong passwords. A refused check takes as long
+as a check against the costliest hash, whichever user it named, so its time tells nothing of
+which users exist.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -10,36 +19,42 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import bcrypt
 
-if TYPE_CHECKING:
-    from exporter.webconfig import RateLimit, WebConfig
-
-StartResponse = Callable[..., Any]
-Environ = dict[str, Any]
-WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-
 _BCRYPT_MAX_PASSWORD_BYTES = 72
+MAX_WAITING_CHECKS = 4
+# a refused check is padded to this multiple of what a check of the costliest hash took
+_FLOOR_MARGIN = 1.25
+_BCRYPT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcrypt")
 
 
-# --- basic auth ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket shared by all requests: `burst` tokens, one more every `interval`."""
+
+    interval: float
+    burst: int
 
 
 class BasicAuth:
     """Checks `Authorization: Basic ...` against bcrypt hashes.
 
-    Unknown users are checked against one of the configured hashes (the costliest) and
-    refused whatever the outcome, so the time taken does not tell which users exist.
-    Successful checks are remembered (up to `cache_size`, least recently used dropped
-    first) under a salted SHA-256 of user, hash and password, so a scraper does not pay for
-    bcrypt on every request; failures are never remembered. bcrypt runs one check at a
-    time, as in the toolkit, so wrong passwords cannot take every CPU.
+    Unknown users are checked against the costliest configured hash and refused whatever
+    the outcome. Successful checks are remembered (up to `cache_size`, least recently used
+    dropped first) under a salted SHA-256 of user, hash and password, so a scraper does not
+    pay for bcrypt on every request; failures are never remembered.
     """
 
-    def __init__(self, users: Mapping[str, str], cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        cache_size: int = 1024,
+        max_waiting: int = MAX_WAITING_CHECKS,
+    ) -> None:
         if not users:
             raise ValueError("BasicAuth needs at least one user")
         self._hashes = {name: hashed.encode("ascii") for name, hashed in users.items()}
@@ -48,7 +63,9 @@ class BasicAuth:
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
+        self._max_waiting = max_waiting
+        self._checks_in_flight = 0
+        self._refusal_floor: float | None = None
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -58,19 +75,64 @@ class BasicAuth:
         return f"BasicAuth(users={list(self.users)!r})"
 
     def check(self, authorization_header: str | None) -> bool:
-        credentials = parse_basic_credentials(authorization_header)
-        if credentials is None:
+        """The verdict, in the calling thread (no queue, no padding): for tests and tools."""
+        attempt = self._attempt(authorization_header)
+        if attempt is None:
             return False
+        if attempt.cached:
+            return True
+        matched, _ = _bcrypt_matches(attempt.password, attempt.hashed)
+        return self._verdict(attempt, matched)
+
+    async def verify(self, authorization_header: str | None) -> bool:
+        """The verdict for a request, awaited in the event loop."""
+        attempt = self._attempt(authorization_header)
+        if attempt is None:
+            return False
+        if attempt.cached:
+            return True
+        started = time.monotonic()
+        if self._checks_in_flight > self._max_waiting:
+            return False  # the queue is full: refused at once, nothing learnt from it
+        self._checks_in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            matched, took = await loop.run_in_executor(
+                _BCRYPT_THREAD, _bcrypt_matches, attempt.password, attempt.hashed
+            )
+            if attempt.hashed is self._decoy:
+                self._learn_floor(took)
+            elif self._refusal_floor is None and not matched:
+                _, took = await loop.run_in_executor(
+                    _BCRYPT_THREAD, _bcrypt_matches, b"", self._decoy
+                )
+                self._learn_floor(took)
+        finally:
+            self._checks_in_flight -= 1
+        if self._verdict(attempt, matched):
+            return True
+        floor = self._refusal_floor or 0.0
+        await asyncio.sleep(max(0.0, started + floor - time.monotonic()))
+        return False
+
+    def _attempt(self, header: str | None) -> _Attempt | None:
+        credentials = parse_basic_credentials(header)
+        if credentials is None:
+            return None
         user, password = credentials
         known = self._hashes.get(user)
         hashed = known if known is not None else self._decoy
         key = self._cache_key(user, hashed, password)
-        if self._cached(key):
-            return True
-        if not self._bcrypt_matches(password, hashed) or known is None:
+        return _Attempt(known is not None, hashed, password, key, self._cached(key))
+
+    def _verdict(self, attempt: _Attempt, matched: bool) -> bool:
+        if not matched or not attempt.known:
             return False
-        self._remember(key)
+        self._remember(attempt.key)
         return True
+
+    def _learn_floor(self, took: float) -> None:
+        self._refusal_floor = max(self._refusal_floor or 0.0, took * _FLOOR_MARGIN)
 
     def _cache_key(self, user: str, hashed: bytes, password: bytes) -> bytes:
         digest = hashlib.sha256(self._salt)
@@ -93,14 +155,26 @@ class BasicAuth:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    def _bcrypt_matches(self, password: bytes, hashed: bytes) -> bool:
-        # bcrypt reads 72 bytes at most; htpasswd and Go's bcrypt do the same.
-        password = password[:_BCRYPT_MAX_PASSWORD_BYTES]
-        with self._bcrypt_lock:
-            try:
-                return bool(bcrypt.checkpw(password, hashed))
-            except ValueError:
-                return False
+
+@dataclass(frozen=True)
+class _Attempt:
+    known: bool
+    hashed: bytes
+    password: bytes
+    key: bytes
+    cached: bool
+
+
+def _bcrypt_matches(password: bytes, hashed: bytes) -> tuple[bool, float]:
+    """Whether `password` matches, and how long the check took."""
+    started = time.monotonic()
+    # bcrypt reads 72 bytes at most; htpasswd and Go's bcrypt do the same.
+    password = password[:_BCRYPT_MAX_PASSWORD_BYTES]
+    try:
+        matched = bool(bcrypt.checkpw(password, hashed))
+    except ValueError:
+        matched = False
+    return matched, time.monotonic() - started
 
 
 def parse_basic_credentials(header: str | None) -> tuple[str, bytes] | None:
@@ -123,13 +197,10 @@ def parse_basic_credentials(header: str | None) -> tuple[str, bytes] | None:
         return None
 
 
-# --- the middleware ------------------------------------------------------------------
-
-
-class _Limiter:
+class RequestLimiter:
     """One token bucket for the whole server, started afresh when its settings change."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._settings: RateLimit | None = None
@@ -150,57 +221,3 @@ class _Limiter:
                 self._tokens -= 1
                 return True
             return False
-
-
-def protect(
-    app: WsgiApp,
-    current: Callable[[], WebConfig],
-    clock: Callable[[], float] = time.monotonic,
-) -> WsgiApp:
-    """`app` behind the current web config: rate limit (429), basic auth on every path
-    (401 with `WWW-Authenticate: Basic`, as the toolkit does, health included) and the
-    configured response headers on every response. `current` is called once per request,
-    so a reloaded web config applies from the next request on."""
-    limiter = _Limiter(clock)
-
-    def protected(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        web = current()
-        if web.rate_limit is not None and not limiter.allow(web.rate_limit):
-            return _refuse(environ, start_response, "429 Too Many Requests", list(web.headers))
-        if web.basic_auth is not None and not web.basic_auth.check(
-            environ.get("HTTP_AUTHORIZATION")
-        ):
-            return _refuse(
-                environ,
-                start_response,
-                "401 Unauthorized",
-                [("WWW-Authenticate", "Basic"), *web.headers],
-            )
-        if not web.headers:
-            return app(environ, start_response)
-
-        def start_with_headers(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            present = {name.lower() for name, _ in headers}
-            extra = [(name, value) for name, value in web.headers if name.lower() not in present]
-            return start_response(status, [*headers, *extra], exc_info)
-
-        return app(environ, start_with_headers)
-
-    return protected
-
-
-def _refuse(
-    environ: Environ, start_response: StartResponse, status: str, headers: list[tuple[str, str]]
-) -> list[bytes]:
-    body = (status.split(" ", 1)[1] + "\n").encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            *headers,
-        ],
-    )
-    return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

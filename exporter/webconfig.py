@@ -41,7 +41,7 @@ from exporter.tls import (
     build_server_context,
 )
 from exporter.validation import ConfigError, describe_validation_errors
-from exporter.webauth import BasicAuth
+from exporter.webauth import BasicAuth, RateLimit
 
 _UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
 _TLS13_CIPHER_SUITES = frozenset(
@@ -171,14 +171,6 @@ class _Document(_Strict):
 
 
 # --- what a loaded file is -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """A token bucket shared by all requests: `burst` tokens, one more every `interval`."""
-
-    interval: float
-    burst: int
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import io
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from cryptography.hazmat.primitives import serialization
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
+from exporter.server import WsgiApp
+from exporter.serving import Front
 from exporter.tls import FollowingSSLContext, TlsHypercornConfig
 from exporter.validation import ConfigError
-from exporter.webauth import BasicAuth, WsgiApp, protect
-from exporter.webconfig import RateLimit, WebConfig, load_web_config
+from exporter.webauth import BasicAuth, RateLimit
+from exporter.webconfig import WebConfig, load_web_config
 from tests.tools import free_port
 
 PASSWORD = "correct horse"
@@ -636,28 +638,55 @@ def test_concurrent_checks_agree(bcrypt_calls: list[Any]) -> None:
     assert sorted(results) == [False] * 8 + [True] * 8
 
 
-# --- protect() in process ---------------------------------------------------------------
+# --- the front in process ---------------------------------------------------------------
+
+
+WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-http")
+
+
+def protect(
+    app: WsgiApp, current: Callable[[], WebConfig], clock: Callable[[], float] = time.monotonic
+) -> Front:
+    return Front(app, current, WORKERS, budget=lambda header: 5.0, clock=clock)
 
 
 def call(
-    app: WsgiApp, path: str = "/metrics", method: str = "GET", authorization: str | None = None
+    front: Front, path: str = "/metrics", method: str = "GET", authorization: str | None = None
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "wsgi.input": io.BytesIO(b""),
-    }
+    """One request through the front as hypercorn would make it: (status, headers, body)."""
+    headers = [(b"host", b"localhost")]
     if authorization is not None:
-        environ["HTTP_AUTHORIZATION"] = authorization
-    status: list[str] = []
-    headers: list[tuple[str, str]] = []
+        headers.append((b"authorization", authorization.encode("latin-1")))
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 10209),
+        "extensions": {},
+    }
+    sent: list[dict[str, Any]] = []
 
-    def start_response(line: str, pairs: list[tuple[str, str]], exc_info: Any = None) -> None:
-        status.append(line)
-        headers.extend(pairs)
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
 
-    body = b"".join(app(environ, start_response))
-    return int(status[0].split()[0]), headers, body
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(front(scope, receive, send))  # type: ignore[arg-type]
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    body = b"".join(
+        message.get("body", b"") for message in sent if message["type"] == "http.response.body"
+    )
+    pairs = [(name.decode(), value.decode()) for name, value in start["headers"]]
+    return start["status"], pairs, body
 
 
 class Recorder:
@@ -686,10 +715,10 @@ def test_every_path_needs_credentials(path: str) -> None:
     status, headers, body = call(protect(app, lambda: AUTH_AND_HEADER), path)
     assert (status, body) == (401, b"Unauthorized\n")
     assert headers == [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", "13"),
-        ("WWW-Authenticate", "Basic"),
-        ("X-Frame-Options", "deny"),
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", "13"),
+        ("www-authenticate", "Basic"),
+        ("x-frame-options", "deny"),
     ]
     assert app.paths == []
 
@@ -699,7 +728,7 @@ def test_right_credentials_reach_the_app_with_the_configured_headers() -> None:
     protected = protect(app, lambda: AUTH_AND_HEADER)
     assert call(protected, authorization=basic("alice", PASSWORD)) == (
         200,
-        [("Content-Type", "text/plain"), ("X-Frame-Options", "deny")],
+        [("content-type", "text/plain"), ("x-frame-options", "deny")],
         b"ok\n",
     )
     assert call(protected, authorization=basic("alice", "nope"))[0] == 401
@@ -715,9 +744,9 @@ def test_a_header_the_app_sets_itself_wins() -> None:
     app = Recorder(headers=[("x-frame-options", "sameorigin")])
     web = WebConfig(headers=(("X-Frame-Options", "deny"), ("X-Content-Type-Options", "nosniff")))
     assert call(protect(app, lambda: web))[1] == [
-        ("Content-Type", "text/plain"),
+        ("content-type", "text/plain"),
         ("x-frame-options", "sameorigin"),
-        ("X-Content-Type-Options", "nosniff"),
+        ("x-content-type-options", "nosniff"),
     ]
 
 
@@ -726,7 +755,7 @@ def test_the_current_web_config_applies_from_the_next_request() -> None:
     protected = protect(Recorder(), lambda: current[0])
     assert call(protected)[0] == 401
     current[0] = WebConfig()
-    assert call(protected) == (200, [("Content-Type", "text/plain")], b"ok\n")
+    assert call(protected) == (200, [("content-type", "text/plain")], b"ok\n")
     current[0] = WebConfig(basic_auth=BasicAuth({"bob": OTHER_HASH}))
     assert call(protected, authorization=basic("alice", PASSWORD))[0] == 401
     assert call(protected, authorization=basic("bob", "other password"))[0] == 200
@@ -741,9 +770,9 @@ def test_rate_limit_refuses_past_the_burst_until_tokens_come_back() -> None:
     assert [call(protected)[0] for _ in range(3)] == [200, 200, 429]
     assert call(protected)[1:] == (
         [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", "18"),
-            ("X-XSS-Protection", "0"),
+            ("content-type", "text/plain; charset=utf-8"),
+            ("content-length", "18"),
+            ("x-xss-protection", "0"),
         ],
         b"Too Many Requests\n",
     )
@@ -776,8 +805,8 @@ def wait_for_port(port: int, deadline: float) -> None:
 def serving(
     web: WebConfig, current: Callable[[], WebConfig] | None = None, app: WsgiApp = ok_app
 ) -> Iterator[int]:
-    """hypercorn serving `protect(app)` on 127.0.0.1, in a thread of its own, with `web` or
-    whatever `current` returns when it is given."""
+    """hypercorn serving the front before `app` on 127.0.0.1, in a thread of its own, with
+    `web` or whatever `current` returns when it is given."""
     port = free_port()
     base = HypercornConfig()
     base.bind = [f"127.0.0.1:{port}"]
@@ -792,7 +821,7 @@ def serving(
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(
-                serve(protect(app, follow), config, shutdown_trigger=stop.wait, mode="wsgi")
+                serve(protect(app, follow), config, shutdown_trigger=stop.wait, mode="asgi")
             )
         except BaseException as error:
             failures.append(error)
