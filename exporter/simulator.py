@@ -101,6 +101,7 @@ class Faults:
     throttle_rate: float = 0.0
     failing_pools: dict[str, str] = field(default_factory=dict)
     slow_pools: dict[str, float] = field(default_factory=dict)
+    slow_operations: dict[str, float] = field(default_factory=dict)
     garbage_pools: set[str] = field(default_factory=set)
     garbage_mode: GarbageMode = "text"
     # seconds between the bytes of every answer for the pool, status line included
@@ -117,6 +118,7 @@ class Faults:
         self.throttle_rate = 0.0
         self.failing_pools.clear()
         self.slow_pools.clear()
+        self.slow_operations.clear()
         self.garbage_pools.clear()
         self.garbage_mode = "text"
         self.drip_pools.clear()
@@ -488,7 +490,7 @@ class SimulatedCognito:
             pool_key = pool_id if isinstance(pool_id, str) else None
             if operation == "ListUserImportJobs" and pool_key is not None:
                 self._count_pool_call(pool_key)
-            delay = self._latency_for(pool_key)
+            delay = self._latency_for(pool_key) + self.faults.slow_operations.get(operation, 0.0)
             reply = self._answer(operation, params, pool_key, headers)
         except ServiceError as error:
             reply = error_reply(error.code, error.message)

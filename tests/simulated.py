@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from exporter.cognito import KNOWN_STATUSES
+from exporter.config import load_text
+from exporter.runtime import Runtime
+from exporter.server import ExporterApp
 from exporter.simulator import SimulatedCognito, SimulatorServer
 from tests.exporter_process import Samples, value
 
@@ -81,3 +84,34 @@ def assert_exact(parsed: Samples, model: SimulatedCognito, pool_id: str) -> None
             parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
         )
         assert seen == total, (pool_id, outcome)
+
+
+TEST_CREDENTIALS = "test: {access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}"
+
+
+def config_yaml(
+    endpoint: str,
+    pools: Iterable[str] = (),
+    *,
+    scrape: Mapping[str, object] | None = None,
+    extra: str = "",
+    page_size: int = 60,
+) -> str:
+    """A config for the simulator at `endpoint`: fake static credentials, the given pools."""
+    scrape_lines = "".join(f"  {key}: {value}\n" for key, value in (scrape or {}).items())
+    pool_lines = "".join(f"  - id: {pool_id}\n" for pool_id in pools)
+    return (
+        f"defaults: {{endpoint_url: {endpoint}, credentials: test, page_size: {page_size}}}\n"
+        f"credentials:\n  {TEST_CREDENTIALS}\n"
+        + (f"scrape:\n{scrape_lines}" if scrape_lines else "")
+        + (f"pools:\n{pool_lines}" if pool_lines else "")
+        + extra
+    )
+
+
+def exporter_for(text: str) -> tuple[Runtime, ExporterApp]:
+    """The real wiring for a config text, served in process (no socket)."""
+    config = load_text(text)
+    runtime = Runtime(lambda: config)
+    runtime.apply(config)
+    return runtime, ExporterApp(runtime)
