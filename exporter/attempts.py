@@ -7,7 +7,7 @@ the pool's and the account-region's buckets and is counted once. A socket's read
 bounds each read, not the answer: a peer that sends a byte at a time would hold a collection
 for as long as it likes. So every attempt also has a deadline of its own (the call's, and at
 most `attempt_timeout` after it starts); an attempt still running then has its socket shut,
-which ends it at once, and is not retried.
+which ends it at once: the call fails as a Timeout and is not retried.
 """
 
 from __future__ import annotations
@@ -47,13 +47,14 @@ class _Attempt:
 
 @dataclass(eq=False)
 class CallScope:
-    """What the calls made in this scope are for. `pool_id` labels their errors ("" when
-    the calls are not for a listed pool); `account_key` None means no Cognito buckets (the
-    caller paces itself, as discovery does)."""
+    """What the calls made in this scope are for: the pool whose bucket they take, and the
+    `label` their errors are counted under ("" when not for a listed pool); `account_key`
+    None means no Cognito buckets (the caller paces itself, as discovery does)."""
 
     pool_id: str
     account_key: Hashable | None
     deadline: float
+    label: str = ""
     attempt: _Attempt | None = field(default=None, repr=False)
     last_attempt_failed: bool = False
     cut_off: bool = False
@@ -209,6 +210,17 @@ class AttemptGate:
             self._watchdog.watch(attempt)
         self._metrics.api_requests.labels(operation=operation).inc()
 
+    def answer_arrived(self, service: str, operation: str) -> None:
+        """Before botocore reads an answer: one cut off at its deadline is not read at all (what
+        arrived of it could look like a complete, empty answer)."""
+        scope = _scope.get()
+        attempt = scope.attempt if scope is not None else None
+        if scope is not None and attempt is not None and attempt.cut_off:
+            self._watchdog.finished(attempt)
+            scope.attempt = None
+            scope.cut_off = True
+            raise AttemptCutOff("the answer took longer than its deadline; not retried")
+
     def after_attempt(self, service: str, operation: str, error_code: str | None) -> None:
         scope = _scope.get()
         attempt = scope.attempt if scope is not None else None
@@ -216,14 +228,15 @@ class AttemptGate:
             self._watchdog.finished(attempt)
             scope.attempt = None
             if attempt.cut_off:
-                # the pool reads Timeout, counted once where its collection is reported
+                # whatever botocore made of the cut answer (an error, or a truncated "success")
+                # the call ends here as a Timeout, counted once where its collection is reported
                 scope.cut_off = True
-                return
+                raise AttemptCutOff("the answer took longer than its deadline; not retried")
         if error_code is None:
             return
         if scope is not None:
             scope.last_attempt_failed = True
-        pool_id = scope.pool_id if scope is not None else ""
-        self._metrics.api_errors.labels(user_pool_id=pool_id, error_code=error_code).inc()
+        label = scope.label if scope is not None else ""
+        self._metrics.api_errors.labels(user_pool_id=label, error_code=error_code).inc()
         if error_code in THROTTLING_CODES and scope is not None and scope.account_key is not None:
             self._account_buckets.bucket(scope.account_key).back_off(THROTTLE_BACK_OFF_SECONDS)

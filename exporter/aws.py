@@ -51,6 +51,9 @@ class AttemptObserver(Protocol):
     def before_attempt(self, service: str, operation: str) -> None:
         """Called before the attempt is sent; may wait (rate limits) or raise to stop the call."""
 
+    def answer_arrived(self, service: str, operation: str) -> None:
+        """Called when an answer arrived, before it is read; may raise to stop the call."""
+
     def after_attempt(self, service: str, operation: str, error_code: str | None) -> None:
         """Called with the attempt's outcome: None when it succeeded, else its error code."""
 
@@ -204,6 +207,9 @@ class ClientFactory:
             f"request-created.{event_service}", functools.partial(_before_attempt, self._observer)
         )
         events.register(
+            f"before-parse.{event_service}", functools.partial(_answer_arrived, self._observer)
+        )
+        events.register(
             f"needs-retry.{event_service}", functools.partial(_after_attempt, self._observer)
         )
 
@@ -325,6 +331,10 @@ def _event_parts(event_name: str) -> tuple[str, str]:
 
 def _before_attempt(observer: AttemptObserver, event_name: str, **_: Any) -> None:
     observer.before_attempt(*_event_parts(event_name))
+
+
+def _answer_arrived(observer: AttemptObserver, event_name: str, **_: Any) -> None:
+    observer.answer_arrived(*_event_parts(event_name))
 
 
 def _after_attempt(

@@ -291,7 +291,7 @@ class Scraper:
     ) -> PoolResult:
         started = self._clock()
         scrape = self._settings.scrape
-        scope = CallScope(label, account_key(pool), deadline)
+        scope = CallScope(pool.id, account_key(pool), deadline, label)
         try:
             outcome = self._scan(pool, state.history, scope)
         except Exception as error:  # any failure is this pool's alone

@@ -18,6 +18,7 @@ import math
 import random
 import re
 import socket
+import ssl
 import string
 import threading
 import time
@@ -1043,7 +1044,8 @@ def pool_summary(pool: _Pool) -> JsonObject:
 def presigned_url(
     account_id: str, region: str, pool_id: str, draw: _JobDraw, created: float
 ) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(created))
+    # the last second of year 9999: a job created later still gets a URL
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(min(created, 253402300799.0)))
     return (
         f"https://cognito-idp-import-{region}.s3.{region}.amazonaws.com/"
         f"{account_id}/{pool_id}/{draw.job_id}"
@@ -1288,11 +1290,13 @@ class SimulatorServer:
         port: int = 0,
         *,
         tick_interval: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.model = model
         self.host = host
         self.port = port
         self.tick_interval = tick_interval
+        self.ssl_context = ssl_context
         self._httpd: _SimulatorHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -1303,13 +1307,18 @@ class SimulatorServer:
             raise RuntimeError("the simulator is not running")
         host, port = self._httpd.server_address[:2]
         shown = host.decode() if isinstance(host, bytes) else host
-        return f"http://{shown}:{port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{shown}:{port}"
 
     def start(self) -> str:
         if self._httpd is not None:
             return self.url
         self._stopping.clear()
         self._httpd = _SimulatorHTTPServer((self.host, self.port), self.model)
+        if self.ssl_context is not None:
+            self._httpd.socket = self.ssl_context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         serve = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
