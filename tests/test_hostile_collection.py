@@ -264,7 +264,12 @@ def test_probing_thousands_of_unknown_pools_adds_no_series(
     model: SimulatedCognito, endpoint: str
 ) -> None:
     runtime, app = exporter_for(
-        config_yaml(endpoint, [HEALTHY], extra="probe: {allow_unlisted: true, credentials: test}\n")
+        config_yaml(
+            endpoint,
+            [HEALTHY],
+            scrape={"requests_per_second": 1000},
+            extra="probe: {allow_unlisted: true, credentials: test}\n",
+        )
     )
     before = call(app, "/metrics")[2]
     for index in range(300):
