@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
-_URL = re.compile(r"\w+://\S+")
+_URL = re.compile(r"\w+://[^\s\"'<>]+")
 _CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 # shorter values would blank ordinary words; the shape rule still covers real keys
 MIN_SECRET_LENGTH = 4

@@ -180,6 +180,16 @@ class Scraper:
         snapshot = self._snapshot_of(collection)
         with self._lock:
             self._last = snapshot
+        log.debug(
+            "scrape answered",
+            extra={
+                "fields": {
+                    "pools": len(snapshot.results),
+                    "failed": sum(1 for result in snapshot.results if not result.success),
+                    "seconds": round(self._clock() - now, 3),
+                }
+            },
+        )
         return snapshot
 
     def collect_one(self, pool: Pool, deadline: float, listed: bool = True) -> PoolResult:

@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 import requests
 import trustme
@@ -30,7 +27,7 @@ from exporter.tls import FollowingSSLContext, TlsHypercornConfig
 from exporter.validation import ConfigError
 from exporter.webauth import BasicAuth, RateLimit
 from exporter.webconfig import WebConfig, load_web_config
-from tests.tools import free_port
+from tests.tools import free_port, h2_get
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -971,46 +968,6 @@ def test_http2_is_offered_unless_turned_off(pki: Pki, http2: str, protocol: str)
     client.set_alpn_protocols(["h2", "http/1.1"])
     with serving(web) as port:
         assert handshake(port, client)[1] == protocol
-
-
-def h2_get(
-    port: int, client: ssl.SSLContext, headers: list[tuple[str, str]]
-) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """One GET /metrics over HTTP/2: the response headers and body."""
-    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    connection.initiate_connection()
-    connection.send_headers(
-        1,
-        [
-            (":method", "GET"),
-            (":path", "/metrics"),
-            (":scheme", "https"),
-            (":authority", "127.0.0.1"),
-            *headers,
-        ],
-        end_stream=True,
-    )
-    response: list[tuple[bytes, bytes]] = []
-    body = b""
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        assert tls.selected_alpn_protocol() == "h2"
-        tls.sendall(connection.data_to_send())
-        ended = False
-        while not ended:
-            for event in connection.receive_data(tls.recv(65536)):
-                if isinstance(event, h2.events.ResponseReceived):
-                    response = [(bytes(name), bytes(value)) for name, value in event.headers or []]
-                elif isinstance(event, h2.events.DataReceived):
-                    body += event.data or b""
-                elif isinstance(event, h2.events.StreamEnded):
-                    ended = True
-            tls.sendall(connection.data_to_send())
-        connection.close_connection()
-        tls.sendall(connection.data_to_send())
-    return response, body
 
 
 def test_http2_requests_get_the_same_protection(pki: Pki) -> None:

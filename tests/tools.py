@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 
@@ -28,3 +32,43 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def h2_get(
+    port: int, client: ssl.SSLContext, headers: list[tuple[str, str]], path: str = "/metrics"
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """One GET over HTTP/2 and TLS: the response headers and body."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    connection.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":path", path),
+            (":scheme", "https"),
+            (":authority", "127.0.0.1"),
+            *headers,
+        ],
+        end_stream=True,
+    )
+    response: list[tuple[bytes, bytes]] = []
+    body = b""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "h2"
+        tls.sendall(connection.data_to_send())
+        ended = False
+        while not ended:
+            for event in connection.receive_data(tls.recv(65536)):
+                if isinstance(event, h2.events.ResponseReceived):
+                    response = [(bytes(name), bytes(value)) for name, value in event.headers or []]
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data or b""
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            tls.sendall(connection.data_to_send())
+        connection.close_connection()
+        tls.sendall(connection.data_to_send())
+    return response, body
