@@ -131,7 +131,7 @@ class SimulatorService:
     stall every request for a second and bunch their arrival times."""
 
     def __init__(self, spec: WorldSpec) -> None:
-        from exporter.simulator import SimulatedCognito, SimulatorServer
+        from exporter.demo.model import SimulatedCognito, SimulatorServer
 
         self._spec = spec
         self._model = SimulatedCognito(seed=spec.seed)
@@ -232,7 +232,7 @@ class ExporterService:
     """The real exporter wiring (config -> Runtime -> Scraper), scraped on command."""
 
     def __init__(self, endpoint_url: str, pool_ids: Sequence[str], s: ExporterSettings) -> None:
-        from exporter.runtime import Runtime
+        from exporter.app import Runtime
 
         self._endpoint_url = endpoint_url
         self._pool_ids = list(pool_ids)
@@ -276,7 +276,7 @@ class ExporterService:
         self._runtime.close()
 
     def _config(self, s: ExporterSettings) -> Any:
-        from exporter.config import load_text
+        from exporter.config.load import load_text
 
         return load_text(exporter_config_text(self._endpoint_url, self._pool_ids, s), "bench")
 
@@ -364,12 +364,12 @@ class CpuPerPageService:
         from prometheus_client import CollectorRegistry
 
         from exporter import __version__
-        from exporter.attempts import AttemptGate, CallScope, calling_for
-        from exporter.aws import ClientFactory, ClientKey, ClientSettings
-        from exporter.cognito import fetch_page
-        from exporter.config import CredentialSet
-        from exporter.metrics import ExporterMetrics
-        from exporter.ratelimit import BucketRegistry
+        from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings
+        from exporter.cognito.jobs import fetch_page
+        from exporter.collect.attempts import AttemptGate, CallScope, calling_for
+        from exporter.collect.metrics import ExporterMetrics
+        from exporter.collect.ratelimit import BucketRegistry
+        from exporter.config.schema import CredentialSet
 
         plain = boto3.client(
             "cognito-idp",

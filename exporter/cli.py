@@ -6,17 +6,17 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from exporter import __version__
-from exporter.aws import profile_problems
-from exporter.config import ConfigError, load
+from exporter.app import Runtime, serve
+from exporter.cognito.clients import profile_problems
+from exporter.config.load import load
+from exporter.config.problems import ConfigError
 from exporter.logs import LEVELS, configure
 from exporter.redaction import safe_error_text
-from exporter.runtime import Runtime
-from exporter.server import ExporterApp
-from exporter.serving import ListenAddressError, ServerSettings, parse_listen_address, run
-from exporter.webconfig import load_web_config
+from exporter.web.serve import ListenAddressError, parse_listen_address
+from exporter.web.webconfig import load_web_config
 
 DEFAULT_LISTEN_ADDRESS = ":10209"
 ENV_PREFIX = "COGNITO_IMPORT_EXPORTER_"
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(args.config_file, args.web_config_file)
         configure(args.log_level, args.log_format)
         if args.demo:
-            from exporter.demo import run_demo
+            from exporter.demo.world import run_demo
 
             return _exit_now(run_demo(args.listen_address, args.timeout_offset))
         return _exit_now(
@@ -166,32 +166,3 @@ def serve_config(
     except ConfigError as error:
         return _print_problems(error.problems)
     return serve(runtime, listen_address, timeout_offset)
-
-
-def serve(
-    runtime: Runtime,
-    listen_address: str,
-    timeout_offset: float,
-    on_started: Callable[[], None] | None = None,
-) -> int:
-    """Serve a started runtime until SIGTERM or SIGINT."""
-    app = ExporterApp(runtime, timeout_offset=timeout_offset)
-    workers = max(16, runtime.config.scrape.max_concurrency)
-    settings = ServerSettings(listen_address, worker_threads=workers)
-    try:
-        run(
-            app,
-            settings,
-            on_reload=runtime.request_reload,
-            budget=app.budget,
-            web_config=lambda: runtime.web_config,
-            on_started=on_started,
-        )
-    except OSError as error:
-        log.error(
-            "cannot serve", extra={"fields": {"address": listen_address, "error": error.strerror}}
-        )
-        return 1
-    finally:
-        runtime.close()
-    return 0

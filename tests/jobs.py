@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.cognito import Job, Page
+from exporter.cognito.jobs import Job, Page
 
 BASE_TIME = 1_700_000_000.0
 

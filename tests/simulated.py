@@ -7,11 +7,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from exporter.cognito import KNOWN_STATUSES
-from exporter.config import load_text
-from exporter.runtime import Runtime
-from exporter.server import ExporterApp
-from exporter.simulator import SimulatedCognito, SimulatorServer
+from exporter.app import Runtime
+from exporter.cognito.jobs import KNOWN_STATUSES
+from exporter.config.load import load_text
+from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.web.routes import ExporterApp
 from tests.exporter_process import Samples, value
 
 STATUSES = KNOWN_STATUSES

@@ -6,9 +6,16 @@ from typing import Any
 import pytest
 from botocore.credentials import AssumeRoleCredentialFetcher
 
-from exporter.aws import ClientFactory, ClientKey, ClientSettings, epoch_seconds, error_code
-from exporter.config import CredentialSet, load_text
-from exporter.ratelimit import DeadlineExceeded
+from exporter.cognito.clients import (
+    ClientFactory,
+    ClientKey,
+    ClientSettings,
+    epoch_seconds,
+    error_code,
+)
+from exporter.collect.ratelimit import DeadlineExceeded
+from exporter.config.load import load_text
+from exporter.config.schema import CredentialSet
 
 
 def test_timestamps_stay_epoch_seconds() -> None:

@@ -7,9 +7,9 @@ from botocore.stub import Stubber
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.aws import ClientFactory, ClientKey, ClientSettings
-from exporter.cognito import InvalidJobsPage, Job, _parse_carefully, fetch_page, parse_job
-from exporter.config import CredentialSet
+from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings
+from exporter.cognito.jobs import InvalidJobsPage, Job, _parse_carefully, fetch_page, parse_job
+from exporter.config.schema import CredentialSet
 
 POOL = "eu-west-1_Stub123"
 

@@ -10,14 +10,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.attempts import AttemptGate
-from exporter.aws import ClientFactory, ClientSettings
-from exporter.collector import families
-from exporter.config import load_text
-from exporter.metrics import ExporterMetrics
-from exporter.ratelimit import BucketRegistry
-from exporter.scraper import Scraper
-from exporter.simulator import SimulatedCognito
+from exporter.cognito.clients import ClientFactory, ClientSettings
+from exporter.collect.attempts import AttemptGate
+from exporter.collect.collector import families
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.ratelimit import BucketRegistry
+from exporter.collect.scraper import Scraper
+from exporter.config.load import load_text
+from exporter.demo.model import SimulatedCognito
 from tests.clocks import SteppingClock
 from tests.simulated import NOW, populate, serving
 

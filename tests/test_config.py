@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.config import ConfigError, load, load_text, parse_duration
+from exporter.config.load import load, load_text
+from exporter.config.problems import ConfigError
+from exporter.config.schema import parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
 BAD_CONFIGS = sorted((REPO / "tests" / "testdata" / "config" / "bad").glob("*.yaml"))

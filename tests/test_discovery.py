@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.config import load_text
-from exporter.runtime import Runtime
-from exporter.server import ExporterApp
-from exporter.simulator import SimulatedCognito, SimulatorServer
+from exporter.app import Runtime
+from exporter.config.load import load_text
+from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.web.routes import ExporterApp
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, populate, truth_statuses
 from tests.wsgi import call

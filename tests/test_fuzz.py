@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
-from exporter.config import Config, ConfigError, load_text
+from exporter.config.load import load_text
+from exporter.config.model import Config
+from exporter.config.problems import ConfigError
 
 EXAMPLE = yaml.safe_load((Path(__file__).parent.parent / "config.example.yaml").read_text())
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.demo import RETIRED_POOL, configured_demo_pools
+from exporter.demo.world import RETIRED_POOL, configured_demo_pools
 from tests.prometheus_server import Prometheus, eventually, running_demo, running_prometheus
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from exporter.cognito import Job, Page, PagingError
-from exporter.history import PoolHistory, recent_jobs
-from exporter.ratelimit import DeadlineExceeded
+from exporter.cognito.jobs import Job, Page, PagingError
+from exporter.collect.history import PoolHistory, recent_jobs
+from exporter.collect.ratelimit import DeadlineExceeded
 from tests.jobs import BASE_TIME, PagedList, job
 
 NOW = BASE_TIME + 100_000

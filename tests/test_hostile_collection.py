@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
+from exporter.demo.model import SimulatedCognito, SimulatorServer
 from exporter.logs import configure
-from exporter.simulator import SimulatedCognito, SimulatorServer
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, config_yaml, exporter_for, populate, serving
 from tests.tools import free_port

@@ -15,10 +15,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import Config, load
-from exporter.configfile import MAX_DEPTH, MAX_VALUES
-from exporter.validation import ConfigError
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.config.files import MAX_DEPTH, MAX_VALUES
+from exporter.config.load import load
+from exporter.config.model import Config
+from exporter.config.problems import ConfigError
+from exporter.web.webconfig import WebConfig, load_web_config
 
 Loader = Callable[[str], Config | WebConfig]
 LOADERS: dict[str, Loader] = {"config": load, "web config": load_web_config}

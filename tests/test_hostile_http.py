@@ -17,8 +17,8 @@ import pytest
 import requests
 import trustme
 
-from exporter.simulator import SimulatedCognito
-from exporter.webauth import BasicAuth
+from exporter.demo.model import SimulatedCognito
+from exporter.web.auth import BasicAuth
 from tests.exporter_process import basic_auth_header, http_get, running_exporter
 from tests.simulated import config_yaml, populate, serving
 from tests.tools import h2_get

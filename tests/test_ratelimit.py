@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from exporter.ratelimit import DeadlineExceeded, TokenBucket
+from exporter.collect.ratelimit import DeadlineExceeded, TokenBucket
 from tests.clocks import SteppingClock
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import SimulatedCognito, SimulatorServer
+from exporter.demo.model import SimulatedCognito, SimulatorServer
 from tests.exporter_process import http_get, running_exporter, samples, value
 from tests.simulated import populate, truth_statuses
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load, load_text
-from exporter.runtime import Runtime
-from exporter.server import ExporterApp
-from exporter.simulator import SimulatedCognito
+from exporter.app import Runtime
+from exporter.config.load import load, load_text
+from exporter.demo.model import SimulatedCognito
+from exporter.web.routes import ExporterApp
 from tests.exporter_process import http_get, running_exporter, samples, value
 from tests.simulated import assert_exact, config_yaml, populate, serving
 from tests.wsgi import call

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.config import Config, load_text
-from exporter.runtime import Runtime
-from exporter.server import ExporterApp
-from exporter.simulator import SimulatedCognito
+from exporter.app import Runtime
+from exporter.config.load import load_text
+from exporter.config.model import Config
+from exporter.demo.model import SimulatedCognito
+from exporter.web.routes import ExporterApp
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, populate, serving
 from tests.wsgi import call

@@ -11,7 +11,7 @@ import bcrypt
 import requests
 import trustme
 
-from exporter.simulator import SimulatedCognito, SimulatorServer
+from exporter.demo.model import SimulatedCognito, SimulatorServer
 from tests.exporter_process import running_exporter
 from tests.simulated import populate
 

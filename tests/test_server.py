@@ -4,9 +4,9 @@ import gzip
 
 import pytest
 
-from exporter.config import load_text
-from exporter.runtime import Runtime
-from exporter.server import ExporterApp, scrape_budget
+from exporter.app import Runtime
+from exporter.config.load import load_text
+from exporter.web.routes import ExporterApp, scrape_budget
 from tests.wsgi import call
 
 

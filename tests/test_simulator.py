@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
-from exporter.simulator import (
+from exporter.demo.model import (
     EXPIRED_MESSAGE,
     FAILED_MESSAGE,
     STOPPED_MESSAGE,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from exporter.simulator import SimulatedCognito, SimulatorServer
+from exporter.demo.model import SimulatedCognito, SimulatorServer
 from tests.exporter_process import running_exporter, samples, value
 from tests.simulated import assert_exact, populate
 

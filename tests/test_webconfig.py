@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
-from exporter.server import WsgiApp
-from exporter.serving import Front
-from exporter.tls import FollowingSSLContext, TlsHypercornConfig
-from exporter.validation import ConfigError
-from exporter.webauth import BasicAuth, RateLimit
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.config.problems import ConfigError
+from exporter.web.auth import BasicAuth, RateLimit
+from exporter.web.front import Front
+from exporter.web.routes import WsgiApp
+from exporter.web.serve import FollowingSSLContext, TlsHypercornConfig
+from exporter.web.webconfig import WebConfig, load_web_config
 from tests.tools import free_port, h2_get
 
 PASSWORD = "correct horse"
@@ -809,7 +809,7 @@ def serving(
     base.bind = [f"127.0.0.1:{port}"]
     base.accesslog = None
     follow = current or (lambda: web)
-    config = TlsHypercornConfig.from_config(base, follow)
+    config = TlsHypercornConfig.from_config(base, lambda: follow().ssl_context)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failures: list[BaseException] = []
@@ -994,7 +994,7 @@ def test_tls_hypercorn_config_keeps_the_base_settings(pki: Pki) -> None:
     base.bind = ["127.0.0.1:1"]
     base.keep_alive_timeout = 7
     web = web_config(pki, "keep", TLS)
-    config = TlsHypercornConfig.from_config(base, lambda: web)
+    config = TlsHypercornConfig.from_config(base, lambda: web.ssl_context)
     assert (config.bind, config.keep_alive_timeout, config.ssl_enabled) == (
         ["127.0.0.1:1"],
         7,
@@ -1003,7 +1003,7 @@ def test_tls_hypercorn_config_keeps_the_base_settings(pki: Pki) -> None:
     context = config.create_ssl_context()
     assert isinstance(context, FollowingSSLContext)
     assert context.last is web.ssl_context
-    plain = TlsHypercornConfig(lambda: WebConfig())
+    plain = TlsHypercornConfig(lambda: WebConfig().ssl_context)
     assert (plain.ssl_enabled, plain.create_ssl_context()) == (False, None)
 
 
@@ -1036,7 +1036,7 @@ def test_tls_settings_follow_a_reload_for_new_connections(
         current[0] = WebConfig()
         assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
         assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
-        assert [r.getMessage() for r in caplog.records if r.name == "exporter.tls"] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "exporter.web.serve"] == [
             "the web config no longer sets up TLS; "
             "TLS stays on with the previous settings until a restart"
         ]

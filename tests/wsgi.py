@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from exporter.server import ExporterApp
+from exporter.web.routes import ExporterApp
 
 
 def call(

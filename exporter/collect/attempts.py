@@ -24,8 +24,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.metrics import ExporterMetrics
-from exporter.ratelimit import BucketRegistry, DeadlineExceeded
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded
 
 THROTTLING_CODES = frozenset({"TooManyRequests", "Throttling", "ThrottlingException"})
 THROTTLE_BACK_OFF_SECONDS = 1.0

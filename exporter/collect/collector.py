@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.cognito import KNOWN_STATUSES, Job
-from exporter.history import OUTCOMES
-from exporter.metrics import (
+from exporter.cognito.jobs import KNOWN_STATUSES, Job
+from exporter.collect.history import OUTCOMES
+from exporter.collect.metrics import (
     JOB_COMPLETED,
     JOB_CREATED,
     JOB_INFO,
@@ -31,7 +31,7 @@ from exporter.metrics import (
     USERS,
     MetricSpec,
 )
-from exporter.scraper import PoolResult, Scraper, Snapshot
+from exporter.collect.scraper import PoolResult, Scraper, Snapshot
 
 _deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
     "scrape_deadline", default=None

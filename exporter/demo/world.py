@@ -11,11 +11,11 @@ import random
 import sys
 import time
 
-from exporter.cli import serve
-from exporter.config import Config, load_text
-from exporter.runtime import Runtime
-from exporter.serving import parse_listen_address
-from exporter.simulator import Lifecycle, SimulatedCognito, SimulatorServer
+from exporter.app import Runtime, serve
+from exporter.config.load import load_text
+from exporter.config.model import Config
+from exporter.demo.model import Lifecycle, SimulatedCognito, SimulatorServer
+from exporter.web.serve import parse_listen_address
 
 DEMO_POOLS = (
     ("eu-west-1_Cust0mers1", "customers", 140),

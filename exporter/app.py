@@ -1,4 +1,5 @@
-"""Wiring: config -> clients -> scraper -> collector -> registry, and swapping it on reload.
+"""The Runtime: builds the object graph a configuration implies (clients, scraper,
+collector, discovery), swaps it on reload and stops it; and `serve()`, which puts it online.
 
 Whatever a configuration implies (its web config, every client its pools and discovery
 entries need, the discovery itself) is built beside the running one first; only when all
@@ -19,29 +20,27 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from exporter import __version__
-from exporter.attempts import AttemptGate
-from exporter.aws import ClientFactory, ClientKey, ClientSettings, profile_problems
-from exporter.collector import ImportJobsCollector
-from exporter.config import Config, ConfigError, Pool, Scrape
-from exporter.discovery import PoolDiscovery
-from exporter.metrics import ExporterMetrics
-from exporter.ratelimit import BucketRegistry
+from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings, profile_problems
+from exporter.collect.attempts import AttemptGate
+from exporter.collect.collector import ImportJobsCollector
+from exporter.collect.discovery import PoolDiscovery
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.ratelimit import BucketRegistry
+from exporter.collect.scraper import Scraper
+from exporter.config.model import Config, Pool
+from exporter.config.problems import ConfigError
+from exporter.config.schema import Scrape
 from exporter.redaction import SECRETS, safe_error_text
-from exporter.scraper import Scraper
-from exporter.webconfig import WebConfig
+from exporter.web.routes import ExporterApp, ReloadOutcome
+from exporter.web.serve import ServerSettings, run
+from exporter.web.webconfig import WebConfig
 
-log = logging.getLogger("exporter.runtime")
+log = logging.getLogger(__name__)
 
 MAX_READ_TIMEOUT = 10.0
 
 # Counters' *_created series only add noise for an exporter that lives as long as its pod.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True)
-class ReloadOutcome:
-    ok: bool
-    message: str
 
 
 @dataclass(frozen=True)
@@ -255,3 +254,32 @@ def _client_settings(config: Config) -> ClientSettings:
         read_timeout=min(MAX_READ_TIMEOUT, config.scrape.timeout / 2),
         sts_region=config.defaults.region or "us-east-1",
     )
+
+
+def serve(
+    runtime: Runtime,
+    listen_address: str,
+    timeout_offset: float,
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    """Serve a started runtime until SIGTERM or SIGINT."""
+    app = ExporterApp(runtime, timeout_offset=timeout_offset)
+    workers = max(16, runtime.config.scrape.max_concurrency)
+    settings = ServerSettings(listen_address, worker_threads=workers)
+    try:
+        run(
+            app,
+            settings,
+            on_reload=runtime.request_reload,
+            budget=app.budget,
+            web_config=lambda: runtime.web_config,
+            on_started=on_started,
+        )
+    except OSError as error:
+        log.error(
+            "cannot serve", extra={"fields": {"address": listen_address, "error": error.strerror}}
+        )
+        return 1
+    finally:
+        runtime.close()
+    return 0

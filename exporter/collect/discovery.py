@@ -17,15 +17,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.attempts import CallScope, calling_for, failure_counted_by_attempt
-from exporter.aws import ClientFactory, ClientKey, error_code
-from exporter.cognito import PagingError
-from exporter.config import Config, Discovery, Pool, is_pool_id
-from exporter.metrics import ExporterMetrics
-from exporter.ratelimit import TokenBucket
+from exporter.cognito.clients import ClientFactory, ClientKey, error_code
+from exporter.cognito.jobs import PagingError
+from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.ratelimit import TokenBucket
+from exporter.config.model import Config, Discovery, Pool
+from exporter.config.schema import is_pool_id
 from exporter.redaction import safe_error_text
 
-log = logging.getLogger("exporter.discovery")
+log = logging.getLogger(__name__)
 
 DISCOVERY_REQUESTS_PER_SECOND = 5.0
 DISCOVERY_CALL_SECONDS = 30.0

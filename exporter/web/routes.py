@@ -6,20 +6,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.collector import families, scrape_deadline
-from exporter.config import Pool, is_pool_id
-from exporter.runtime import Runtime
-from exporter.scraper import Snapshot
-from exporter.statuspage import landing_page
+from exporter.collect.collector import families, scrape_deadline
+from exporter.collect.scraper import Scraper, Snapshot
+from exporter.config.model import Config, Pool
+from exporter.config.schema import is_pool_id
+from exporter.web.statuspage import landing_page
 
-log = logging.getLogger("exporter.server")
+log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -46,10 +47,35 @@ def scrape_budget(header: str | None, configured_timeout: float, offset: float) 
     return budget
 
 
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    message: str
+
+
+class RuntimeView(Protocol):
+    """What the routes need of the running exporter (the app's Runtime)."""
+
+    registry: CollectorRegistry
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def scraper(self) -> Scraper: ...
+
+    def known_pool(self, pool_id: str) -> Pool | None: ...
+
+    def reload(self) -> ReloadOutcome: ...
+
+
 class ExporterApp:
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: RuntimeView,
         timeout_offset: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -159,7 +185,11 @@ class ExporterApp:
         return _text(start_response, status, outcome.message + "\n")
 
     def _landing(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        page = landing_page(self._runtime)
+        runtime = self._runtime
+        page = landing_page(
+            runtime.scraper.pools if runtime.ready else (),
+            runtime.scraper.last_snapshot if runtime.ready else None,
+        )
         start_response(
             "200 OK",
             [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))],

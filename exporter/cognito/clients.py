@@ -35,7 +35,7 @@ from botocore.parsers import JSONParser, ResponseParserFactory
 from botocore.utils import parse_timestamp
 
 from exporter import __version__
-from exporter.config import CredentialSet
+from exporter.config.schema import CredentialSet
 from exporter.redaction import safe_error_text
 
 SERVICE_NAME = "cognito-idp"

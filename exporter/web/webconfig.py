@@ -16,8 +16,8 @@ accepted and ignored:
 - inline `cert` and `key` (the ssl module loads certificates and keys from files only).
 `client_ca` (inline CA certificates) is supported.
 
-`load_web_config()` returns a frozen `WebConfig`; `exporter.webauth.protect()` applies it
-to every request and `exporter.tls.TlsHypercornConfig` serves its TLS context.
+`load_web_config()` returns a frozen `WebConfig`; `exporter.web.auth.protect()` applies it
+to every request and `exporter.web.tls.TlsHypercornConfig` serves its TLS context.
 """
 
 from __future__ import annotations
@@ -29,25 +29,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, SecretStr, ValidationError
 
-from exporter.config import Duration, StrictModel
-from exporter.configfile import parse_yaml, read_config_text
-from exporter.tls import (
-    CIPHER_SUITES,
-    CLIENT_AUTH_TYPES,
-    CURVES,
-    TLS_VERSIONS,
-    build_server_context,
-)
-from exporter.validation import ConfigError, describe_validation_errors
-from exporter.webauth import BasicAuth, RateLimit
+from exporter.config.files import parse_yaml, read_config_text
+from exporter.config.problems import ConfigError, describe_validation_errors
+from exporter.config.schema import Duration, ExactModel
+from exporter.web.auth import BasicAuth, RateLimit
+from exporter.web.tls import TlsServerConfig, build_server_context
 
-_UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
-_TLS13_CIPHER_SUITES = frozenset(
-    {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
-)
-# The toolkit allows these response headers only, some with a fixed set of values.
 RESPONSE_HEADERS: dict[str, tuple[str, ...]] = {
     "Content-Security-Policy": (),
     "Strict-Transport-Security": (),
@@ -66,34 +55,6 @@ def _one_of(names: Iterable[str]) -> str:
     return ", ".join(names)
 
 
-def _check_tls_version(value: str) -> str:
-    if value not in TLS_VERSIONS:
-        raise ValueError(f'"{value}" is not one of {_one_of(TLS_VERSIONS)}')
-    if TLS_VERSIONS[value] < ssl.TLSVersion.TLSv1_2:
-        raise ValueError(
-            f"{value} cannot be honoured: Python's ssl module deprecates TLS 1.0 and 1.1 and "
-            "OpenSSL 3 refuses them at its default security level; use TLS12 or TLS13"
-        )
-    return value
-
-
-def _check_cipher(value: str) -> str:
-    if value in _TLS13_CIPHER_SUITES:
-        raise ValueError(
-            f"{value} is a TLS 1.3 suite; TLS 1.3 suites cannot be configured, "
-            "cipher_suites applies to TLS 1.2 and below"
-        )
-    if value not in CIPHER_SUITES:
-        raise ValueError(f'unknown cipher suite "{value}"; use one of {_one_of(CIPHER_SUITES)}')
-    return value
-
-
-def _check_curve(value: str) -> str:
-    if value not in CURVES:
-        raise ValueError(f'unknown curve "{value}"; use one of {_one_of(CURVES)}')
-    return value
-
-
 def _check_bcrypt_hash(value: SecretStr) -> SecretStr:
     if not _BCRYPT_HASH.fullmatch(value.get_secret_value()):
         raise ValueError(
@@ -103,68 +64,21 @@ def _check_bcrypt_hash(value: SecretStr) -> SecretStr:
     return value
 
 
-TlsVersionName = Annotated[str, AfterValidator(_check_tls_version)]
-CipherName = Annotated[str, AfterValidator(_check_cipher)]
-CurveName = Annotated[str, AfterValidator(_check_curve)]
 BcryptHash = Annotated[SecretStr, AfterValidator(_check_bcrypt_hash)]
 
 
-class _Strict(StrictModel):
-    """As the toolkit decodes its YAML: a value of the wrong type is refused, not converted."""
-
-    model_config = ConfigDict(strict=True)
-
-
-class _TlsServer(_Strict):
-    cert_file: str | None = None
-    key_file: str | None = None
-    cert: str | None = None
-    key: SecretStr | None = None
-    client_ca: str | None = None
-    client_ca_file: str | None = None
-    client_auth_type: str = "NoClientCert"
-    client_allowed_sans: list[str] | None = None
-    min_version: TlsVersionName = "TLS12"
-    max_version: TlsVersionName = "TLS13"
-    cipher_suites: list[CipherName] | None = None
-    curve_preferences: list[CurveName] | None = None
-    prefer_server_cipher_suites: bool = True
-
-    @field_validator("client_auth_type")
-    @classmethod
-    def _check_client_auth(cls, value: str) -> str:
-        if value in _UNVERIFIED_CLIENT_AUTH:
-            raise ValueError(
-                f"{value} cannot be honoured: Python's ssl module verifies every client "
-                "certificate it asks for; use VerifyClientCertIfGiven or "
-                "RequireAndVerifyClientCert with client_ca_file"
-            )
-        if value not in CLIENT_AUTH_TYPES:
-            raise ValueError(f'"{value}" is not one of {_one_of(CLIENT_AUTH_TYPES)}')
-        return value
-
-    @field_validator("curve_preferences")
-    @classmethod
-    def _check_one_curve(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(value) > 1:
-            raise ValueError(
-                "Python's ssl module can limit the key exchange to one curve only; list one"
-            )
-        return value
-
-
-class _HttpServer(_Strict):
+class _HttpServer(ExactModel):
     http2: bool = True
     headers: dict[str, str] | None = None
 
 
-class _RateLimit(_Strict):
+class _RateLimit(ExactModel):
     interval: Duration = 0.0
     burst: int = 0
 
 
-class _Document(_Strict):
-    tls_server_config: _TlsServer | None = None
+class _Document(ExactModel):
+    tls_server_config: TlsServerConfig | None = None
     http_server_config: _HttpServer | None = None
     basic_auth_users: dict[str, BcryptHash] | None = None
     rate_limit: _RateLimit | None = None

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.cognito import Job, Page, PagingError
+from exporter.cognito.jobs import Job, Page, PagingError
 
 OUTCOMES = ("imported", "skipped", "failed")
 

@@ -1,6 +1,6 @@
-"""Building the server's TLS context from the web config's `tls_server_config`
-(certificates, client CAs, versions, cipher suites, curves, `client_allowed_sans`) and
-serving it with hypercorn, following the current web config for every new connection."""
+"""The web config's `tls_server_config`: its fields, the settings that contradict each other,
+and the server context they make (certificates, client CAs, versions, cipher suites, curves,
+`client_allowed_sans`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,15 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, ClassVar
 
-from hypercorn.config import Config as HypercornConfig
+from pydantic import AfterValidator, SecretStr, field_validator
 
-from exporter.configfile import MAX_CONFIG_BYTES, FileProblem, read_regular_file
+from exporter.config.files import MAX_CONFIG_BYTES, FileProblem, read_regular_file
+from exporter.config.schema import ExactModel
 
-if TYPE_CHECKING:
-    from exporter.webconfig import WebConfig, _TlsServer
-
-log = logging.getLogger("exporter.tls")
+log = logging.getLogger(__name__)
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -57,6 +55,93 @@ CURVES: dict[str, str] = {
 _SECTION = "tls_server_config"
 
 
+# --- the section ------------------------------------------------------------------
+
+
+_UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
+_TLS13_CIPHER_SUITES = frozenset(
+    {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+)
+
+
+# The toolkit allows these response headers only, some with a fixed set of values.
+def _one_of(names: Iterable[str]) -> str:
+    return ", ".join(names)
+
+
+def _check_tls_version(value: str) -> str:
+    if value not in TLS_VERSIONS:
+        raise ValueError(f'"{value}" is not one of {_one_of(TLS_VERSIONS)}')
+    if TLS_VERSIONS[value] < ssl.TLSVersion.TLSv1_2:
+        raise ValueError(
+            f"{value} cannot be honoured: Python's ssl module deprecates TLS 1.0 and 1.1 and "
+            "OpenSSL 3 refuses them at its default security level; use TLS12 or TLS13"
+        )
+    return value
+
+
+def _check_cipher(value: str) -> str:
+    if value in _TLS13_CIPHER_SUITES:
+        raise ValueError(
+            f"{value} is a TLS 1.3 suite; TLS 1.3 suites cannot be configured, "
+            "cipher_suites applies to TLS 1.2 and below"
+        )
+    if value not in CIPHER_SUITES:
+        raise ValueError(f'unknown cipher suite "{value}"; use one of {_one_of(CIPHER_SUITES)}')
+    return value
+
+
+def _check_curve(value: str) -> str:
+    if value not in CURVES:
+        raise ValueError(f'unknown curve "{value}"; use one of {_one_of(CURVES)}')
+    return value
+
+
+TlsVersionName = Annotated[str, AfterValidator(_check_tls_version)]
+CipherName = Annotated[str, AfterValidator(_check_cipher)]
+CurveName = Annotated[str, AfterValidator(_check_curve)]
+
+
+class TlsServerConfig(ExactModel):
+    """`tls_server_config`, field by field; `_check_tls_combinations` checks them together."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    cert: str | None = None
+    key: SecretStr | None = None
+    client_ca: str | None = None
+    client_ca_file: str | None = None
+    client_auth_type: str = "NoClientCert"
+    client_allowed_sans: list[str] | None = None
+    min_version: TlsVersionName = "TLS12"
+    max_version: TlsVersionName = "TLS13"
+    cipher_suites: list[CipherName] | None = None
+    curve_preferences: list[CurveName] | None = None
+    prefer_server_cipher_suites: bool = True
+
+    @field_validator("client_auth_type")
+    @classmethod
+    def _check_client_auth(cls, value: str) -> str:
+        if value in _UNVERIFIED_CLIENT_AUTH:
+            raise ValueError(
+                f"{value} cannot be honoured: Python's ssl module verifies every client "
+                "certificate it asks for; use VerifyClientCertIfGiven or "
+                "RequireAndVerifyClientCert with client_ca_file"
+            )
+        if value not in CLIENT_AUTH_TYPES:
+            raise ValueError(f'"{value}" is not one of {_one_of(CLIENT_AUTH_TYPES)}')
+        return value
+
+    @field_validator("curve_preferences")
+    @classmethod
+    def _check_one_curve(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(value) > 1:
+            raise ValueError(
+                "Python's ssl module can limit the key exchange to one curve only; list one"
+            )
+        return value
+
+
 # --- the server context --------------------------------------------------------------
 
 
@@ -70,7 +155,7 @@ def _refuse_passphrase() -> bytes:
 
 
 def build_server_context(
-    tls: _TlsServer, http2: bool, base_dir: str, problems: list[str]
+    tls: TlsServerConfig, http2: bool, base_dir: str, problems: list[str]
 ) -> ssl.SSLContext | None:
     """The server context `tls` describes, or None with what is wrong added to `problems`."""
     before = len(problems)
@@ -110,7 +195,7 @@ def build_server_context(
     return None if len(problems) > before else context
 
 
-def _check_tls_combinations(tls: _TlsServer, problems: list[str]) -> None:
+def _check_tls_combinations(tls: TlsServerConfig, problems: list[str]) -> None:
     """Settings that contradict each other, found before any file is opened."""
     if tls.cert is not None:
         problems.append(
@@ -285,82 +370,3 @@ def _san_checking_class(allowed: Iterable[str]) -> type[ssl.SSLObject]:
     return type(
         "SanCheckingSSLObject", (_SanCheckingSSLObject,), {"allowed_sans": frozenset(allowed)}
     )
-
-
-# --- serving -------------------------------------------------------------------------
-
-
-class FollowingSSLContext(ssl.SSLContext):
-    """A server context that hands every new connection to the TLS context of the web config
-    in force at that moment, so a reload changes certificates, client CAs, client_auth_type,
-    versions, ciphers and ALPN for new connections, as the toolkit's re-reading of its file
-    on every handshake does. Servers built on asyncio or trio (hypercorn) create connections
-    with `wrap_bio()`, the one method followed.
-
-    A server that listens with TLS keeps doing so: if a reload turns TLS off, the last TLS
-    context stays in use (with a warning), since a listening socket cannot change protocol.
-    """
-
-    current: Callable[[], WebConfig]
-    last: ssl.SSLContext
-    warned: bool
-
-    @classmethod
-    def following(
-        cls, current: Callable[[], WebConfig], initial: ssl.SSLContext
-    ) -> FollowingSSLContext:
-        context = cls(ssl.PROTOCOL_TLS_SERVER)
-        context.current = current
-        context.last = initial
-        context.warned = False
-        return context
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        context = self.current().ssl_context
-        if context is not None:
-            self.last, self.warned = context, False
-        elif not self.warned:
-            self.warned = True
-            log.warning(
-                "the web config no longer sets up TLS; "
-                "TLS stays on with the previous settings until a restart"
-            )
-        return self.last.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-
-
-class TlsHypercornConfig(HypercornConfig):
-    """Hypercorn settings serving TLS when the web config at start has a TLS context, and
-    plain HTTP otherwise. Hypercorn asks for the context once, when it starts listening; the
-    context it gets follows `current` for every new connection (`FollowingSSLContext`)."""
-
-    def __init__(self, current: Callable[[], WebConfig]) -> None:
-        super().__init__()
-        self.current_web_config = current
-
-    @classmethod
-    def from_config(
-        cls, base: HypercornConfig, current: Callable[[], WebConfig]
-    ) -> TlsHypercornConfig:
-        """A copy of `base` (every setting made on it) serving `current`'s TLS."""
-        config = cls(current)
-        config.__dict__.update(
-            {key: value for key, value in vars(base).items() if key != "current_web_config"}
-        )
-        return config
-
-    @property
-    def ssl_enabled(self) -> bool:
-        return self.current_web_config().ssl_context is not None
-
-    def create_ssl_context(self) -> ssl.SSLContext | None:
-        initial = self.current_web_config().ssl_context
-        if initial is None:
-            return None
-        return FollowingSSLContext.following(self.current_web_config, initial)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from exporter import __version__
-from exporter.config import Pool
-from exporter.runtime import Runtime
-from exporter.scraper import PoolResult, Snapshot
+from exporter.collect.scraper import PoolResult, Snapshot
+from exporter.config.model import Pool
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
@@ -23,10 +22,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def landing_page(runtime: Runtime) -> bytes:
+def landing_page(pools: Sequence[Pool], snapshot: Snapshot | None) -> bytes:
     """Links, and each pool's last collection and recent jobs; never calls AWS."""
-    snapshot = runtime.scraper.last_snapshot if runtime.ready else None
-    pools = runtime.scraper.pools if runtime.ready else ()
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>Cognito import job exporter</title>",

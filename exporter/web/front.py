@@ -1,11 +1,9 @@
-"""Serving on hypercorn: an ASGI front before the WSGI app, bounded workers, signals.
+"""The ASGI front hypercorn serves before the WSGI app.
 
-Connections are handled by asyncio, so idle or slow clients cost no worker thread. The front
-stamps each request's arrival (a scrape's budget starts then), applies the web config in the
-event loop (rate limit, basic auth with bcrypt on a thread of its own, response headers), and
-only then queues the request for the bounded pool of workers that run the app. A request no
-worker could start before its deadline is answered 503 at the deadline instead of late.
-SIGTERM and SIGINT stop the server, SIGHUP asks for a reload.
+It stamps each request's arrival (a scrape's budget starts then), applies the web config in
+the event loop (rate limit, basic auth with bcrypt on a thread of its own, response headers),
+and only then queues the request for the bounded pool of workers that run the app. A request
+no worker could start before its deadline is answered 503 at the deadline instead of late.
 """
 
 from __future__ import annotations
@@ -13,17 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from hypercorn.app_wrappers import WSGIWrapper
-from hypercorn.asyncio import serve
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.typing import (
     ASGIReceiveCallable,
     ASGISendCallable,
@@ -33,57 +27,11 @@ from hypercorn.typing import (
     Scope,
 )
 
-from exporter.server import ARRIVED, Environ, StartResponse, WsgiApp
-from exporter.tls import TlsHypercornConfig
-from exporter.webauth import RequestLimiter
-from exporter.webconfig import WebConfig
+from exporter.web.auth import RequestLimiter
+from exporter.web.routes import ARRIVED, Environ, StartResponse, WsgiApp
+from exporter.web.webconfig import WebConfig
 
-log = logging.getLogger("exporter.serving")
-
-
-class ListenAddressError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    listen_address: str
-    worker_threads: int = 16
-    read_timeout: int = 10
-    keep_alive_timeout: float = 75.0
-    max_header_bytes: int = 16 * 1024
-    max_body_bytes: int = 64 * 1024
-    shutdown_grace: float = 0.5
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """`HOST:PORT`, `:PORT` (all interfaces) or `[IPV6]:PORT`."""
-    host, separator, port_text = address.rpartition(":")
-    if not separator or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ListenAddressError(f"{address!r} is not HOST:PORT (for example :10209)")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
-
-
-def _bind(address: str) -> str:
-    host, port = parse_listen_address(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def hypercorn_config(settings: ServerSettings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [_bind(settings.listen_address)]
-    config.read_timeout = settings.read_timeout
-    config.keep_alive_timeout = settings.keep_alive_timeout
-    config.h11_max_incomplete_size = settings.max_header_bytes
-    config.wsgi_max_body_size = settings.max_body_bytes
-    config.graceful_timeout = settings.shutdown_grace
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.include_server_header = False
-    config.ssl_handshake_timeout = settings.read_timeout
-    config.h2_max_header_list_size = settings.max_header_bytes
-    return config
+log = logging.getLogger(__name__)
 
 
 class Front:
@@ -254,46 +202,3 @@ async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> Non
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def run(
-    app: WsgiApp,
-    settings: ServerSettings,
-    on_reload: Callable[[], object],
-    budget: Callable[[str | None], float],
-    web_config: Callable[[], WebConfig] = WebConfig,
-    on_started: Callable[[], None] | None = None,
-) -> None:
-    """Serve until SIGTERM or SIGINT, behind the web config (TLS, basic auth, headers)."""
-    config = TlsHypercornConfig.from_config(hypercorn_config(settings), web_config)
-    workers = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="http")
-    front = Front(app, web_config, workers, budget, settings.max_body_bytes)
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(_serve(front, settings, on_reload, on_started, config))
-    finally:
-        # Not asyncio.run(): it would wait for worker threads still inside a slow scrape.
-        loop.close()
-        workers.shutdown(wait=False, cancel_futures=True)
-
-
-async def _serve(
-    front: Front,
-    settings: ServerSettings,
-    on_reload: Callable[[], object],
-    on_started: Callable[[], None] | None,
-    config: HypercornConfig,
-) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_reload)
-    server = asyncio.ensure_future(serve(front, config, shutdown_trigger=stop.wait, mode="asgi"))
-    log.info("listening", extra={"fields": {"address": settings.listen_address}})
-    if on_started is not None:
-        on_started()
-    await stop.wait()
-    # a TLS client that never answers the close message would hold shutdown for 30 s
-    await asyncio.wait({server}, timeout=settings.shutdown_grace + 0.3)
-    log.info("stopped")

@@ -13,7 +13,7 @@ import stat
 
 import yaml
 
-from exporter.validation import ConfigError, format_path, printable, yaml_problem
+from exporter.config.problems import ConfigError, format_path, printable, yaml_problem
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 MAX_SECRET_BYTES = 64 * 1024

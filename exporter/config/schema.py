@@ -1,18 +1,13 @@
-"""The exporter's configuration: a strict YAML schema, loaded into frozen, typed objects.
-
-`load()` returns a `Config` or raises one `ConfigError` that lists every problem in the file,
-each prefixed with its path (`pools[2].credentials: unknown credential set "prdo"`).
-Secret values never appear in those messages. The schema's building blocks (`StrictModel`,
-`Duration`, the AWS name checks) serve the web config too.
+"""The configuration file's schema: strict models of every section, and the building blocks
+they share with the web config (`StrictModel`, `ExactModel`, `Duration`, the AWS name checks).
+Values are checked one by one here; `exporter.config.load` checks what spans sections.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
@@ -23,15 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from exporter.configfile import parse_yaml, read_config_text, read_secret
-from exporter.validation import ConfigError, describe_validation_errors, format_path, quoted
-
-__all__ = ["ConfigError"]
+from exporter.config.files import read_secret
+from exporter.config.problems import quoted
 
 # The service's own patterns, in ASCII: \w would take any Unicode letter, and `$` a newline.
 POOL_ID_PATTERN = re.compile(r"[\w-]+_[0-9a-zA-Z]+", re.ASCII)
@@ -45,7 +37,6 @@ MAX_SCRAPE_TIMEOUT_SECONDS = 3600.0
 _DURATION_PATTERN = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+", re.ASCII)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def is_pool_id(text: str) -> bool:
@@ -132,6 +123,13 @@ class StrictModel(BaseModel):
     """Unknown keys refused, values frozen, and no input echoed in a message."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class ExactModel(StrictModel):
+    """A strict model whose values must have their type already, as Go's YAML decoding wants
+    for the exporter-toolkit's web config: `"yes"` is not a boolean, `"10"` not a number."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class CredentialSet(StrictModel):
@@ -272,7 +270,9 @@ class ProbeSettings(StrictModel):
         return self
 
 
-class _Document(StrictModel):
+class ConfigDocument(StrictModel):
+    """The whole file, before defaults are applied."""
+
     defaults: Defaults = Field(default_factory=Defaults)
     credentials: dict[str, CredentialSet] = Field(default_factory=dict)
     scrape: Scrape = Field(default_factory=Scrape)
@@ -281,229 +281,7 @@ class _Document(StrictModel):
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
 
 
-@dataclass(frozen=True)
-class Pool:
-    """One user pool to collect, with every default already applied."""
-
-    id: str
-    name: str
-    region: str
-    credentials: str
-    endpoint_url: str | None
-    labels: tuple[tuple[str, str], ...]
-    page_size: int
-    max_pages: int
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """One discovery entry with the defaults applied."""
-
-    region: str
-    credentials: str
-    endpoint_url: str | None
-    tags: tuple[tuple[str, str], ...]
-    name_pattern: str | None
-    exclude: frozenset[str]
-    refresh_interval: float
-
-
-@dataclass(frozen=True)
-class Config:
-    credentials: Mapping[str, CredentialSet]
-    scrape: Scrape
-    pools: tuple[Pool, ...]
-    defaults: Defaults
-    discovery: tuple[Discovery, ...] = ()
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
-
-    def secrets(self) -> tuple[str, ...]:
-        """Every secret value the configuration holds, to keep them out of any text."""
-        values = []
-        for credential_set in self.credentials.values():
-            for secret in (
-                credential_set.secret_access_key,
-                credential_set.session_token,
-                credential_set.external_id,
-            ):
-                if secret is not None:
-                    values.append(secret.get_secret_value())
-        return tuple(values)
-
-    def pool_for(
-        self,
-        pool_id: str,
-        name: str | None = None,
-        *,
-        region: str | None = None,
-        credentials: str | None = None,
-        endpoint_url: str | None = None,
-    ) -> Pool:
-        """A pool not listed in the file, with the defaults applied (discovery, probes)."""
-        return Pool(
-            id=pool_id,
-            name=name or pool_id,
-            region=region or _region_from_pool_id(pool_id) or self.defaults.region or "",
-            credentials=credentials or self.defaults.credentials,
-            endpoint_url=endpoint_url or self.defaults.endpoint_url,
-            labels=(),
-            page_size=self.defaults.page_size,
-            max_pages=self.defaults.max_pages,
-        )
-
-
-def load(path: str) -> Config:
-    return load_text(read_config_text(path), source=path)
-
-
-def load_text(text: str, source: str = "config") -> Config:
-    raw = parse_yaml(text, source)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{source}: the top level must be a mapping of keys"])
-    problems: list[str] = []
-    expanded = _expand_environment(raw, (), problems)
-    try:
-        document = _Document.model_validate(expanded)
-    except ValidationError as error:
-        problems += describe_validation_errors(error)
-        problems += _reference_problems(expanded)
-        raise ConfigError(problems) from None
-    problems += _reference_problems(expanded)
-    config = _resolve(document, problems)
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
-def _reference_problems(raw: Mapping[Any, Any]) -> list[str]:
-    """Credential names that are not defined and pools listed twice; read from the raw
-    document so they are reported even when other parts of it do not validate."""
-    credentials = raw.get("credentials")
-    defined = set(credentials) if isinstance(credentials, Mapping) else set()
-    defined.add(DEFAULT_CREDENTIALS)
-    problems = []
-    for where, entry in _credential_users(raw):
-        name = entry.get("credentials")
-        if isinstance(name, str) and name not in defined:
-            problems.append(f'{where}.credentials: unknown credential set "{name}"')
-    pools = raw.get("pools")
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(pools if isinstance(pools, list) else []):
-        if not isinstance(entry, Mapping):
-            continue
-        pool_id = entry.get("id")
-        if isinstance(pool_id, str):
-            if pool_id in seen:
-                problems.append(f"pools[{index}].id: duplicate of pools[{seen[pool_id]}]")
-            else:
-                seen[pool_id] = index
-    return problems
-
-
-def _expand_environment(value: Any, path: tuple[str | int, ...], problems: list[str]) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string value."""
-    if isinstance(value, str):
-        return _expand_string(value, path, problems)
-    if isinstance(value, dict):
-        return {
-            key: _expand_environment(item, (*path, key), problems) for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _expand_environment(item, (*path, index), problems) for index, item in enumerate(value)
-        ]
-    return value
-
-
-def _expand_string(value: str, path: tuple[str | int, ...], problems: list[str]) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        name, fallback = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if fallback is not None:
-            return fallback
-        problems.append(f"{format_path(path)}: environment variable {name} is not set")
-        return ""
-
-    return _ENV_REFERENCE.sub(substitute, value)
-
-
-def _credential_users(raw: Mapping[Any, Any]) -> list[tuple[str, Mapping[Any, Any]]]:
-    """Every place that names a credential set, with its path."""
-    users: list[tuple[str, Mapping[Any, Any]]] = []
-    for section in ("defaults", "probe"):
-        entry = raw.get(section)
-        if isinstance(entry, Mapping):
-            users.append((section, entry))
-    for section in ("pools", "discovery"):
-        entries = raw.get(section)
-        for index, entry in enumerate(entries if isinstance(entries, list) else []):
-            if isinstance(entry, Mapping):
-                users.append((f"{section}[{index}]", entry))
-    return users
-
-
-def _resolve_discovery(document: _Document, problems: list[str]) -> tuple[Discovery, ...]:
-    defaults = document.defaults
-    resolved = []
-    for index, entry in enumerate(document.discovery):
-        region = entry.region or defaults.region
-        if region is None:
-            problems.append(f"discovery[{index}].region: set region here or in defaults")
-            continue
-        resolved.append(
-            Discovery(
-                region=region,
-                credentials=entry.credentials or defaults.credentials,
-                endpoint_url=entry.endpoint_url or defaults.endpoint_url,
-                tags=tuple(sorted(entry.tags.items())),
-                name_pattern=entry.name_pattern,
-                exclude=frozenset(entry.exclude),
-                refresh_interval=entry.refresh_interval,
-            )
-        )
-    return tuple(resolved)
-
-
-def _resolve(document: _Document, problems: list[str]) -> Config:
-    credentials = dict(document.credentials)
-    credentials.setdefault(DEFAULT_CREDENTIALS, CredentialSet())
-    defaults = document.defaults
-    pools = []
-    for index, entry in enumerate(document.pools):
-        where = f"pools[{index}]"
-        credential_name = entry.credentials or defaults.credentials
-        region = entry.region or _region_from_pool_id(entry.id) or defaults.region
-        if region is None:
-            problems.append(
-                f"{where}.region: cannot tell the region of {entry.id}; "
-                "set region here or in defaults"
-            )
-            continue
-        pools.append(
-            Pool(
-                id=entry.id,
-                name=entry.name or entry.id,
-                region=region,
-                credentials=credential_name,
-                endpoint_url=entry.endpoint_url or defaults.endpoint_url,
-                labels=tuple(sorted(entry.labels.items())),
-                page_size=defaults.page_size,
-                max_pages=defaults.max_pages,
-            )
-        )
-    return Config(
-        credentials=credentials,
-        scrape=document.scrape,
-        pools=tuple(pools),
-        defaults=defaults,
-        discovery=_resolve_discovery(document, problems),
-        probe=document.probe,
-    )
-
-
-def _region_from_pool_id(pool_id: str) -> str | None:
+def region_from_pool_id(pool_id: str) -> str | None:
+    """The region a pool id names (`eu-west-1_AbC` → `eu-west-1`), if it names one."""
     prefix = pool_id.split("_", 1)[0]
     return prefix if REGION_PATTERN.fullmatch(prefix) else None

@@ -25,16 +25,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
 
-from exporter.attempts import CallScope, calling_for, failure_counted_by_attempt
-from exporter.aws import ClientFactory, ClientKey, error_code
-from exporter.cognito import Job, Page, fetch_page
-from exporter.config import Pool, Scrape
-from exporter.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
-from exporter.metrics import ExporterMetrics
-from exporter.ratelimit import DeadlineExceeded
+from exporter.cognito.clients import ClientFactory, ClientKey, error_code
+from exporter.cognito.jobs import Job, Page, fetch_page
+from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
+from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.ratelimit import DeadlineExceeded
+from exporter.config.model import Pool
+from exporter.config.schema import Scrape
 from exporter.redaction import safe_error_text
 
-log = logging.getLogger("exporter.scraper")
+log = logging.getLogger(__name__)
 
 MAX_PROBED_POOLS = 1000
 TIMEOUT = DeadlineExceeded.error_code

@@ -1,0 +1,85 @@
+"""The loaded configuration: frozen objects with every default applied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from exporter.config.schema import (
+    CredentialSet,
+    Defaults,
+    ProbeSettings,
+    Scrape,
+    region_from_pool_id,
+)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One user pool to collect, with every default already applied."""
+
+    id: str
+    name: str
+    region: str
+    credentials: str
+    endpoint_url: str | None
+    labels: tuple[tuple[str, str], ...]
+    page_size: int
+    max_pages: int
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """One discovery entry with the defaults applied."""
+
+    region: str
+    credentials: str
+    endpoint_url: str | None
+    tags: tuple[tuple[str, str], ...]
+    name_pattern: str | None
+    exclude: frozenset[str]
+    refresh_interval: float
+
+
+@dataclass(frozen=True)
+class Config:
+    credentials: Mapping[str, CredentialSet]
+    scrape: Scrape
+    pools: tuple[Pool, ...]
+    defaults: Defaults
+    discovery: tuple[Discovery, ...] = ()
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value the configuration holds, to keep them out of any text."""
+        values = []
+        for credential_set in self.credentials.values():
+            for secret in (
+                credential_set.secret_access_key,
+                credential_set.session_token,
+                credential_set.external_id,
+            ):
+                if secret is not None:
+                    values.append(secret.get_secret_value())
+        return tuple(values)
+
+    def pool_for(
+        self,
+        pool_id: str,
+        name: str | None = None,
+        *,
+        region: str | None = None,
+        credentials: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> Pool:
+        """A pool not listed in the file, with the defaults applied (discovery, probes)."""
+        return Pool(
+            id=pool_id,
+            name=name or pool_id,
+            region=region or region_from_pool_id(pool_id) or self.defaults.region or "",
+            credentials=credentials or self.defaults.credentials,
+            endpoint_url=endpoint_url or self.defaults.endpoint_url,
+            labels=(),
+            page_size=self.defaults.page_size,
+            max_pages=self.defaults.max_pages,
+        )
