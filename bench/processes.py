@@ -131,7 +131,8 @@ class SimulatorService:
     stall every request for a second and bunch their arrival times."""
 
     def __init__(self, spec: WorldSpec) -> None:
-        from exporter.demo.model import SimulatedCognito, SimulatorServer
+        from exporter.demo.server import SimulatorServer
+        from exporter.demo.service import SimulatedCognito
 
         self._spec = spec
         self._model = SimulatedCognito(seed=spec.seed)

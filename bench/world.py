@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.demo.model import SimulatedCognito
+from exporter.demo.service import SimulatedCognito
 
 REGION = "eu-west-1"
 ACCESS_KEY_ID = "BENCHACCESSKEY"

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from exporter.app import Runtime
 from exporter.cognito.jobs import KNOWN_STATUSES
 from exporter.config.load import load_text
-from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import Samples, value
 

@@ -38,7 +38,7 @@ def test_client_config_sizes_the_pool_and_sets_retries_and_timeouts() -> None:
     factory = ClientFactory(
         {"default": CredentialSet()}, ClientSettings(max_pool_connections=32, read_timeout=7.0)
     )
-    config = factory.client(ClientKey("default", "eu-west-1", None)).meta.config
+    config: Any = factory.client(ClientKey("default", "eu-west-1", None)).meta.config
     assert config.max_pool_connections == 32
     assert config.read_timeout == 7.0
     assert config.retries == {"mode": "standard", "total_max_attempts": 5}
@@ -98,7 +98,7 @@ def test_assumed_role_credentials_refresh_themselves(monkeypatch: pytest.MonkeyP
             duration: 1h
         """
     )
-    client = ClientFactory(config.credentials, ClientSettings()).client(
+    client: Any = ClientFactory(config.credentials, ClientSettings()).client(
         ClientKey("prod", "eu-west-1", None)
     )
     credentials = client._request_signer._credentials

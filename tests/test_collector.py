@@ -17,7 +17,7 @@ from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import BucketRegistry
 from exporter.collect.scraper import Scraper
 from exporter.config.load import load_text
-from exporter.demo.model import SimulatedCognito
+from exporter.demo.service import SimulatedCognito
 from tests.clocks import SteppingClock
 from tests.simulated import NOW, populate, serving
 

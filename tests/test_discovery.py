@@ -9,7 +9,8 @@ import pytest
 
 from exporter.app import Runtime
 from exporter.config.load import load_text
-from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, populate, truth_statuses

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from exporter.demo.model import SimulatedCognito
+from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
 from tests.simulated import assert_exact, populate, serving
 from tests.tools import require_tool

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from exporter.logs import configure
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, config_yaml, exporter_for, populate, serving

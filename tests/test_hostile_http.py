@@ -17,7 +17,7 @@ import pytest
 import requests
 import trustme
 
-from exporter.demo.model import SimulatedCognito
+from exporter.demo.service import SimulatedCognito
 from exporter.web.auth import BasicAuth
 from tests.exporter_process import basic_auth_header, http_get, running_exporter
 from tests.simulated import config_yaml, populate, serving

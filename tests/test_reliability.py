@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import http_get, running_exporter, samples, value
 from tests.simulated import populate, truth_statuses
 

@@ -18,7 +18,7 @@ import pytest
 
 from exporter.app import Runtime
 from exporter.config.load import load, load_text
-from exporter.demo.model import SimulatedCognito
+from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import http_get, running_exporter, samples, value
 from tests.simulated import assert_exact, config_yaml, populate, serving

@@ -11,7 +11,7 @@ import pytest
 from exporter.app import Runtime
 from exporter.config.load import load_text
 from exporter.config.model import Config
-from exporter.demo.model import SimulatedCognito
+from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, populate, serving

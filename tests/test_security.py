@@ -11,7 +11,8 @@ import bcrypt
 import requests
 import trustme
 
-from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter
 from tests.simulated import populate
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import psutil
 
-from exporter.demo.model import SimulatedCognito, SimulatorServer
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
 from tests.simulated import assert_exact, populate
 

@@ -12,7 +12,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import botocore.session
 import orjson
@@ -37,6 +37,9 @@ from botocore.utils import parse_timestamp
 from exporter import __version__
 from exporter.config.schema import CredentialSet
 from exporter.redaction import safe_error_text
+
+if TYPE_CHECKING:
+    from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
 SERVICE_NAME = "cognito-idp"
 SERVICE_EVENT_ID = "cognito-identity-provider"
@@ -133,9 +136,9 @@ class ClientFactory:
         self._observer = observer
         self._lock = threading.Lock()
         self._sessions: dict[str, botocore.session.Session] = {}
-        self._clients: dict[ClientKey, Any] = {}
+        self._clients: dict[ClientKey, CognitoIdentityProviderClient] = {}
 
-    def client(self, key: ClientKey) -> Any:
+    def client(self, key: ClientKey) -> CognitoIdentityProviderClient:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
@@ -175,7 +178,7 @@ class ClientFactory:
                 )
         return problems
 
-    def _new_client(self, key: ClientKey) -> Any:
+    def _new_client(self, key: ClientKey) -> CognitoIdentityProviderClient:
         session = self._session(key.credentials)
         client = session.create_client(
             SERVICE_NAME,
@@ -184,7 +187,8 @@ class ClientFactory:
             config=self._botocore_config(key.region),
         )
         self._observe(client, SERVICE_EVENT_ID)
-        return client
+        # botocore builds the client class from the service model; the stubs name it
+        return cast("CognitoIdentityProviderClient", client)
 
     def _botocore_config(self, region: str) -> BotocoreConfig:
         settings = self._settings

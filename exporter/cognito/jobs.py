@@ -10,7 +10,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
 TERMINAL_STATUSES = frozenset({"Succeeded", "Failed", "Stopped", "Expired"})
 KNOWN_STATUSES = (
@@ -73,7 +76,9 @@ class Page:
     next_token: str | None
 
 
-def fetch_page(client: Any, pool_id: str, page_size: int, token: str | None) -> Page:
+def fetch_page(
+    client: CognitoIdentityProviderClient, pool_id: str, page_size: int, token: str | None
+) -> Page:
     request: dict[str, Any] = {"UserPoolId": pool_id, "MaxResults": page_size}
     if token is not None:
         request["PaginationToken"] = token

@@ -3,8 +3,8 @@
 ListUserPools and DescribeUserPool share a smaller quota than ListUserImportJobs, so discovery
 never runs on the scrape path: a background thread refreshes each entry on its own interval,
 describes a pool again only when ListUserPools says it was modified, and keeps the last good
-list when a refresh fails. Paging is bounded (a repeated token is a `PaginationLoop`, and no
-account lists more than MAX_LISTED_POOLS pools), and every call ends by its own deadline.
+list when a refresh fails. Paging is bounded (`exporter.cognito.pools`), and every call ends by
+its own deadline.
 """
 
 from __future__ import annotations
@@ -15,27 +15,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.cognito.clients import ClientFactory, ClientKey, error_code
-from exporter.cognito.jobs import PagingError
+from exporter.cognito.pools import PoolSummary, listed_pools, pool_tags
 from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import TokenBucket
 from exporter.config.model import Config, Discovery, Pool
-from exporter.config.schema import is_pool_id
 from exporter.redaction import safe_error_text
+
+if TYPE_CHECKING:
+    from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
 log = logging.getLogger(__name__)
 
 DISCOVERY_REQUESTS_PER_SECOND = 5.0
 DISCOVERY_CALL_SECONDS = 30.0
-PAGE_SIZE = 60
-# Cognito's default quota is 1,000 pools per account and region; this leaves room for
-# raised quotas while a token that never ends is still caught.
-MAX_LISTED_POOLS = 100_000
-MAX_PAGES = -(-MAX_LISTED_POOLS // PAGE_SIZE)
-MAX_NAME_LENGTH = 128
 _FAR_FUTURE = float("inf")
 
 
@@ -151,73 +147,41 @@ class PoolDiscovery:
         )
         pattern = re.compile(entry.name_pattern) if entry.name_pattern else None
         wanted_tags = dict(entry.tags)
-        for summary in self._listed_pools(client):
-            pool_id = summary.get("Id")
-            name = summary.get("Name")
-            name = name[:MAX_NAME_LENGTH] if isinstance(name, str) else ""
-            if not isinstance(pool_id, str) or not is_pool_id(pool_id) or pool_id in entry.exclude:
+        for summary in listed_pools(client, self._call):
+            if summary.pool_id in entry.exclude:
                 continue
-            if pattern is not None and not pattern.search(name):
+            if pattern is not None and not pattern.search(summary.name):
                 continue
-            described = self._describe(index, client, pool_id, summary) if wanted_tags else None
-            if described is not None and any(
-                described.tags.get(key) != value for key, value in wanted_tags.items()
-            ):
-                continue
+            if wanted_tags:
+                tags = self._tags(index, client, summary)
+                if any(tags.get(key) != value for key, value in wanted_tags.items()):
+                    continue
             yield self._config.pool_for(
-                pool_id,
-                name=name or pool_id,
+                summary.pool_id,
+                name=summary.name or summary.pool_id,
                 region=entry.region,
                 credentials=entry.credentials,
                 endpoint_url=entry.endpoint_url,
             )
 
-    def _call(self, method: Callable[..., dict[str, Any]], **request: Any) -> dict[str, Any]:
+    def _call(self, method: Callable[..., Any], **request: Any) -> Any:
         """One call at discovery's own pace, ended by its deadline whatever the peer does."""
         self._bucket.acquire(_FAR_FUTURE)
         self._scope = CallScope("", None, self._clock() + DISCOVERY_CALL_SECONDS)
         with calling_for(self._scope):
-            answer = method(**request)
-        if not isinstance(answer, dict):
-            raise PagingError("InvalidResponse", "the answer is not an object")
-        return answer
+            return method(**request)
 
-    def _listed_pools(self, client: Any) -> Iterable[dict[str, Any]]:
-        token: str | None = None
-        seen_tokens: set[str] = set()
-        for _ in range(MAX_PAGES):
-            request: dict[str, Any] = {"MaxResults": PAGE_SIZE}
-            if token:
-                request["NextToken"] = token
-            answer = self._call(client.list_user_pools, **request)
-            pools = answer.get("UserPools", [])
-            if not isinstance(pools, list):
-                raise PagingError("InvalidResponse", "UserPools is not a list")
-            yield from (summary for summary in pools if isinstance(summary, dict))
-            token = answer.get("NextToken")
-            if not token:
-                return
-            if not isinstance(token, str):
-                raise PagingError("InvalidResponse", "NextToken is not a string")
-            if token in seen_tokens:
-                raise PagingError("PaginationLoop", "ListUserPools repeated a pagination token")
-            seen_tokens.add(token)
-        raise PagingError("MaxPagesExceeded", f"more than {MAX_LISTED_POOLS:,} user pools listed")
-
-    def _describe(
-        self, index: int, client: Any, pool_id: str, summary: dict[str, Any]
-    ) -> _Described:
-        modified = summary.get("LastModifiedDate")
-        cached = self._described.get((index, pool_id))
-        if cached is not None and modified is not None and cached.modified == modified:
-            return cached
-        pool = self._call(client.describe_user_pool, UserPoolId=pool_id).get("UserPool")
-        tags = pool.get("UserPoolTags") if isinstance(pool, dict) else None
-        described = _Described(
-            modified=modified,
-            tags={str(key): str(value) for key, value in tags.items()}
-            if isinstance(tags, dict)
-            else {},
-        )
-        self._described[(index, pool_id)] = described
-        return described
+    def _tags(
+        self, index: int, client: CognitoIdentityProviderClient, summary: PoolSummary
+    ) -> dict[str, str]:
+        """The pool's tags, described again only when the pool was modified since."""
+        cached = self._described.get((index, summary.pool_id))
+        if (
+            cached is not None
+            and summary.modified is not None
+            and cached.modified == summary.modified
+        ):
+            return cached.tags
+        tags = pool_tags(client, self._call, summary.pool_id)
+        self._described[(index, summary.pool_id)] = _Described(summary.modified, tags)
+        return tags

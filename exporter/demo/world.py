@@ -14,7 +14,9 @@ import time
 from exporter.app import Runtime, serve
 from exporter.config.load import load_text
 from exporter.config.model import Config
-from exporter.demo.model import Lifecycle, SimulatedCognito, SimulatorServer
+from exporter.demo.lifecycle import Lifecycle
+from exporter.demo.server import SimulatorServer
+from exporter.demo.service import SimulatedCognito
 from exporter.web.serve import parse_listen_address
 
 DEMO_POOLS = (

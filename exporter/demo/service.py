@@ -1,0 +1,258 @@
+"""The simulated service: the model behind the wire format, with fault knobs flipped at run
+time and every call counted, so tests and the benchmark can check what the exporter asked."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
+
+from exporter.demo.lifecycle import JsonObject, Lifecycle
+from exporter.demo.model import DEFAULT_ACCOUNT_ID, CognitoModel, ServiceError
+from exporter.demo.wire import (
+    TARGET_PREFIX,
+    Reply,
+    TokenCodec,
+    credential_of,
+    error_reply,
+    garbage_reply,
+    invalid_token,
+    job_id_param,
+    json_reply,
+    limit_param,
+    optional_token_param,
+    parsed_params,
+    pool_id_param,
+    sts_assume_role_reply,
+    sts_error_reply,
+    sts_params,
+)
+
+LIST_CALL_HISTORY = 10_000
+GarbageMode = Literal["text", "empty", "truncated", "wrong_shape", "repeat_token"]
+GARBAGE_MODES: frozenset[str] = frozenset(get_args(GarbageMode))
+
+
+@dataclass
+class Faults:
+    """Run-time fault knobs, read afresh on every request."""
+
+    latency: float = 0.0
+    throttle_rate: float = 0.0
+    failing_pools: dict[str, str] = field(default_factory=dict)
+    slow_pools: dict[str, float] = field(default_factory=dict)
+    slow_operations: dict[str, float] = field(default_factory=dict)
+    garbage_pools: set[str] = field(default_factory=set)
+    garbage_mode: GarbageMode = "text"
+    # seconds between the bytes of every answer for the pool, status line included
+    drip_pools: dict[str, float] = field(default_factory=dict)
+    # ListUserPools tokens that come round again: A, B, A, ...
+    cycling_pool_tokens: bool = False
+    # error messages of failing pools and of AssumeRole echo the caller's credentials
+    echo_credentials: bool = False
+    # AssumeRole answers with this error code
+    assume_role_error: str | None = None
+
+    def clear(self) -> None:
+        for name, value in vars(Faults()).items():
+            setattr(self, name, value)
+
+
+class SimulatedCognito(CognitoModel):
+    """The model served over awsJson1.1 (`respond`), with faults and call accounting."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        seed: int = 0,
+        *,
+        lifecycle: Lifecycle | None = None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> None:
+        super().__init__(clock, seed, lifecycle=lifecycle, account_id=account_id)
+        self.faults = Faults()
+        self.calls: Counter[str] = Counter()
+        self.calls_by_pool: Counter[str] = Counter()
+        self.list_calls_at: deque[float] = deque(maxlen=LIST_CALL_HISTORY)
+        self._counting = threading.Lock()
+        self._draws = random.Random(f"{seed}/throttle")  # noqa: S311 - seeded on purpose
+        self._tokens = TokenCodec(seed)
+        self._operations: dict[str, Callable[[JsonObject], JsonObject]] = {
+            "ListUserImportJobs": self._list_user_import_jobs,
+            "DescribeUserImportJob": self._describe_user_import_job,
+            "ListUserPools": self._list_user_pools,
+            "DescribeUserPool": self._describe_user_pool,
+        }
+
+    # ----- call accounting -----
+
+    def call_counts(self) -> dict[str, int]:
+        with self._counting:
+            return dict(self.calls)
+
+    def pool_call_counts(self) -> dict[str, int]:
+        with self._counting:
+            return dict(self.calls_by_pool)
+
+    def list_call_times(self) -> list[float]:
+        with self._counting:
+            return list(self.list_calls_at)
+
+    def reset_calls(self) -> None:
+        with self._counting:
+            self.calls.clear()
+            self.calls_by_pool.clear()
+            self.list_calls_at.clear()
+
+    # ----- the wire -----
+
+    def respond(
+        self, target: str | None, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """Answer one awsJson1.1 request (or an STS query request). A latency fault is the
+        time the answer takes from arrival, the simulator's own work included, slept out in
+        the caller's thread."""
+        arrived = time.monotonic()
+        headers = headers or {}
+        if target is None and body.startswith(b"Action="):
+            return self._respond_sts(body, headers)
+        delay = 0.0
+        pool_key: str | None = None
+        try:
+            operation = self._operation_of(target)
+            self._count_call(operation)
+            params = parsed_params(body)
+            pool_id = params.get("UserPoolId")
+            pool_key = pool_id if isinstance(pool_id, str) else None
+            if operation == "ListUserImportJobs" and pool_key is not None:
+                self._count_pool_call(pool_key)
+            delay = self._latency_for(pool_key) + self.faults.slow_operations.get(operation, 0.0)
+            reply = self._answer(operation, params, pool_key, headers)
+        except ServiceError as error:
+            reply = error_reply(error.code, error.message)
+        except Exception as error:
+            reply = error_reply("InternalErrorException", f"simulator error: {error!r}")
+        left = arrived + delay - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        drip = self.faults.drip_pools.get(pool_key or "", 0.0)
+        return replace(reply, drip=drip) if drip else reply
+
+    def _respond_sts(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        params = sts_params(body)
+        action = params.get("Action", "")
+        self._count_call(action)
+        if action != "AssumeRole":
+            return sts_error_reply("InvalidAction", f"Could not find operation {action}.")
+        error = self.faults.assume_role_error
+        if error is not None:
+            message = (
+                f"User is not authorized to perform: sts:AssumeRole on {params.get('RoleArn')}"
+            )
+            if self.faults.echo_credentials:
+                message += f" (ExternalId {params.get('ExternalId')}, {credential_of(headers)})"
+            return sts_error_reply(error, message)
+        with self._counting:
+            return sts_assume_role_reply(params, self.clock(), self._draws)
+
+    def _answer(
+        self, operation: str, params: JsonObject, pool_key: str | None, headers: Mapping[str, str]
+    ) -> Reply:
+        self._raise_if_throttled()
+        faults = self.faults
+        if pool_key is not None and pool_key in faults.failing_pools:
+            code = faults.failing_pools[pool_key]
+            message = f"Simulated failure for user pool {pool_key}."
+            if faults.echo_credentials:
+                message += f" Request signed with {credential_of(headers)}."
+            raise ServiceError(code, message)
+        garbage = pool_key is not None and pool_key in faults.garbage_pools
+        mode = faults.garbage_mode
+        if garbage and mode in {"text", "empty", "wrong_shape"}:
+            return garbage_reply(mode)
+        result = self._operations[operation](params)
+        if garbage and mode == "repeat_token" and operation == "ListUserImportJobs":
+            result["PaginationToken"] = self._same_page_token(params)
+        reply = json_reply(result)
+        if garbage and mode == "truncated":
+            return Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+        return reply
+
+    def _operation_of(self, target: str | None) -> str:
+        operation = (target or "").removeprefix(TARGET_PREFIX)
+        if (
+            target is None
+            or not target.startswith(TARGET_PREFIX)
+            or operation not in self._operations
+        ):
+            raise ServiceError("UnknownOperationException", f"Unknown operation {target!r}.")
+        return operation
+
+    def _count_call(self, operation: str) -> None:
+        with self._counting:
+            self.calls[operation] += 1
+
+    def _count_pool_call(self, pool_id: str) -> None:
+        with self._counting:
+            self.calls_by_pool[pool_id] += 1
+            self.list_calls_at.append(self.clock())
+
+    def _latency_for(self, pool_id: str | None) -> float:
+        faults = self.faults
+        return faults.latency + (faults.slow_pools.get(pool_id, 0.0) if pool_id else 0.0)
+
+    def _raise_if_throttled(self) -> None:
+        rate = self.faults.throttle_rate
+        if rate <= 0:
+            return
+        with self._counting:
+            throttled = self._draws.random() < rate
+        if throttled:
+            raise ServiceError("TooManyRequestsException", "Rate exceeded")
+
+    # ----- operations -----
+
+    def _list_user_import_jobs(self, params: JsonObject) -> JsonObject:
+        pool_id = pool_id_param(params)
+        limit = limit_param(params, "MaxResults", "maxResults")
+        token = optional_token_param(params, "PaginationToken", "paginationToken")
+        cursor = None if token is None else self._tokens.jobs_cursor(token, pool_id)
+        page, next_cursor = self.jobs_older_than(pool_id, limit, cursor)
+        result: JsonObject = {"UserImportJobs": page}
+        if next_cursor is not None:
+            result["PaginationToken"] = self._tokens.token(
+                {"k": "jobs", "p": pool_id, "c": list(next_cursor)}
+            )
+        return result
+
+    def _describe_user_import_job(self, params: JsonObject) -> JsonObject:
+        return {"UserImportJob": self.describe_job(pool_id_param(params), job_id_param(params))}
+
+    def _list_user_pools(self, params: JsonObject) -> JsonObject:
+        limit = limit_param(params, "MaxResults", "maxResults")
+        token = optional_token_param(params, "NextToken", "nextToken")
+        start = 0 if token is None else self._tokens.pools_index(token)
+        try:
+            page, count = self.pools_from(start, limit)
+        except IndexError:
+            raise invalid_token() from None
+        result: JsonObject = {"UserPools": page}
+        if self.faults.cycling_pool_tokens:
+            # A, B, A, B, ...: each token names the other one's place
+            result["NextToken"] = self._tokens.token({"k": "pools", "i": 0 if start else 1})
+        elif start + limit < count:
+            result["NextToken"] = self._tokens.token({"k": "pools", "i": start + limit})
+        return result
+
+    def _describe_user_pool(self, params: JsonObject) -> JsonObject:
+        return {"UserPool": self.describe_pool(pool_id_param(params))}
+
+    def _same_page_token(self, params: JsonObject) -> str:
+        token = params.get("PaginationToken")
+        if isinstance(token, str):
+            return token
+        return self._tokens.token({"k": "jobs", "p": params.get("UserPoolId"), "c": None})
