@@ -30,7 +30,7 @@ from exporter.collect.scraper import Scraper
 from exporter.config.model import Config, Pool
 from exporter.config.problems import ConfigError
 from exporter.config.schema import Scrape
-from exporter.redaction import SECRETS, safe_error_text
+from exporter.redaction import SECRETS
 from exporter.web.routes import ExporterApp, ReloadOutcome
 from exporter.web.serve import ServerSettings, run
 from exporter.web.webconfig import WebConfig
@@ -115,24 +115,27 @@ class Runtime:
 
     def start(self) -> None:
         """Load and apply the configuration files; ConfigError with every problem if not."""
-        self.apply(self._load_config(), self._load_web_config())
+        with self._reload_lock:
+            self._apply(self._load_config(), self._load_web_config())
 
     def apply(self, config: Config, web_config: WebConfig | None = None) -> None:
         """Build all `config` implies, then switch to it; ConfigError, and nothing changed,
         when any of it cannot be built."""
         with self._reload_lock:
-            generation = self._build(config, web_config or WebConfig())
-            self._switch(generation)
+            self._apply(config, web_config or WebConfig())
 
     def reload(self) -> ReloadOutcome:
         """Load the configuration files again and apply them; on any failure keep serving
-        the previous configuration, entirely."""
+        the previous configuration, entirely. Reloads take turns, reading the files included,
+        so the last one to start is the one in force."""
         try:
-            self.apply(self._load_config(), self._load_web_config())
+            with self._reload_lock:
+                self._apply(self._load_config(), self._load_web_config())
         except ConfigError as error:
             return self._refused("; ".join(error.problems))
         except Exception as error:  # nothing a file holds may end the process
-            return self._refused(f"{type(error).__name__}: {safe_error_text(error)}")
+            # the type only: the text of an error nobody foresaw could quote the file
+            return self._refused(f"unexpected {type(error).__name__}")
         return ReloadOutcome(True, "configuration reloaded")
 
     def request_reload(self) -> None:
@@ -174,13 +177,23 @@ class Runtime:
         )
         return ReloadOutcome(False, f"configuration not reloaded: {reason}")
 
+    def _apply(self, config: Config, web_config: WebConfig) -> None:
+        self._switch(self._build(config, web_config))
+
     def _build(self, config: Config, web_config: WebConfig) -> _Generation:
         SECRETS.add(config.secrets())
+        previous = self._generation
         problems = profile_problems(config.credentials)
+        if previous is not None and (previous.web_config.ssl_context is None) != (
+            web_config.ssl_context is None
+        ):
+            problems.append(
+                "tls_server_config: turning TLS on or off needs a restart; "
+                "the listening socket keeps the protocol it started with"
+            )
         if problems:
             raise ConfigError(problems)
         clients = ClientFactory(config.credentials, _client_settings(config), observer=self._gate)
-        previous = self._generation
         if previous is not None:
             clients.keep_clients_from(previous.clients)
         # built now, not inside the first scrape where every worker would wait for it
@@ -261,8 +274,17 @@ def serve(
     listen_address: str,
     timeout_offset: float,
     on_started: Callable[[], None] | None = None,
+    reload_asked: threading.Event | None = None,
 ) -> int:
-    """Serve a started runtime until SIGTERM or SIGINT."""
+    """Serve a started runtime until SIGTERM or SIGINT. A reload asked for before the server
+    could take signals (`reload_asked`, set by an early SIGHUP) is made once it serves."""
+
+    def started() -> None:
+        if reload_asked is not None and reload_asked.is_set():
+            runtime.request_reload()
+        if on_started is not None:
+            on_started()
+
     app = ExporterApp(runtime, timeout_offset=timeout_offset)
     workers = max(16, runtime.config.scrape.max_concurrency)
     settings = ServerSettings(listen_address, worker_threads=workers)
@@ -273,7 +295,7 @@ def serve(
             on_reload=runtime.request_reload,
             budget=app.budget,
             web_config=lambda: runtime.web_config,
-            on_started=on_started,
+            on_started=started,
         )
     except OSError as error:
         log.error(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from exporter import __version__
@@ -14,7 +16,6 @@ from exporter.cognito.clients import profile_problems
 from exporter.config.load import load
 from exporter.config.problems import ConfigError
 from exporter.logs import LEVELS, configure
-from exporter.redaction import safe_error_text
 from exporter.web.serve import ListenAddressError, parse_listen_address
 from exporter.web.webconfig import load_web_config
 
@@ -113,18 +114,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config_check:
             return check_config(args.config_file, args.web_config_file)
         configure(args.log_level, args.log_format)
+        reload_asked = _reload_asked_early()
         if args.demo:
             from exporter.demo.world import run_demo
 
-            return _exit_now(run_demo(args.listen_address, args.timeout_offset))
+            return _exit_now(run_demo(args.listen_address, args.timeout_offset, reload_asked))
         return _exit_now(
             serve_config(
-                args.config_file, args.web_config_file, args.listen_address, args.timeout_offset
+                args.config_file,
+                args.web_config_file,
+                args.listen_address,
+                args.timeout_offset,
+                reload_asked,
             )
         )
     except Exception as error:  # one line, never a traceback, whatever went wrong
-        print(f"{parser.prog}: {type(error).__name__}: {safe_error_text(error)}", file=sys.stderr)
+        # the type only: the text of an error nobody foresaw could quote anything
+        print(f"{parser.prog}: unexpected {type(error).__name__}", file=sys.stderr)
         return 1
+
+
+def _reload_asked_early() -> threading.Event:
+    """SIGHUP's default is to end the process; until the server takes signals over (a large
+    config takes seconds to load), one only marks that a reload was asked for."""
+    asked = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: asked.set())
+    return asked
 
 
 def _exit_now(code: int) -> int:
@@ -158,11 +173,15 @@ def check_config(path: str, web_config_path: str = "") -> int:
 
 
 def serve_config(
-    path: str, web_config_path: str, listen_address: str, timeout_offset: float
+    path: str,
+    web_config_path: str,
+    listen_address: str,
+    timeout_offset: float,
+    reload_asked: threading.Event | None = None,
 ) -> int:
     runtime = Runtime(lambda: load(path), lambda: load_web_config(web_config_path or None))
     try:
         runtime.start()
     except ConfigError as error:
         return _print_problems(error.problems)
-    return serve(runtime, listen_address, timeout_offset)
+    return serve(runtime, listen_address, timeout_offset, reload_asked=reload_asked)

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 REDACTED = "<redacted>"
 _URL = re.compile(r"\w+://[^\s\"'<>]+")
 _CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
-# shorter values would blank ordinary words; the shape rule still covers real keys
-MIN_SECRET_LENGTH = 4
+# a secret this short is replaced only where it stands alone, not inside a longer word
+SHORT_SECRET_LENGTH = 8
 MAX_ERROR_TEXT = 300
 
 
@@ -32,18 +32,25 @@ class Redactor:
 
     def add(self, secrets: Iterable[str]) -> None:
         with self._lock:
-            known = self._secrets | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+            known = self._secrets | {secret for secret in secrets if secret}
             if known == self._secrets:
                 return
             self._secrets = known
             ordered = sorted(known, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+            self._pattern = re.compile("|".join(_pattern_of(secret) for secret in ordered))
 
     def __call__(self, text: str) -> str:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
         return _CREDENTIAL_SHAPE.sub(REDACTED, text)
+
+
+def _pattern_of(secret: str) -> str:
+    escaped = re.escape(secret)
+    if len(secret) >= SHORT_SECRET_LENGTH:
+        return escaped
+    return rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
 
 
 SECRETS = Redactor()

@@ -324,3 +324,28 @@ def test_every_log_format_escapes_control_characters(
         if fmt == "json":
             assert json.loads(line)["job_name"] == forged
     configure("warn", "logfmt", io.StringIO())
+
+
+def test_a_name_pattern_that_would_backtrack_cannot_hold_discovery(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    model.add_pool("eu-west-1_Trap1", "a" * 34 + "!", spawning=False)
+    model.add_pool("eu-west-1_Match2", "aaaa", spawning=False)
+    runtime, app = exporter_for(
+        config_yaml(
+            endpoint,
+            [HEALTHY],
+            scrape={"timeout": "5s"},
+            extra="discovery: [{region: eu-west-1, name_pattern: '^(a+)+$', "
+            "refresh_interval: 1h}]\n",
+        )
+    )
+    started = time.monotonic()
+    parsed = samples(call(app, "/metrics")[2].decode())
+    assert time.monotonic() - started < 2
+    assert value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1") == 1
+    assert value(parsed, "cognito_user_import_scrape_success", user_pool_id="eu-west-1_Match2") == 1
+    assert ("cognito_user_import_pool_info", "eu-west-1_Trap1") not in {
+        (name, dict(labels).get("user_pool_id")) for name, labels in parsed
+    }
+    runtime.close()

@@ -10,7 +10,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import bcrypt
 import pytest
+import trustme
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from exporter.config.problems import ConfigError
 from exporter.web.webconfig import WebConfig, load_web_config
 
 Loader = Callable[[str], Config | WebConfig]
+CHEAP_HASH = bcrypt.hashpw(b"password", bcrypt.gensalt(4)).decode()
 LOADERS: dict[str, Loader] = {"config": load, "web config": load_web_config}
 ALIAS_BOMB = "\n".join(
     ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
@@ -265,3 +268,143 @@ def test_any_bytes_load_or_fail_cleanly(tmp_path: Path, data: bytes) -> None:
         except ConfigError as error:
             problems = error.problems or [""]
         assert all(problem and "\n" not in problem for problem in problems)
+
+
+def test_text_that_is_not_unicode_is_refused_with_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPORTER_TEST_STRAY_BYTE", "a\udcffb")  # a byte that is not UTF-8
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "pools:\n  - {id: eu-west-1_A1, name: ok}\n"
+        "  - {id: eu-west-1_B2, labels: {team: '${EXPORTER_TEST_STRAY_BYTE}'}}\n"
+    )
+    assert problems_of(load, path) == ["pools[1].labels.team: not valid Unicode text"]
+    for loader in LOADERS.values():
+        path.write_text('pools: [{id: eu-west-1_A1, name: "x\\uD800y"}]\n')
+        assert problems_of(loader, path) == [
+            f"{path}: not valid YAML: line 1, column 38: found invalid Unicode character escape "
+            "code"
+        ]
+
+
+def test_binary_values_and_keys_are_refused(loader: Loader, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("credentials: {!!binary enp6: {}}\nrate_limit: !!binary enp6\n")
+    assert problems_of(loader, path) == [
+        "credentials: a key that is not text",
+        "rate_limit: binary values are not allowed",
+    ]
+
+
+def test_a_long_text_repeated_by_aliases_is_refused_before_it_expands(
+    loader: Loader, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    aliases = ",".join(["*a"] * 2000)
+    path.write_text(f'x: &a "${{HOME}}{"A" * 1024 * 1024}"\ny: [{aliases}]\n')
+    assert problems_of(loader, path) == [
+        f"{path}: line 2: aliases expand to more than 16 MiB of text"
+    ]
+
+
+def test_a_file_of_too_many_values_is_refused_for_what_it_is(
+    loader: Loader, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("x: [" + ",".join(["a"] * (MAX_VALUES + 1)) + "]\n")
+    assert problems_of(loader, path) == [f"{path}: not valid YAML: more than {MAX_VALUES:,} values"]
+
+
+def test_a_value_its_tag_cannot_hold_is_refused_at_its_line_without_echo(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "credentials:\n  s: {access_key_id: AKIA, secret_access_key: !!bool PLANTED-SECRET-1}\n"
+    )
+    [problem] = problems_of(load, path)
+    assert problem == f"{path}: not valid YAML: line 2, column 47: a value that bool cannot hold"
+    path.write_text("scrape: {max_concurrency: " + "9" * 5000 + "}\n")
+    assert problems_of(load, path) == [
+        f"{path}: not valid YAML: line 1, column 27: a value that int cannot hold"
+    ]
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users: {admin: !!int $2b$04$PLANTEDHASH}\n")
+    [problem] = problems_of(load_web_config, web)
+    assert problem == f"{web}: not valid YAML: line 1, column 27: a value that int cannot hold"
+    assert "PLANTED" not in problem
+
+
+def test_a_number_too_large_for_any_setting_names_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("scrape: {timeout: " + "9" * 400 + ", requests_per_second: " + "9" * 30 + "}\n")
+    assert problems_of(load, path) == [
+        "scrape.timeout: a duration must be at most 366d",
+        "scrape.requests_per_second: a number this large is not a setting",
+    ]
+    web = tmp_path / "web.yml"
+    web.write_text("rate_limit: {interval: " + "9" * 400 + ", burst: 1}\n")
+    assert problems_of(load_web_config, web) == [
+        "rate_limit.interval: a duration must be at most 366d"
+    ]
+
+
+def test_a_nul_character_is_refused_at_its_position(loader: Loader, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"pools: []\n# \x00\n")
+    assert problems_of(loader, path) == [
+        f"{path}: not valid YAML: character 12: a control character YAML does not allow"
+    ]
+
+
+def test_what_a_message_quotes_never_breaks_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text('defaults: {credentials: "t\\nFORGED: valid, 9 pools"}\n')
+    assert problems_of(load, path) == [
+        'defaults.credentials: unknown credential set "t\\nFORGED: valid, 9 pools"'
+    ]
+    web = tmp_path / "web.yml"
+    web.write_text(f'basic_auth_users: {{"bad:user\\nFORGED": "{CHEAP_HASH}"}}\n')
+    problems = problems_of(load_web_config, web)
+    assert all("\n" not in problem for problem in problems)
+    assert "basic_auth_users.bad:user\\nFORGED: a user name cannot contain ':'" in problems
+
+
+def test_a_default_cannot_hold_another_variable(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("pools: [{id: eu-west-1_A1, name: '${EXPORTER_TEST_UNSET:-${HOME}}'}]\n")
+    assert problems_of(load, path)[0] == "pools[0].name: a default cannot hold another ${...}"
+
+
+def test_an_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("  \n")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"credentials: {{s: {{access_key_id: AKIAEXAMPLE, secret_access_key_file: {secret}}}}}\n"
+    )
+    assert problems_of(load, path) == [f"credentials.s: secret_access_key_file: {secret} is empty"]
+
+
+def test_a_bcrypt_cost_that_would_stall_every_login_is_refused(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users: {admin: $2b$31$" + "a" * 53 + "}\n")
+    assert problems_of(load_web_config, web) == [
+        "basic_auth_users.admin: a bcrypt cost from 4 to 16: each check of a higher cost takes "
+        "seconds, and checks wait for each other"
+    ]
+
+
+@pytest.mark.parametrize("client_ca", ['""', '"\\u00e9"'])
+def test_a_client_ca_that_is_no_certificate_is_one_problem(tmp_path: Path, client_ca: str) -> None:
+    authority = trustme.CA()
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "tls_server_config: {cert_file: server.pem, key_file: server.pem, "
+        f"client_auth_type: RequireAndVerifyClientCert, client_ca: {client_ca}}}\n"
+    )
+    assert problems_of(load_web_config, web) == [
+        "tls_server_config.client_ca: not PEM certificates"
+    ]

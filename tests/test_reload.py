@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,16 +16,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from exporter.app import Runtime
 from exporter.config.load import load, load_text
+from exporter.config.model import Config
 from exporter.demo.service import SimulatedCognito
-from exporter.web.routes import ExporterApp
+from exporter.web.routes import ExporterApp, ReloadOutcome
+from exporter.web.webconfig import load_web_config
 from tests.exporter_process import http_get, running_exporter, samples, value
 from tests.simulated import assert_exact, config_yaml, populate, serving
 from tests.wsgi import call
 
 POOLS = ("eu-west-1_Reload1", "eu-west-1_Reload2")
+EXPORTER = (sys.executable, "-m", "exporter")
 
 
 @pytest.fixture
@@ -323,3 +328,110 @@ def test_nothing_a_file_holds_blocks_a_reload(tmp_path: Path, endpoint: str) -> 
         f"{fifo}: is a FIFO, not a regular file"
     )
     runtime.close()
+
+
+def test_a_reload_that_turns_tls_on_or_off_is_refused(tmp_path: Path, endpoint: str) -> None:
+    authority = trustme.CA()
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    web = tmp_path / "web.yml"
+    web.write_text("")
+    path = tmp_path / "config.yaml"
+    path.write_text(good_config(endpoint))
+    runtime = Runtime(lambda: load(str(path)), lambda: load_web_config(str(web)))
+    runtime.start()
+    refusal = (
+        "configuration not reloaded: tls_server_config: turning TLS on or off needs a restart; "
+        "the listening socket keeps the protocol it started with"
+    )
+    web.write_text("tls_server_config: {cert_file: server.pem, key_file: server.pem}\n")
+    assert runtime.reload() == ReloadOutcome(False, refusal)
+    assert runtime.web_config.ssl_context is None
+    tls_runtime = Runtime(lambda: load(str(path)), lambda: load_web_config(str(web)))
+    tls_runtime.start()
+    web.write_text("")
+    assert tls_runtime.reload() == ReloadOutcome(False, refusal)
+    assert tls_runtime.web_config.ssl_context is not None
+    runtime.close()
+    tls_runtime.close()
+
+
+def test_reloads_take_turns_reading_the_files(endpoint: str) -> None:
+    """A reload that starts later is the one in force, however long the earlier one takes to
+    read its files."""
+    texts = iter(
+        [
+            config_yaml(endpoint, POOLS),
+            config_yaml(endpoint, POOLS[:1]),  # read slowly by the first reload
+            config_yaml(endpoint, POOLS[1:]),  # read by the second, started meanwhile
+        ]
+    )
+    first_reading = threading.Event()
+
+    def load_next() -> Config:
+        text = next(texts)
+        if text == config_yaml(endpoint, POOLS[:1]):
+            first_reading.set()
+            time.sleep(0.5)
+        return load_text(text)
+
+    runtime = Runtime(load_next)
+    runtime.start()
+    earlier = threading.Thread(target=runtime.reload)
+    earlier.start()
+    first_reading.wait(5)
+    assert runtime.reload().ok
+    earlier.join(5)
+    assert [pool.id for pool in runtime.config.pools] == list(POOLS[1:])
+    runtime.close()
+
+
+def test_a_sighup_while_a_large_config_loads_does_not_end_the_process(
+    tmp_path: Path, endpoint: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(config_yaml(endpoint, [f"eu-west-1_Many{index}" for index in range(20_000)]))
+    log = tmp_path / "exporter.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*EXPORTER, "--config.file", str(path), "--web.listen-address", "127.0.0.1:0"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        time.sleep(1.5)  # past the interpreter's start, while the 20,000 pools load
+        assert "configuration loaded" not in log.read_text()
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while log.read_text().count("configuration loaded") < 2 and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        # the reload asked for while loading is made once the server takes signals
+        assert log.read_text().count("configuration loaded") == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_listen_address_in_use_ends_the_start_with_one_line(
+    tmp_path: Path, endpoint: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(good_config(endpoint))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        finished = subprocess.run(
+            [*EXPORTER, "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert finished.returncode == 1
+    [line] = [line for line in finished.stderr.splitlines() if "cannot serve" in line]
+    assert 'error="Address already in use"' in line
+    assert "listening" not in finished.stderr
+    assert "Traceback" not in finished.stderr

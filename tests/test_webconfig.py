@@ -358,10 +358,7 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
     (
         "not_yaml",
         "tls_server_config: [\n",
-        [
-            "{file}: not valid YAML: line 2, column 1: "
-            "expected the node content, but found '<stream end>'"
-        ],
+        ["{file}: not valid YAML: line 2, column 1: did not find expected node content"],
     ),
     ("top_level_list", "- a\n", ["{file}: the top level must be a mapping of keys"]),
     (

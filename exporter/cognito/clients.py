@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import botocore.loaders
 import botocore.session
 import orjson
 from botocore.config import Config as BotocoreConfig
@@ -247,8 +248,14 @@ class ClientFactory:
         return create
 
 
+# One loader for every session: it caches the service models and endpoint rules it reads,
+# which would otherwise be read and kept again for each credential set.
+_SHARED_LOADER = botocore.loaders.create_loader()
+
+
 def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
     session = botocore.session.Session(profile=credential_set.profile)
+    session.register_component("data_loader", _SHARED_LOADER)
     session.register_component("response_parser_factory", _ParserFactory())
     if credential_set.access_key_id is not None and credential_set.secret_access_key is not None:
         session.set_credentials(

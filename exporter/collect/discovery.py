@@ -10,7 +10,6 @@ its own deadline.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -145,7 +144,7 @@ class PoolDiscovery:
         client = self._clients.client(
             ClientKey(entry.credentials, entry.region, entry.endpoint_url)
         )
-        pattern = re.compile(entry.name_pattern) if entry.name_pattern else None
+        pattern = entry.name_pattern
         wanted_tags = dict(entry.tags)
         for summary in listed_pools(client, self._call):
             if summary.pool_id in entry.exclude:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Any
 
 import yaml
 
@@ -21,6 +22,7 @@ MAX_SECRET_BYTES = 64 * 1024
 # repeat a node, and what they expand to is what every later step walks.
 MAX_VALUES = 250_000
 MAX_DEPTH = 64
+MAX_TEXT = 4 * MAX_CONFIG_BYTES
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -105,69 +107,91 @@ def read_config_text(path: str) -> str:
 def read_secret(key: str, path: str) -> str:
     """A secret kept in a file (`*_file` keys), stripped; ValueError naming the key."""
     try:
-        return read_text_file(path, MAX_SECRET_BYTES).strip()
+        secret = read_text_file(path, MAX_SECRET_BYTES).strip()
     except FileProblem as problem:
         raise ValueError(f"{key}: {problem.about(path)}") from None
+    if not secret:
+        raise ValueError(f"{key}: {printable(path, 256)} is empty")
+    return secret
 
 
 def parse_yaml(text: str, source: str) -> object:
-    """The document in `text`, or ConfigError: syntax, duplicate keys, aliases that expand
-    past MAX_VALUES, nesting past MAX_DEPTH, and recursive aliases are all refused."""
-    loader: _BoundedLoader | None = None
+    """The document in `text`, or ConfigError. Before anything is built, the parser's events
+    are counted and their nesting measured (libyaml's C parser makes this cheap), so a file
+    of a million values or ten thousand levels costs a fraction of a second; then the
+    composed document is checked for aliases that would expand past MAX_VALUES values or
+    MAX_TEXT characters, aliases that refer to themselves, and duplicate keys."""
+    where = printable(source, 256)
+    loader: _Loader | None = None
     try:
-        loader = _BoundedLoader(text)
+        _check_events(text)
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None
         expansion = _expansion_problem(node)
         if expansion is not None:
-            raise ConfigError([f"{printable(source, 256)}: {expansion}"])
+            raise ConfigError([f"{where}: {expansion}"])
         duplicates = _duplicate_keys(node)
         if duplicates:
             raise ConfigError(duplicates)
         return loader.construct_document(node)
     except yaml.YAMLError as error:
-        raise ConfigError(
-            [f"{printable(source, 256)}: not valid YAML: {yaml_problem(error)}"]
-        ) from None
-    except (ValueError, TypeError, OverflowError) as error:
-        # PyYAML's own constructors raise these for values such as a timestamp out of range
-        raise ConfigError(
-            [f"{printable(source, 256)}: not valid YAML: {type(error).__name__}"]
-        ) from None
+        raise ConfigError([f"{where}: not valid YAML: {yaml_problem(error)}"]) from None
     finally:
         if loader is not None:
             loader.dispose()
 
 
-def load_yaml_file(path: str) -> object:
-    return parse_yaml(read_config_text(path), source=path)
+# libyaml when PyYAML was built with it (the wheels are), the pure-Python loader otherwise
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with its recursive composer held to MAX_DEPTH levels."""
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader, with a value its tag cannot take (a `!!bool` that is no boolean, an
+    integer of ten thousand digits) reported at its line instead of echoed in an error."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        self._depth += 1
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                message = f"nested deeper than {MAX_DEPTH} levels"
-                raise yaml.composer.ComposerError(None, None, message, mark)
-            node: yaml.Node | None = super().compose_node(parent, index)
-            return node
-        finally:
-            self._depth -= 1
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a value that {node.tag.rsplit(':', 1)[-1]} cannot hold",
+                node.start_mark,
+            ) from None
+
+
+_OPENING = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSING = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+_VALUE = (yaml.ScalarEvent, yaml.AliasEvent, *_OPENING)
+
+
+def _check_events(text: str) -> None:
+    depth = values = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, _VALUE):
+            values += 1
+            if values > MAX_VALUES:
+                raise yaml.YAMLError(f"more than {MAX_VALUES:,} values")
+        if isinstance(event, _OPENING):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+                raise yaml.YAMLError(f"{at}nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, _CLOSING):
+            depth -= 1
 
 
 def _expansion_problem(root: yaml.Node) -> str | None:
     """What the composed document would be once its aliases are expanded, checked without
-    expanding them: every node is visited once, its expanded size and depth remembered."""
+    expanding them: every node is visited once, its expanded size, text and depth remembered."""
     size: dict[int, int] = {}
+    text: dict[int, int] = {}
     depth: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -178,9 +202,13 @@ def _expansion_problem(root: yaml.Node) -> str | None:
             on_path.discard(key)
             children = _children(node)
             size[key] = 1 + sum(size[id(child)] for child in children)
+            text[key] = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+            text[key] += sum(text[id(child)] for child in children)
             depth[key] = 1 + max((depth[id(child)] for child in children), default=0)
             if size[key] > MAX_VALUES:
                 return f"line {_line(node)}: aliases expand to more than {MAX_VALUES:,} values"
+            if text[key] > MAX_TEXT:
+                return f"line {_line(node)}: aliases expand to more than {_size(MAX_TEXT)} of text"
             if depth[key] > MAX_DEPTH:
                 return f"line {_line(node)}: aliases nest deeper than {MAX_DEPTH} levels"
             continue
@@ -192,6 +220,44 @@ def _expansion_problem(root: yaml.Node) -> str | None:
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in size)
     return None
+
+
+def text_problems(value: object, path: tuple[str | int, ...] = ()) -> list[str]:
+    """Keys and values that no later step may meet: text that is not valid Unicode (a lone
+    surrogate, from a `\\uD800` escape or an environment variable's stray byte) and binary
+    values (`!!binary`)."""
+    problems: list[str] = []
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(value, path)]
+    seen: set[int] = set()
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict | list):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+        if isinstance(item, str) and not _is_unicode(item):
+            problems.append(f"{format_path(where)}: not valid Unicode text")
+        elif isinstance(item, bytes | bytearray):
+            problems.append(f"{format_path(where)}: binary values are not allowed")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, bytes | bytearray) or (
+                    isinstance(key, str) and not _is_unicode(key)
+                ):
+                    problems.append(f"{format_path(where)}: a key that is not text")
+                    continue
+                stack.append((child, (*where, key if isinstance(key, str | int) else str(key))))
+        elif isinstance(item, list):
+            stack.extend((child, (*where, index)) for index, child in enumerate(item))
+    return sorted(set(problems))
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -15,13 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from exporter.config.files import parse_yaml, read_config_text
+from exporter.config.files import MAX_TEXT, parse_yaml, read_config_text, text_problems
 from exporter.config.model import Config, Discovery, Pool
-from exporter.config.problems import ConfigError, describe_validation_errors, format_path
+from exporter.config.problems import ConfigError, describe_validation_errors, format_path, quoted
 from exporter.config.schema import (
     DEFAULT_CREDENTIALS,
     ConfigDocument,
     CredentialSet,
+    NamePattern,
     region_from_pool_id,
 )
 
@@ -39,7 +40,10 @@ def load_text(text: str, source: str = "config") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of keys"])
     problems: list[str] = []
-    expanded = _expand_environment(raw, (), problems)
+    expanded = _Expansion(problems).of(raw)
+    unusable = text_problems(expanded)
+    if unusable:  # no later step may see these values
+        raise ConfigError(problems + unusable)
     try:
         document = ConfigDocument.model_validate(expanded)
     except ValidationError as error:
@@ -63,7 +67,7 @@ def _reference_problems(raw: Mapping[Any, Any]) -> list[str]:
     for where, entry in _credential_users(raw):
         name = entry.get("credentials")
         if isinstance(name, str) and name not in defined:
-            problems.append(f'{where}.credentials: unknown credential set "{name}"')
+            problems.append(f"{where}.credentials: unknown credential set {quoted(name)}")
     pools = raw.get("pools")
     seen: dict[str, int] = {}
     for index, entry in enumerate(pools if isinstance(pools, list) else []):
@@ -78,32 +82,56 @@ def _reference_problems(raw: Mapping[Any, Any]) -> list[str]:
     return problems
 
 
-def _expand_environment(value: Any, path: tuple[str | int, ...], problems: list[str]) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string value."""
-    if isinstance(value, str):
-        return _expand_string(value, path, problems)
-    if isinstance(value, dict):
-        return {
-            key: _expand_environment(item, (*path, key), problems) for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [
-            _expand_environment(item, (*path, index), problems) for index, item in enumerate(value)
-        ]
-    return value
+class _Expansion:
+    """`${VAR}` and `${VAR:-default}` replaced in every string value. A value the document
+    repeats through aliases is one object, expanded once; the text expansion makes is
+    bounded, since environment variables can be long."""
 
+    def __init__(self, problems: list[str]) -> None:
+        self._problems = problems
+        self._done: dict[int, Any] = {}
+        self._text = 0
+        self._over = False
 
-def _expand_string(value: str, path: tuple[str | int, ...], problems: list[str]) -> str:
-    def substitute(match: re.Match[str]) -> str:
+    def of(self, value: Any, path: tuple[str | int, ...] = ()) -> Any:
+        key = id(value)
+        if key in self._done:
+            return self._done[key]
+        if isinstance(value, str):
+            result: Any = self._string(value, path)
+        elif isinstance(value, dict):
+            result = {name: self.of(item, (*path, name)) for name, item in value.items()}
+        elif isinstance(value, list):
+            result = [self.of(item, (*path, index)) for index, item in enumerate(value)]
+        else:
+            return value
+        self._done[key] = result
+        return result
+
+    def _string(self, value: str, path: tuple[str | int, ...]) -> str:
+        if "${" not in value:
+            return value
+        expanded = _ENV_REFERENCE.sub(lambda match: self._variable(match, path), value)
+        self._text += len(expanded)
+        if self._text > MAX_TEXT and not self._over:
+            self._over = True
+            self._problems.append(
+                f"{format_path(path)}: with its environment variables the document is more "
+                "than 16 MiB of text"
+            )
+        return "" if self._over else expanded
+
+    def _variable(self, match: re.Match[str], path: tuple[str | int, ...]) -> str:
         name, fallback = match.group(1), match.group(2)
+        if fallback is not None and "${" in fallback:
+            self._problems.append(f"{format_path(path)}: a default cannot hold another ${{...}}")
+            return ""
         if name in os.environ:
             return os.environ[name]
         if fallback is not None:
             return fallback
-        problems.append(f"{format_path(path)}: environment variable {name} is not set")
+        self._problems.append(f"{format_path(path)}: environment variable {name} is not set")
         return ""
-
-    return _ENV_REFERENCE.sub(substitute, value)
 
 
 def _credential_users(raw: Mapping[Any, Any]) -> list[tuple[str, Mapping[Any, Any]]]:
@@ -135,7 +163,7 @@ def _resolve_discovery(document: ConfigDocument, problems: list[str]) -> tuple[D
                 credentials=entry.credentials or defaults.credentials,
                 endpoint_url=entry.endpoint_url or defaults.endpoint_url,
                 tags=tuple(sorted(entry.tags.items())),
-                name_pattern=entry.name_pattern,
+                name_pattern=NamePattern(entry.name_pattern) if entry.name_pattern else None,
                 exclude=frozenset(entry.exclude),
                 refresh_interval=entry.refresh_interval,
             )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from exporter.config.schema import (
     CredentialSet,
     Defaults,
+    NamePattern,
     ProbeSettings,
     Scrape,
     region_from_pool_id,
@@ -36,7 +37,7 @@ class Discovery:
     credentials: str
     endpoint_url: str | None
     tags: tuple[tuple[str, str], ...]
-    name_pattern: str | None
+    name_pattern: NamePattern | None
     exclude: frozenset[str]
     refresh_interval: float
 

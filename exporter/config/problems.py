@@ -8,16 +8,22 @@ from pydantic import ValidationError
 
 
 class ConfigError(Exception):
-    """Every problem found in a configuration file, one line each."""
+    """Every problem found in a configuration file, one line each: whatever a problem quotes
+    of the file, it cannot break its line or forge another."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        self.problems = [printable(problem, 2000) for problem in problems]
+        super().__init__("\n".join(self.problems))
 
 
 def yaml_problem(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.reader.ReaderError):
+        return f"character {error.position}: a control character YAML does not allow"
     mark = getattr(error, "problem_mark", None)
-    problem = printable(str(getattr(error, "problem", None) or "syntax error"), 200)
+    problem = getattr(error, "problem", None) or (
+        str(error) if type(error) is yaml.YAMLError else "syntax error"
+    )
+    problem = printable(str(problem), 200)
     if mark is not None:
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return problem

@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+import re2
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 from pydantic import (
     AfterValidator,
@@ -23,7 +24,7 @@ from pydantic import (
 )
 
 from exporter.config.files import read_secret
-from exporter.config.problems import quoted
+from exporter.config.problems import printable, quoted
 
 # The service's own patterns, in ASCII: \w would take any Unicode letter, and `$` a newline.
 POOL_ID_PATTERN = re.compile(r"[\w-]+_[0-9a-zA-Z]+", re.ASCII)
@@ -48,8 +49,12 @@ def parse_duration(value: object) -> float:
     """Seconds from `30s`, `5m`, `1h30m`, `250ms` or a plain number of seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or a number of seconds")
+    if isinstance(value, int) and abs(value) > MAX_DURATION_SECONDS:
+        raise ValueError("a duration must be at most 366d")  # float() would overflow first
     if isinstance(value, int | float):
         seconds = float(value)
+    elif isinstance(value, str) and len(value) > 64:
+        raise ValueError("a duration is at most 64 characters long")
     elif isinstance(value, str) and _DURATION_PATTERN.fullmatch(value.strip()):
         seconds = sum(
             float(amount) * _UNIT_SECONDS[unit]
@@ -60,7 +65,7 @@ def parse_duration(value: object) -> float:
             seconds = float(value)
         except ValueError:
             raise ValueError(
-                f'invalid duration "{value}": use a number of seconds or units ms, s, m, h, d'
+                f"invalid duration {quoted(value)}: use a number of seconds or units ms, s, m, h, d"
             ) from None
     else:
         raise ValueError("expected a duration such as 30s, 5m or a number of seconds")
@@ -74,6 +79,8 @@ def parse_duration(value: object) -> float:
 def _reject_bool(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("expected a number, not true/false")
+    if isinstance(value, int) and abs(value) > 2**63:
+        raise ValueError("a number this large is not a setting")
     return value
 
 
@@ -117,6 +124,37 @@ EndpointUrl = Annotated[str | None, AfterValidator(_valid_endpoint)]
 PoolId = Annotated[str, AfterValidator(_valid_pool_id)]
 Integer = Annotated[int, BeforeValidator(_reject_bool)]
 Number = Annotated[float, BeforeValidator(_reject_bool)]
+
+
+class NamePattern:
+    """A regular expression searched in pool names, in RE2's syntax and time, as Prometheus'
+    own are: linear in the name, so no pattern and no pool name can make a match run away
+    (Python's re would backtrack for hours on `^(a+)+$` and a long enough name)."""
+
+    _options = re2.Options()
+    _options.log_errors = False  # RE2 would write the pattern to stderr itself
+
+    def __init__(self, text: str) -> None:
+        try:
+            self._compiled = re2.compile(text, self._options)
+        except re2.error as error:
+            reason = error.args[0] if error.args else "syntax error"
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            raise ValueError(f"not a valid regular expression: {printable(str(reason))}") from None
+        self.text = text
+
+    def search(self, name: str) -> bool:
+        return self._compiled.search(name) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NamePattern) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"NamePattern({self.text!r})"
 
 
 class StrictModel(BaseModel):
@@ -224,9 +262,11 @@ class PoolEntry(StrictModel):
     def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
             if not LABEL_NAME_PATTERN.fullmatch(name) or name.startswith("__"):
-                raise ValueError(f'"{name}" is not a valid Prometheus label name')
+                raise ValueError(f"{quoted(name)} is not a valid Prometheus label name")
             if name in RESERVED_POOL_LABELS:
-                raise ValueError(f'"{name}" is set by the exporter and cannot be a pool label')
+                raise ValueError(
+                    f"{quoted(name)} is set by the exporter and cannot be a pool label"
+                )
         return value
 
 
@@ -245,10 +285,7 @@ class DiscoveryEntry(StrictModel):
     @classmethod
     def _check_pattern(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a valid regular expression: {error}") from None
+            NamePattern(value)
         return value
 
     @field_validator("refresh_interval")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 import time
 
 from exporter.app import Runtime, serve
@@ -140,7 +141,9 @@ pools:
     )
 
 
-def run_demo(listen_address: str, timeout_offset: float) -> int:
+def run_demo(
+    listen_address: str, timeout_offset: float, reload_asked: threading.Event | None = None
+) -> int:
     simulator = SimulatorServer(demo_world(time.time()), tick_interval=0.5)
     endpoint = simulator.start()
     config = demo_config(endpoint)
@@ -161,7 +164,9 @@ def run_demo(listen_address: str, timeout_offset: float) -> int:
     runtime = Runtime(lambda: config)
     try:
         runtime.start()
-        return serve(runtime, listen_address, timeout_offset, on_started=announce)
+        return serve(
+            runtime, listen_address, timeout_offset, on_started=announce, reload_asked=reload_asked
+        )
     finally:
         simulator.stop()
         print("Demo stopped.", file=sys.stderr, flush=True)

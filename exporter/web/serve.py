@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import ssl
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from exporter.web.routes import WsgiApp
 from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
+
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class ListenAddressError(ValueError):
@@ -42,7 +45,7 @@ class ServerSettings:
 def parse_listen_address(address: str) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` (all interfaces) or `[IPV6]:PORT`."""
     host, separator, port_text = address.rpartition(":")
-    if not separator or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not separator or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
         raise ListenAddressError(f"{address!r} is not HOST:PORT (for example :10209)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port_text)
@@ -157,6 +160,7 @@ def run(
     config = TlsHypercornConfig.from_config(
         hypercorn_config(settings), lambda: web_config().ssl_context
     )
+    _check_listen(config)
     workers = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="http")
     front = Front(app, web_config, workers, budget, settings.max_body_bytes)
     loop = asyncio.new_event_loop()
@@ -166,6 +170,14 @@ def run(
         # Not asyncio.run(): it would wait for worker threads still inside a slow scrape.
         loop.close()
         workers.shutdown(wait=False, cancel_futures=True)
+
+
+def _check_listen(config: HypercornConfig) -> None:
+    """Bind the listen address once and let go, so that an address in use or one that does
+    not exist is an OSError here, before anything claims to be listening."""
+    sockets = config.create_sockets()
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
 
 
 async def _serve(
@@ -184,7 +196,12 @@ async def _serve(
     log.info("listening", extra={"fields": {"address": settings.listen_address}})
     if on_started is not None:
         on_started()
-    await stop.wait()
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if server.done() and not stopping.done():
+        stopping.cancel()
+        server.result()  # the server ended on its own: raise why (an OSError from binding)
+        return
     # a TLS client that never answers the close message would hold shutdown for 30 s
     await asyncio.wait({server}, timeout=settings.shutdown_grace + 0.3)
     log.info("stopped")

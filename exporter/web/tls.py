@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, SecretStr, field_validator
 
 from exporter.config.files import MAX_CONFIG_BYTES, FileProblem, read_regular_file
+from exporter.config.problems import quoted
 from exporter.config.schema import ExactModel
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def _one_of(names: Iterable[str]) -> str:
 
 def _check_tls_version(value: str) -> str:
     if value not in TLS_VERSIONS:
-        raise ValueError(f'"{value}" is not one of {_one_of(TLS_VERSIONS)}')
+        raise ValueError(f"{quoted(value)} is not one of {_one_of(TLS_VERSIONS)}")
     if TLS_VERSIONS[value] < ssl.TLSVersion.TLSv1_2:
         raise ValueError(
             f"{value} cannot be honoured: Python's ssl module deprecates TLS 1.0 and 1.1 and "
@@ -87,13 +88,15 @@ def _check_cipher(value: str) -> str:
             "cipher_suites applies to TLS 1.2 and below"
         )
     if value not in CIPHER_SUITES:
-        raise ValueError(f'unknown cipher suite "{value}"; use one of {_one_of(CIPHER_SUITES)}')
+        raise ValueError(
+            f"unknown cipher suite {quoted(value)}; use one of {_one_of(CIPHER_SUITES)}"
+        )
     return value
 
 
 def _check_curve(value: str) -> str:
     if value not in CURVES:
-        raise ValueError(f'unknown curve "{value}"; use one of {_one_of(CURVES)}')
+        raise ValueError(f"unknown curve {quoted(value)}; use one of {_one_of(CURVES)}")
     return value
 
 
@@ -129,7 +132,7 @@ class TlsServerConfig(ExactModel):
                 "RequireAndVerifyClientCert with client_ca_file"
             )
         if value not in CLIENT_AUTH_TYPES:
-            raise ValueError(f'"{value}" is not one of {_one_of(CLIENT_AUTH_TYPES)}')
+            raise ValueError(f"{quoted(value)} is not one of {_one_of(CLIENT_AUTH_TYPES)}")
         return value
 
     @field_validator("curve_preferences")
@@ -286,7 +289,7 @@ def _load_client_ca(
             context.load_verify_locations(cafile=ca_file)
         else:
             context.load_verify_locations(cadata=ca_text)
-    except ssl.SSLError:
+    except (ssl.SSLError, ValueError, TypeError):  # empty or non-ASCII text: not PEM either
         if ca_file is not None:
             problems.append(f"{_SECTION}.client_ca_file: no PEM certificate in {ca_file}")
         else:

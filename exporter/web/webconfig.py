@@ -31,8 +31,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, SecretStr, ValidationError
 
-from exporter.config.files import parse_yaml, read_config_text
-from exporter.config.problems import ConfigError, describe_validation_errors
+from exporter.config.files import parse_yaml, read_config_text, text_problems
+from exporter.config.problems import ConfigError, describe_validation_errors, quoted
 from exporter.config.schema import Duration, ExactModel
 from exporter.web.auth import BasicAuth, RateLimit
 from exporter.web.tls import TlsServerConfig, build_server_context
@@ -44,7 +44,9 @@ RESPONSE_HEADERS: dict[str, tuple[str, ...]] = {
     "X-Frame-Options": ("deny", "sameorigin"),
     "X-XSS-Protection": (),
 }
-_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+# cost 4 is bcrypt's least; past 16 one check takes many seconds on a thread all checks share
+_BCRYPT_COSTS = range(4, 17)
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
@@ -56,10 +58,16 @@ def _one_of(names: Iterable[str]) -> str:
 
 
 def _check_bcrypt_hash(value: SecretStr) -> SecretStr:
-    if not _BCRYPT_HASH.fullmatch(value.get_secret_value()):
+    shape = _BCRYPT_HASH.fullmatch(value.get_secret_value())
+    if not shape:
         raise ValueError(
             "not a bcrypt hash (it should look like $2y$10$ followed by 53 characters; "
             """make one with: htpasswd -nBC 10 "" | tr -d ':\\n')"""
+        )
+    if int(shape.group(1)) not in _BCRYPT_COSTS:
+        raise ValueError(
+            f"a bcrypt cost from {_BCRYPT_COSTS.start} to {_BCRYPT_COSTS.stop - 1}: each check "
+            "of a higher cost takes seconds, and checks wait for each other"
         )
     return value
 
@@ -129,7 +137,9 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
         return WebConfig()
     if not isinstance(raw, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of keys"])
-    problems: list[str] = []
+    problems = text_problems(raw)
+    if problems:
+        raise ConfigError(problems)
     try:
         document = _Document.model_validate(raw)
     except ValidationError as error:
@@ -175,7 +185,7 @@ def _response_headers(
             continue
         allowed = RESPONSE_HEADERS[name]
         if allowed and value not in allowed:
-            problems.append(f'{where}: "{value}" is not one of {_one_of(allowed)}')
+            problems.append(f"{where}: {quoted(value)} is not one of {_one_of(allowed)}")
         elif not _HEADER_VALUE.fullmatch(value):
             problems.append(f"{where}: a header value must be printable ASCII on one line")
         else:
