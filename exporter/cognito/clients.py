@@ -305,8 +305,8 @@ class _StrictJSONParser(JSONParser):
             result: dict[str, Any] = parent._do_parse(response, shape)
             return result
         # The decoded JSON is used as it is, not walked again against the service model:
-        # every field the exporter reads is checked by its own parsers (cognito.parse_page,
-        # discovery), and epoch timestamps are what they need. This halves the CPU per page.
+        # every field the exporter reads is checked by its own parsers (exporter.cognito.jobs
+        # and .pools), and epoch timestamps are what they need.
         this: Any = self
         parsed = _json_object(response["body"])
         this._inject_response_metadata(parsed, response["headers"])
@@ -317,8 +317,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise InvalidResponseError("the service answered with an empty body")
     try:
-        # orjson: a 60-job page decodes in a third of the time json takes, and it refuses
-        # what JSON does not allow (NaN, Infinity, integers past 64 bits) by itself
+        # orjson refuses what JSON does not allow (NaN, Infinity, integers past 64 bits)
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidResponseError("the service answered with a body that is not JSON") from None

@@ -63,7 +63,7 @@ class ImportJobsCollector(Collector):
         self._clock = clock
 
     def describe(self) -> Iterable[Metric]:
-        return [self._family(spec) for spec in POOL_FAMILIES]
+        return [spec.family() for spec in POOL_FAMILIES]
 
     def collect(self) -> Iterable[Metric]:
         scrape = _deadline.get()
@@ -78,24 +78,12 @@ class ImportJobsCollector(Collector):
         ttl = self._cache_ttl()
         return f" Served from a cache up to {ttl:g}s old." if ttl > 0 else ""
 
-    def _family(self, spec: MetricSpec) -> Metric:
-        return _new_family(spec, "")
-
 
 def families(snapshot: Snapshot, help_suffix: str = "") -> list[Metric]:
-    built = {spec.name: _new_family(spec, help_suffix) for spec in POOL_FAMILIES}
+    built = {spec.name: spec.family(help_suffix) for spec in POOL_FAMILIES}
     for result in snapshot.results:
         _add_pool(built, result)
     return list(built.values())
-
-
-def _new_family(spec: MetricSpec, help_suffix: str) -> Metric:
-    documentation = spec.help + help_suffix
-    if spec is USERS:
-        return CounterMetricFamily(spec.name, documentation, labels=spec.labels)
-    if spec is POOL_INFO:
-        return GaugeMetricFamily(spec.name, documentation)
-    return GaugeMetricFamily(spec.name, documentation, labels=spec.labels)
 
 
 def _add_pool(built: dict[str, Metric], result: PoolResult) -> None:

@@ -48,7 +48,6 @@ class Totals:
 
     @classmethod
     def of(cls, jobs: Sequence[Job]) -> Totals:
-        # map over attrgetters runs in C: a cold read totals every job of the pool
         return cls(
             Counter(map(_status, jobs)),
             Counter(

@@ -1,10 +1,12 @@
-"""Every metric the exporter serves: name, help, labels and type, in one place."""
+"""Every metric the exporter serves: name, help, labels and kind, in one place."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 PREFIX = "cognito_user_import"
 
@@ -14,6 +16,23 @@ class MetricSpec:
     name: str
     help: str
     labels: tuple[str, ...]
+    kind: Literal["gauge", "counter"] = "gauge"
+    # samples may carry labels beyond `labels` (a pool's own, from the configuration)
+    open_labels: bool = False
+
+    def family(self, help_suffix: str = "") -> Metric:
+        """An empty family of this metric, for a collector to fill."""
+        documentation = self.help + help_suffix
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name, documentation, labels=self.labels)
+        if self.open_labels:
+            return GaugeMetricFamily(self.name, documentation)
+        return GaugeMetricFamily(self.name, documentation, labels=self.labels)
+
+    def instrument(self, registry: CollectorRegistry) -> Counter | Gauge:
+        """The process-long metric of this spec, registered."""
+        kind = Counter if self.kind == "counter" else Gauge
+        return kind(self.name, self.help, self.labels, registry=registry)
 
 
 JOBS = MetricSpec(
@@ -26,6 +45,7 @@ USERS = MetricSpec(
     "Users imported, skipped or failed, summed over the pool's import jobs; "
     "jobs that leave the list are not subtracted.",
     ("user_pool_id", "outcome"),
+    kind="counter",
 )
 JOB_INFO = MetricSpec(
     f"{PREFIX}_job_info",
@@ -56,6 +76,7 @@ POOL_INFO = MetricSpec(
     f"{PREFIX}_pool_info",
     "A collected user pool, with its display name, region and configured labels (value 1).",
     ("user_pool_id", "user_pool_name", "region"),
+    open_labels=True,
 )
 SCRAPE_SUCCESS = MetricSpec(
     f"{PREFIX}_scrape_success",
@@ -71,12 +92,14 @@ API_REQUESTS = MetricSpec(
     f"{PREFIX}_api_requests",
     "HTTP requests sent to the Cognito API, retries included, by operation.",
     ("operation",),
+    kind="counter",
 )
 API_ERRORS = MetricSpec(
     f"{PREFIX}_api_errors",
     "Errors met while collecting a pool, by error code "
     "(throttling, access, timeouts, bad answers).",
     ("user_pool_id", "error_code"),
+    kind="counter",
 )
 BUILD_INFO = MetricSpec(
     f"{PREFIX}_exporter_build_info",
@@ -98,6 +121,7 @@ RELOADS = MetricSpec(
     f"{PREFIX}_config_reloads",
     "Configuration loads and reloads, by outcome (success or failure).",
     ("outcome",),
+    kind="counter",
 )
 
 DISCOVERY_SUCCESS = MetricSpec(
@@ -129,25 +153,23 @@ class ExporterMetrics:
     """The exporter's own instrumented metrics; they live as long as the process."""
 
     def __init__(self, registry: CollectorRegistry, version: str) -> None:
-        self.api_requests = Counter(
-            API_REQUESTS.name, API_REQUESTS.help, API_REQUESTS.labels, registry=registry
-        )
-        self.api_errors = Counter(
-            API_ERRORS.name, API_ERRORS.help, API_ERRORS.labels, registry=registry
-        )
-        build_info = Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=registry)
-        build_info.labels(version=version).set(1)
-        self.reload_success = Gauge(RELOAD_SUCCESS.name, RELOAD_SUCCESS.help, registry=registry)
-        self.reload_timestamp = Gauge(
-            RELOAD_TIMESTAMP.name, RELOAD_TIMESTAMP.help, registry=registry
-        )
-        self.reloads = Counter(RELOADS.name, RELOADS.help, RELOADS.labels, registry=registry)
-        self.discovery_success = Gauge(
-            DISCOVERY_SUCCESS.name,
-            DISCOVERY_SUCCESS.help,
-            DISCOVERY_SUCCESS.labels,
-            registry=registry,
-        )
-        self.discovery_pools = Gauge(
-            DISCOVERY_POOLS.name, DISCOVERY_POOLS.help, DISCOVERY_POOLS.labels, registry=registry
-        )
+        self.api_requests = _counter(API_REQUESTS, registry)
+        self.api_errors = _counter(API_ERRORS, registry)
+        _gauge(BUILD_INFO, registry).labels(version=version).set(1)
+        self.reload_success = _gauge(RELOAD_SUCCESS, registry)
+        self.reload_timestamp = _gauge(RELOAD_TIMESTAMP, registry)
+        self.reloads = _counter(RELOADS, registry)
+        self.discovery_success = _gauge(DISCOVERY_SUCCESS, registry)
+        self.discovery_pools = _gauge(DISCOVERY_POOLS, registry)
+
+
+def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
+    metric = spec.instrument(registry)
+    assert isinstance(metric, Counter), spec.name
+    return metric
+
+
+def _gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
+    metric = spec.instrument(registry)
+    assert isinstance(metric, Gauge), spec.name
+    return metric

@@ -103,20 +103,6 @@ class WebConfig:
     headers: tuple[tuple[str, str], ...] = ()
     basic_auth: BasicAuth | None = None
     rate_limit: RateLimit | None = None
-    http2: bool = False
-    client_auth_type: str = "NoClientCert"
-
-    def log_fields(self) -> dict[str, object]:
-        """What is in force, for the startup log; no secrets."""
-        return {
-            "tls": self.ssl_context is not None,
-            "http2": self.http2,
-            "client_auth_type": self.client_auth_type,
-            "basic_auth_users": len(self.basic_auth.users) if self.basic_auth else 0,
-            "rate_limit": f"{self.rate_limit.burst}/{self.rate_limit.interval}s"
-            if self.rate_limit
-            else "off",
-        }
 
 
 # --- loading -------------------------------------------------------------------------
@@ -165,8 +151,6 @@ def load_web_config_text(text: str, base_dir: str, source: str = "web config") -
         headers=headers,
         basic_auth=basic_auth,
         rate_limit=rate_limit,
-        http2=context is not None and http.http2,
-        client_auth_type=tls.client_auth_type if context is not None and tls else "NoClientCert",
     )
 
 
