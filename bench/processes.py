@@ -25,12 +25,12 @@ from bench.world import (
     ACCESS_KEY_ID,
     REGION,
     SECRET_ACCESS_KEY,
-    PoolCounts,
     WorldSpec,
     counts_of,
     populate,
     truth,
 )
+from exporter.demo.model import PoolCounts
 
 STOP = "stop"
 STOP_GRACE_SECONDS = 10.0

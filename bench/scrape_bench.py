@@ -36,7 +36,8 @@ from bench.processes import (
     SequentialService,
     SimulatorService,
 )
-from bench.world import PoolCounts, WorldSpec
+from bench.world import WorldSpec
+from exporter.demo.model import PoolCounts
 
 COLD_BOUND_FACTOR = 1.3
 SEQUENTIAL_SPEEDUP = 15.0

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import boto3
 
-from bench.world import ACCESS_KEY_ID, SECRET_ACCESS_KEY, PoolCounts, counts_of
+from bench.world import ACCESS_KEY_ID, SECRET_ACCESS_KEY, counts_of
+from exporter.demo.model import PoolCounts
 
 
 def scrape_sequentially(

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exporter.demo.model import PoolCounts
 from exporter.demo.service import SimulatedCognito
 
 REGION = "eu-west-1"
@@ -25,7 +25,6 @@ ACTIVE_DEPTH = 5
 ACTIVE_SHARE = 0.4
 JOB_SPACING = 600.0
 USER_OUTCOMES = ("imported", "skipped", "failed")
-_USER_FIELDS = {"imported": "ImportedUsers", "skipped": "SkippedUsers", "failed": "FailedUsers"}
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,6 @@ class WorldSpec:
 
     def pool_ids(self) -> list[str]:
         return [f"{REGION}_Bench{index:05d}" for index in range(self.pools)]
-
-
-@dataclass(frozen=True)
-class PoolCounts:
-    """Jobs per status (zeros left out) and users summed over the pool's jobs."""
-
-    statuses: dict[str, int]
-    users: dict[str, int]
 
 
 def populate(model: SimulatedCognito, spec: WorldSpec, now: float | None = None) -> None:
@@ -84,13 +75,7 @@ def _add_job(
 
 
 def truth(model: SimulatedCognito, pool_id: str) -> PoolCounts:
-    jobs = model.jobs(pool_id)
-    statuses = Counter(str(job["Status"]) for job in jobs)
-    users = {
-        outcome: sum(_count(job.get(field)) for job in jobs)
-        for outcome, field in _USER_FIELDS.items()
-    }
-    return PoolCounts(statuses=dict(statuses), users=users)
+    return model.counts(pool_id)
 
 
 def counts_of(statuses: Mapping[str, int], users: Mapping[str, int]) -> PoolCounts:
@@ -98,7 +83,3 @@ def counts_of(statuses: Mapping[str, int], users: Mapping[str, int]) -> PoolCoun
         statuses={status: count for status, count in statuses.items() if count},
         users={outcome: users.get(outcome, 0) for outcome in USER_OUTCOMES},
     )
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) else 0

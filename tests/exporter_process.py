@@ -6,7 +6,6 @@ import base64
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.tools import free_port
+from tests.tools import free_port, wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -46,16 +45,14 @@ def wait_until_ready(
     headers: dict[str, str] | None = None,
     ca_file: str | None = None,
 ) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"exporter exited with {process.returncode}")
-        try:
-            http_get(f"{base_url}/-/ready", headers, timeout=1, ca_file=ca_file)
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
-    raise AssertionError("exporter did not become ready")
+        http_get(f"{base_url}/-/ready", headers, timeout=1, ca_file=ca_file)
+        return True
+
+    wait_until(ready, within, "exporter ready")
 
 
 @dataclass
@@ -68,11 +65,11 @@ class RunningExporter:
         return self.output.read_text()
 
     def wait_for_log(self, text: str, occurrences: int = 1, within: float = 20) -> None:
-        deadline = time.monotonic() + within
-        while self.log().count(text) < occurrences:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not logged {occurrences} times")
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.log().count(text) >= occurrences,
+            within,
+            f"{text!r} logged {occurrences} times",
+        )
 
     def scrape(self, headers: dict[str, str] | None = None) -> str:
         return http_get(f"{self.base_url}/metrics", headers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.tools import free_port, require_tool
+from tests.tools import free_port, holds_within, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 SCRAPE_JOB = "cognito-import-exporter"
@@ -26,16 +26,6 @@ STARTUP_DEADLINE_SECONDS = 60.0
 
 Json = dict[str, Any]
 JobKey = tuple[str, str]
-
-
-def eventually(check: Callable[[], bool], deadline_seconds: float) -> bool:
-    """Poll check until it holds or the deadline passes; whether it held."""
-    deadline = time.monotonic() + deadline_seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
 
 
 def serves(url: str) -> bool:
@@ -154,7 +144,7 @@ def running_demo(workdir: Path) -> Iterator[str]:
             alive(process, "the exporter", log)
             return serves(f"http://{address}/metrics")
 
-        assert eventually(ready, STARTUP_DEADLINE_SECONDS), (
+        assert holds_within(ready, STARTUP_DEADLINE_SECONDS), (
             f"the demo did not serve /metrics:\n{read_log(log)}"
         )
         yield address
@@ -213,7 +203,7 @@ def running_prometheus(
             alive(process, "prometheus", log)
             return serves(f"{server.url}/-/ready")
 
-        assert eventually(ready, STARTUP_DEADLINE_SECONDS), (
+        assert holds_within(ready, STARTUP_DEADLINE_SECONDS), (
             f"prometheus did not become ready:\n{read_log(log)}"
         )
 
@@ -221,7 +211,7 @@ def running_prometheus(
             alive(process, "prometheus", log)
             return bool(server.vector(scraped_expr))
 
-        assert eventually(scraped_enough, STARTUP_DEADLINE_SECONDS), (
+        assert holds_within(scraped_enough, STARTUP_DEADLINE_SECONDS), (
             f"prometheus did not scrape the demo, {scraped_expr} returned nothing: "
             f"{server.scrape_health()}\n{read_log(log)}"
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -48,23 +47,6 @@ def populate(
         )
 
 
-def truth_statuses(model: SimulatedCognito, pool_id: str) -> dict[str, int]:
-    counts = Counter(str(job["Status"]) for job in model.jobs(pool_id))
-    return {status: counts.get(status, 0) for status in STATUSES}
-
-
-def truth_users(model: SimulatedCognito, pool_id: str) -> dict[str, int]:
-    jobs = model.jobs(pool_id)
-    return {
-        outcome: sum(int(str(job[field])) for job in jobs)
-        for outcome, field in (
-            ("imported", "ImportedUsers"),
-            ("skipped", "SkippedUsers"),
-            ("failed", "FailedUsers"),
-        )
-    }
-
-
 @contextmanager
 def serving(model: SimulatedCognito) -> Iterator[str]:
     server = SimulatorServer(model)
@@ -76,11 +58,11 @@ def serving(model: SimulatedCognito) -> Iterator[str]:
 
 def assert_exact(parsed: Samples, model: SimulatedCognito, pool_id: str) -> None:
     """The pool's job count in every status and its user totals equal the simulator's truth."""
-    expected = truth_statuses(model, pool_id)
+    truth = model.counts(pool_id)
     for status in STATUSES:
         seen = value(parsed, "cognito_user_import_jobs", user_pool_id=pool_id, status=status)
-        assert seen == expected[status], (pool_id, status)
-    for outcome, total in truth_users(model, pool_id).items():
+        assert seen == truth.statuses.get(status, 0), (pool_id, status)
+    for outcome, total in truth.users.items():
         seen = value(
             parsed, "cognito_user_import_users_total", user_pool_id=pool_id, outcome=outcome
         )
@@ -97,12 +79,15 @@ def config_yaml(
     scrape: Mapping[str, object] | None = None,
     extra: str = "",
     page_size: int = 60,
+    region: str | None = None,
 ) -> str:
     """A config for the simulator at `endpoint`: fake static credentials, the given pools."""
     scrape_lines = "".join(f"  {key}: {value}\n" for key, value in (scrape or {}).items())
     pool_lines = "".join(f"  - id: {pool_id}\n" for pool_id in pools)
+    in_region = f"region: {region}, " if region else ""
     return (
-        f"defaults: {{endpoint_url: {endpoint}, credentials: test, page_size: {page_size}}}\n"
+        f"defaults: {{{in_region}endpoint_url: {endpoint}, credentials: test, "
+        f"page_size: {page_size}}}\n"
         f"credentials:\n  {TEST_CREDENTIALS}\n"
         + (f"scrape:\n{scrape_lines}" if scrape_lines else "")
         + (f"pools:\n{pool_lines}" if pool_lines else "")

@@ -23,11 +23,10 @@ import yaml
 from tests.prometheus_server import (
     JobKey,
     Prometheus,
-    eventually,
     running_demo,
     running_prometheus,
 )
-from tests.tools import require_tool
+from tests.tools import holds_within, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "prometheus"
@@ -189,7 +188,7 @@ def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometheus) -
     def all_evaluated() -> bool:
         return all(rule["health"] != "unknown" for rule in prometheus.rules())
 
-    assert eventually(all_evaluated, ALERTS_DEADLINE_SECONDS), "rules were not evaluated"
+    assert holds_within(all_evaluated, ALERTS_DEADLINE_SECONDS), "rules were not evaluated"
 
     health = {
         rule["name"]: (rule["health"], rule.get("lastError", "")) for rule in prometheus.rules()
@@ -222,7 +221,7 @@ def test_job_alerts_name_exactly_the_jobs_the_exporter_reports(
     )
     assert finished, f"the demo reports no finished job for {alertname}"
 
-    assert eventually(
+    assert holds_within(
         lambda: finished.items() <= prometheus.firing(alertname).items(), ALERTS_DEADLINE_SECONDS
     ), f"{alertname} did not fire for {sorted(finished)}"
 

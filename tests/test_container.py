@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__
-from tests.tools import free_port, require_tool
+from tests.tools import free_port, require_tool, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -495,19 +494,12 @@ def running_demo(image: InstalledImage, log: Path) -> Iterator[tuple[subprocess.
 
 
 def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            if http_get(url)[0] == 200:
-                return
-        except OSError:
-            pass
-        try:
-            code = proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            continue
-        pytest.fail(f"exporter exited with {code} before it was healthy:\n{log.read_text()}")
-    pytest.fail(f"{url} not healthy within {READY_DEADLINE_SECONDS}s:\n{log.read_text()}")
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"exporter exited with {proc.returncode}:\n{log.read_text()}")
+        return http_get(url)[0] == 200
+
+    wait_until(healthy, READY_DEADLINE_SECONDS, f"{url} healthy")
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT_SECONDS)

@@ -13,7 +13,7 @@ from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import samples, value
-from tests.simulated import assert_exact, populate, truth_statuses
+from tests.simulated import assert_exact, config_yaml, populate
 from tests.wsgi import call
 
 MATCHING = ("eu-west-1_Ident1", "eu-west-1_Ident2", "eu-west-1_Ident3")
@@ -39,17 +39,8 @@ def server(model: SimulatedCognito) -> Iterator[SimulatorServer]:
 
 
 def runtime_for(endpoint: str, extra: str = "") -> tuple[Runtime, ExporterApp]:
-    config = load_text(
-        f"""
-defaults: {{region: eu-west-1, endpoint_url: {endpoint}, credentials: test}}
-credentials:
-  test: {{access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}}
-discovery:
-  - tags: {{team: identity}}
-    refresh_interval: 1h
-{extra}
-"""
-    )
+    discovery = "discovery: [{tags: {team: identity}, refresh_interval: 1h}]\n"
+    config = load_text(config_yaml(endpoint, region="eu-west-1", extra=discovery + extra))
     runtime = Runtime(lambda: config)
     runtime.apply(config)
     return runtime, ExporterApp(runtime)
@@ -106,7 +97,7 @@ def test_probe_serves_exactly_one_pool(model: SimulatedCognito, server: Simulato
         value(
             parsed, "cognito_user_import_jobs", user_pool_id="eu-west-1_Ident2", status="Succeeded"
         )
-        == truth_statuses(model, "eu-west-1_Ident2")["Succeeded"]
+        == model.counts("eu-west-1_Ident2").statuses["Succeeded"]
     )
     assert dict(model.calls_by_pool) == {"eu-west-1_Ident2": 1}
     assert call(app, "/probe", query="target=eu-west-1_Other1")[0] == 404

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
-from tests.simulated import assert_exact, populate, serving
+from tests.simulated import assert_exact, config_yaml, populate, serving
 from tests.tools import require_tool
 
 POOL_SIZES = {
@@ -20,18 +20,7 @@ MISSING_POOL = "eu-west-1_Missing9"
 
 
 def write_config(path: Path, endpoint: str) -> Path:
-    pools = "\n".join(f"  - id: {pool_id}" for pool_id in [*POOL_SIZES, MISSING_POOL])
-    path.write_text(
-        f"""
-defaults:
-  endpoint_url: {endpoint}
-  credentials: test
-credentials:
-  test: {{access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}}
-pools:
-{pools}
-"""
-    )
+    path.write_text(config_yaml(endpoint, [*POOL_SIZES, MISSING_POOL]))
     return path
 
 

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from exporter.demo.world import RETIRED_POOL, configured_demo_pools
-from tests.prometheus_server import Prometheus, eventually, running_demo, running_prometheus
+from tests.prometheus_server import Prometheus, running_demo, running_prometheus
+from tests.tools import holds_within
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_FILE = REPO / "grafana" / "cognito-import-jobs.json"
@@ -378,7 +379,7 @@ def test_every_panel_query_returns_data(prometheus: Prometheus, variables: dict[
                     empty.append(name)
         return bool(errors) or not empty
 
-    eventually(all_return_data, DATA_DEADLINE_SECONDS)  # what stayed empty is asserted below
+    holds_within(all_return_data, DATA_DEADLINE_SECONDS)  # what stayed empty is asserted below
     assert len(queries) == TARGET_COUNT
     assert errors == {}
     assert empty == []

@@ -17,7 +17,7 @@ from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from exporter.logs import configure
 from tests.exporter_process import samples, value
-from tests.simulated import assert_exact, config_yaml, exporter_for, populate, serving
+from tests.simulated import assert_exact, config_yaml, exporter_for, populate
 from tests.tools import free_port
 from tests.wsgi import call
 
@@ -32,12 +32,6 @@ def model() -> SimulatedCognito:
     model = SimulatedCognito(seed=61)
     populate(model, HEALTHY, 25, 1, active_newest=2)
     return model
-
-
-@pytest.fixture
-def endpoint(model: SimulatedCognito) -> Iterator[str]:
-    with serving(model) as url:
-        yield url
 
 
 @pytest.fixture

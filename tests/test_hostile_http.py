@@ -9,7 +9,6 @@ import ssl
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
@@ -20,7 +19,7 @@ import trustme
 from exporter.demo.service import SimulatedCognito
 from exporter.web.auth import BasicAuth
 from tests.exporter_process import basic_auth_header, http_get, running_exporter
-from tests.simulated import config_yaml, populate, serving
+from tests.simulated import config_yaml, populate
 from tests.tools import h2_get
 
 POOLS = ("eu-west-1_Http1", "eu-west-1_Http2")
@@ -33,12 +32,6 @@ def model() -> SimulatedCognito:
     for seed, pool_id in enumerate(POOLS):
         populate(model, pool_id, 25, seed, active_newest=2)
     return model
-
-
-@pytest.fixture
-def endpoint(model: SimulatedCognito) -> Iterator[str]:
-    with serving(model) as url:
-        yield url
 
 
 def test_no_answer_is_later_than_the_scrape_timeout_however_many_scrapes_queue(

@@ -7,15 +7,14 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import http_get, running_exporter, samples, value
-from tests.simulated import populate, truth_statuses
+from tests.simulated import populate
+from tests.tools import wait_until
 
 POOLS = ("eu-west-1_Rel1", "eu-west-1_Rel2")
 PLANTED = {
@@ -31,13 +30,6 @@ def model() -> SimulatedCognito:
     for seed, pool_id in enumerate(POOLS):
         populate(model, pool_id, 30, seed, active_newest=2)
     return model
-
-
-@pytest.fixture
-def endpoint(model: SimulatedCognito) -> Iterator[str]:
-    server = SimulatorServer(model)
-    yield server.start()
-    server.stop()
 
 
 def config_text(endpoint: str, pools: tuple[str, ...] = POOLS) -> str:
@@ -67,15 +59,6 @@ def post(url: str) -> int:
         return int(error.code)
 
 
-def wait_for(predicate: object, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if callable(predicate) and predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def test_broken_config_on_sighup_keeps_the_old_one_and_post_reload_applies_a_good_one(
     tmp_path: Path, model: SimulatedCognito, endpoint: str
 ) -> None:
@@ -93,7 +76,7 @@ def test_broken_config_on_sighup_keeps_the_old_one_and_post_reload_applies_a_goo
             parsed = samples(exporter.scrape())
             return value(parsed, "cognito_user_import_config_last_reload_successful") == 0
 
-        wait_for(reload_failed)
+        wait_until(reload_failed, 10, "the reload refused")
         parsed = samples(exporter.scrape())
         for pool_id in POOLS:
             assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
@@ -110,7 +93,7 @@ def test_broken_config_on_sighup_keeps_the_old_one_and_post_reload_applies_a_goo
         )
         assert (
             value(parsed, "cognito_user_import_jobs", user_pool_id=POOLS[0], status="Succeeded")
-            == truth_statuses(model, POOLS[0])["Succeeded"]
+            == model.counts(POOLS[0]).statuses["Succeeded"]
         )
 
 
@@ -145,7 +128,7 @@ def test_sigterm_during_a_slow_collection_still_stops_within_a_second(
 
         scrape = threading.Thread(target=scrape_until_cut_off)
         scrape.start()
-        wait_for(lambda: model.calls["ListUserImportJobs"] >= 1)
+        wait_until(lambda: model.calls["ListUserImportJobs"] >= 1, 10, "a call made")
         started = time.monotonic()
         exporter.process.send_signal(signal.SIGTERM)
         code = exporter.process.wait(timeout=10)
@@ -202,7 +185,7 @@ def test_no_planted_secret_appears_anywhere(
             outputs.append(http_get(exporter.base_url + path))
         config.write_text(config_text(endpoint) + "\nbogus: {secret_access_key: x}\n")
         exporter.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: "configuration reload failed" in exporter.log())
+        wait_until(lambda: "configuration reload failed" in exporter.log(), 10, "reload refused")
         exporter.process.terminate()
         exporter.process.wait(timeout=5)
         outputs.append(exporter.log())

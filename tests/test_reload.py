@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,8 @@ from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp, ReloadOutcome
 from exporter.web.webconfig import load_web_config
 from tests.exporter_process import http_get, running_exporter, samples, value
-from tests.simulated import assert_exact, config_yaml, populate, serving
+from tests.simulated import assert_exact, config_yaml, populate
+from tests.tools import wait_until
 from tests.wsgi import call
 
 POOLS = ("eu-west-1_Reload1", "eu-west-1_Reload2")
@@ -38,12 +39,6 @@ def model() -> SimulatedCognito:
     for seed, pool_id in enumerate(POOLS):
         populate(model, pool_id, 25, seed, active_newest=2)
     return model
-
-
-@pytest.fixture
-def endpoint(model: SimulatedCognito) -> Iterator[str]:
-    with serving(model) as url:
-        yield url
 
 
 @pytest.fixture
@@ -247,9 +242,7 @@ def test_a_reload_during_a_scrape_fails_none_of_its_collections(
 
     scraping = threading.Thread(target=scrape)
     scraping.start()
-    deadline = time.monotonic() + 10
-    while model.calls["ListUserImportJobs"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: model.calls["ListUserImportJobs"] >= 2, 10, "the scrape under way")
     current[0] = texts[change]
     assert runtime.reload().ok
     scraping.join(timeout=30)
@@ -403,12 +396,13 @@ def test_a_sighup_while_a_large_config_loads_does_not_end_the_process(
         time.sleep(1.5)  # past the interpreter's start, while the 20,000 pools load
         assert "configuration loaded" not in log.read_text()
         process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 60
-        while log.read_text().count("configuration loaded") < 2 and time.monotonic() < deadline:
+
+        def reloaded() -> bool:
             assert process.poll() is None, log.read_text()
-            time.sleep(0.1)
+            return log.read_text().count("configuration loaded") == 2
+
         # the reload asked for while loading is made once the server takes signals
-        assert log.read_text().count("configuration loaded") == 2
+        wait_until(reloaded, 60, "the start and the reload asked for meanwhile")
     finally:
         process.terminate()
         process.wait(timeout=30)

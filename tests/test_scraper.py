@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,29 +13,14 @@ from exporter.config.model import Config
 from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import samples, value
-from tests.simulated import assert_exact, populate, serving
+from tests.simulated import assert_exact, config_yaml, populate
 from tests.wsgi import call
 
 POOLS = ("eu-west-1_Alpha1", "eu-west-1_Bravo2", "eu-west-1_Charlie3")
 
 
 def config_for(endpoint: str, pools: tuple[str, ...] = POOLS, **scrape: object) -> Config:
-    scrape_lines = "\n".join(f"  {key}: {value}" for key, value in scrape.items()) or "  {}"
-    pool_lines = "\n".join(f"  - id: {pool_id}" for pool_id in pools)
-    return load_text(
-        f"""
-defaults:
-  endpoint_url: {endpoint}
-  credentials: test
-  page_size: 10
-credentials:
-  test: {{access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}}
-scrape:
-{scrape_lines}
-pools:
-{pool_lines}
-"""
-    )
+    return load_text(config_yaml(endpoint, pools, scrape=scrape, page_size=10))
 
 
 @pytest.fixture
@@ -45,12 +29,6 @@ def model() -> SimulatedCognito:
     for seed, pool_id in enumerate(POOLS):
         populate(model, pool_id, 25, seed, active_newest=3)
     return model
-
-
-@pytest.fixture
-def endpoint(model: SimulatedCognito) -> Iterator[str]:
-    with serving(model) as url:
-        yield url
 
 
 def exporter(config: Config) -> tuple[Runtime, ExporterApp]:
@@ -153,21 +131,22 @@ def test_cache_ttl_serves_a_recent_collection_and_says_so(
 
 
 @pytest.mark.parametrize(
-    ("fault", "code"),
+    ("fault", "code", "count"),
     [
-        ("NotAuthorizedException", "NotAuthorized"),
-        ("InternalErrorException", "InternalError"),
-        ("OperationNotEnabledException", "OperationNotEnabled"),
-        ("TooManyRequestsException", "TooManyRequests"),
-        ("garbage:text", "InvalidResponse"),
-        ("garbage:empty", "InvalidResponse"),
-        ("garbage:truncated", "InvalidResponse"),
-        ("garbage:wrong_shape", "InvalidResponse"),
-        ("garbage:repeat_token", "PaginationLoop"),
+        ("NotAuthorizedException", "NotAuthorized", 1),
+        # retried: five attempts in all, each one counted
+        ("InternalErrorException", "InternalError", 5),
+        ("OperationNotEnabledException", "OperationNotEnabled", 1),
+        ("TooManyRequestsException", "TooManyRequests", 5),
+        ("garbage:text", "InvalidResponse", 1),
+        ("garbage:empty", "InvalidResponse", 1),
+        ("garbage:truncated", "InvalidResponse", 1),
+        ("garbage:wrong_shape", "InvalidResponse", 1),
+        ("garbage:repeat_token", "PaginationLoop", 1),
     ],
 )
 def test_a_failing_pool_is_isolated(
-    model: SimulatedCognito, endpoint: str, fault: str, code: str
+    model: SimulatedCognito, endpoint: str, fault: str, code: str, count: int
 ) -> None:
     _, app = exporter(config_for(endpoint))
     broken = POOLS[1]
@@ -180,7 +159,7 @@ def test_a_failing_pool_is_isolated(
     assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=broken) == 0
     assert (
         value(parsed, "cognito_user_import_api_errors_total", user_pool_id=broken, error_code=code)
-        >= 1
+        == count
     )
     for pool_id in (POOLS[0], POOLS[2]):
         assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=pool_id) == 1
@@ -202,6 +181,8 @@ def test_every_pool_stays_exact_with_one_call_in_four_throttled(
         if name == "cognito_user_import_api_errors_total"
         and ("error_code", "TooManyRequests") in labels
     )
+    # every call past the nine pages the pools need was a throttled one, retried
+    assert throttled == model.calls["ListUserImportJobs"] - 9
     assert throttled >= 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 from exporter.demo.lifecycle import FAILED_MESSAGE, SUCCEEDED_MESSAGE, Lifecycle
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import GarbageMode, SimulatedCognito
+from tests.tools import wait_until
 
 START = 1_700_000_000.0
 POOL = "eu-west-1_Abc123"
@@ -571,15 +571,6 @@ def test_the_background_ticker_advances_without_requests(
 ) -> None:
     model.add_job(POOL, name="nightly", status="Created", created=clock(), live=True)
     clock.set(START + 120)
-    expired = threading.Event()
-
     with SimulatorServer(model, tick_interval=0.01):
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not expired.is_set():
-            if model.jobs(POOL)[0]["Status"] == "Expired":
-                expired.set()
-            else:
-                expired.wait(0.01)
-
-    assert expired.is_set()
+        wait_until(lambda: model.jobs(POOL)[0]["Status"] == "Expired", 5, "the job expired")
     assert model.call_counts() == {}

@@ -12,7 +12,7 @@ import psutil
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
-from tests.simulated import assert_exact, populate
+from tests.simulated import assert_exact, config_yaml, populate
 
 POOLS = tuple(f"eu-west-1_Soak{index}" for index in range(6))
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "150"))
@@ -44,16 +44,10 @@ def test_soak_with_faults_shows_no_growth_and_ends_exact(tmp_path: Path) -> None
     server = SimulatorServer(model)
     endpoint = server.start()
     config = tmp_path / "config.yaml"
-    pool_lines = "\n".join(f"  - id: {pool_id}" for pool_id in POOLS)
     config.write_text(
-        f"""
-defaults: {{endpoint_url: {endpoint}, credentials: test, page_size: 20}}
-credentials:
-  test: {{access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}}
-scrape: {{timeout: 3s, full_resync_interval: 20s}}
-pools:
-{pool_lines}
-"""
+        config_yaml(
+            endpoint, POOLS, scrape={"timeout": "3s", "full_resync_interval": "20s"}, page_size=20
+        )
     )
     try:
         with running_exporter("--config.file", str(config), workdir=tmp_path) as exporter:

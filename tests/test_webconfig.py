@@ -27,7 +27,7 @@ from exporter.web.front import Front
 from exporter.web.routes import WsgiApp
 from exporter.web.serve import FollowingSSLContext, TlsHypercornConfig
 from exporter.web.webconfig import WebConfig, load_web_config
-from tests.tools import free_port, h2_get
+from tests.tools import free_port, h2_get, listening, wait_until
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -772,17 +772,6 @@ def ok_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     return [b"ok\n"]
 
 
-def wait_for_port(port: int, deadline: float) -> None:
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 @contextlib.contextmanager
 def serving(
     web: WebConfig, current: Callable[[], WebConfig] | None = None, app: WsgiApp = ok_app
@@ -811,7 +800,7 @@ def serving(
     thread = threading.Thread(target=run, name="hypercorn", daemon=True)
     thread.start()
     try:
-        wait_for_port(port, time.monotonic() + 10)
+        wait_until(lambda: listening(port), 10, "hypercorn listening")
         yield port
     finally:
         loop.call_soon_threadsafe(stop.set)

@@ -1,4 +1,5 @@
-"""Locating the real tools some tests need (promtool, prometheus, chromium, ...)."""
+"""What many tests need: the real tools (promtool, prometheus, chromium, ...), free ports,
+waiting for something to hold, an HTTP/2 request."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import shutil
 import socket
 import ssl
+import time
+from collections.abc import Callable
 
 import h2.config
 import h2.connection
@@ -25,6 +28,36 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required under CI but is not installed")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def holds_within(condition: Callable[[], bool], within: float, interval: float = 0.05) -> bool:
+    """Whether `condition()` holds within `within` seconds, asked every `interval`. A
+    condition that raises OSError (a server not up yet) does not hold yet; one that raises
+    AssertionError (a process that ended) ends the wait."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if condition():
+                return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def wait_until(
+    condition: Callable[[], bool], within: float, what: str, interval: float = 0.05
+) -> None:
+    """Return once `condition()` holds; AssertionError naming `what` if it does not in time."""
+    if not holds_within(condition, within, interval):
+        raise AssertionError(f"{what}: not within {within:g} s")
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on the port (OSError while nothing does)."""
+    with socket.create_connection((host, port), timeout=0.5):
+        return True
 
 
 def free_port() -> int:

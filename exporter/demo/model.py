@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,6 +42,15 @@ REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
 JOB_NAME_UNSAFE = re.compile(r"[^\w\s+=,.@-]")
 
 JobKey = tuple[float, int]
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """Jobs per status (zeros left out) and users summed over a pool's jobs: the truth a
+    collection of the pool must report."""
+
+    statuses: dict[str, int]
+    users: dict[str, int]
 
 
 class ServiceError(Exception):
@@ -205,6 +215,18 @@ class CognitoModel:
     def advance(self) -> None:
         with self._lock:
             self._advance_locked(self.clock())
+
+    def counts(self, pool_id: str) -> PoolCounts:
+        """What the pool holds as of the last query, to check a collection against."""
+        with self._lock:
+            jobs = self._pool(pool_id).jobs.values()
+            statuses = Counter(job.status for job in jobs)
+            users = {
+                "imported": sum(job.imported for job in jobs),
+                "skipped": sum(job.skipped for job in jobs),
+                "failed": sum(job.failed for job in jobs),
+            }
+            return PoolCounts(dict(statuses), users)
 
     # ----- what the service answers -----
 
