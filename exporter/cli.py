@@ -1,4 +1,4 @@
-"""Command line: flags (with environment fallbacks), logging, and wiring the parts together."""
+"""The command line: flags (with environment fallbacks), logging, exit codes."""
 
 from __future__ import annotations
 

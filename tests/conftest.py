@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.demo.service import SimulatedCognito
+from tests.prometheus_server import running_demo
 from tests.simulated import serving
 
 
@@ -16,3 +17,10 @@ def endpoint(model: SimulatedCognito) -> Iterator[str]:
     """The module's `model`, served over real HTTP on loopback, for real botocore."""
     with serving(model) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port` of the demo (the exporter and its simulator) running for the module."""
+    with running_demo(tmp_path_factory.mktemp("exporter")) as address:
+        yield address

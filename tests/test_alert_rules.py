@@ -23,7 +23,6 @@ import yaml
 from tests.prometheus_server import (
     JobKey,
     Prometheus,
-    running_demo,
     running_prometheus,
 )
 from tests.tools import holds_within, require_tool
@@ -163,12 +162,6 @@ def test_unit_tests_catch_an_alert_that_always_fires(tmp_path: Path) -> None:
 
 
 # A real Prometheus evaluating the rules against the demo.
-
-
-@pytest.fixture(scope="module")
-def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_demo(tmp_path_factory.mktemp("exporter")) as address:
-        yield address
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from exporter.demo.world import RETIRED_POOL, configured_demo_pools
-from tests.prometheus_server import Prometheus, running_demo, running_prometheus
+from tests.prometheus_server import Prometheus, running_prometheus
 from tests.tools import holds_within
 
 REPO = Path(__file__).resolve().parent.parent
@@ -167,12 +167,6 @@ def python_regex(grafana_regex: str) -> re.Pattern[str]:
     assert match is not None, f"variable regex {grafana_regex!r} is not in /pattern/ form"
     flags = re.IGNORECASE if "i" in match.group(2) else 0
     return re.compile(match.group(1).replace("(?<", "(?P<"), flags)
-
-
-@pytest.fixture(scope="module")
-def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_demo(tmp_path_factory.mktemp("exporter")) as address:
-        yield address
 
 
 @pytest.fixture(scope="module")

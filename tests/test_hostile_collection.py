@@ -19,7 +19,7 @@ from exporter.logs import configure
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, config_yaml, exporter_for, populate
 from tests.tools import free_port
-from tests.wsgi import call
+from tests.wsgi import call, timed_scrape
 
 HEALTHY = "eu-west-1_Healthy1"
 SECRET_TOKEN = "PLANTED-SESSION-TOKEN-5e1f"
@@ -75,9 +75,7 @@ def test_cycling_discovery_tokens_end_as_a_pagination_loop_and_static_pools_repo
             extra="discovery: [{region: eu-west-1, refresh_interval: 1h}]\n",
         ).replace("page_size: 60", "page_size: 60, region: eu-west-1")
     )
-    started = time.monotonic()
-    parsed = samples(call(app, "/metrics")[2].decode())
-    took = time.monotonic() - started
+    parsed, took = timed_scrape(app)
 
     assert value(parsed, "cognito_user_import_discovery_success", region="eu-west-1") == 0
     assert errors(parsed)[("", "PaginationLoop")] == 1
@@ -100,9 +98,7 @@ def test_static_pools_report_while_discovery_is_still_under_way(
             extra="discovery: [{region: eu-west-1, refresh_interval: 1h}]\n",
         )
     )
-    started = time.monotonic()
-    parsed = samples(call(app, "/metrics")[2].decode())
-    took = time.monotonic() - started
+    parsed, took = timed_scrape(app)
     assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=HEALTHY) == 1
     assert_exact(parsed, model, HEALTHY)
     assert took < 2.3
@@ -121,9 +117,7 @@ def test_answers_that_drip_are_cut_at_their_deadline_and_free_their_slot(
     )
     for scrape in range(2):
         model.reset_calls()
-        started = time.monotonic()
-        parsed = samples(call(app, "/metrics")[2].decode())
-        took = time.monotonic() - started
+        parsed, took = timed_scrape(app)
         assert took < 4, scrape
         assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=HEALTHY) == 1
         assert_exact(parsed, model, HEALTHY)
@@ -334,9 +328,8 @@ def test_a_name_pattern_that_would_backtrack_cannot_hold_discovery(
             "refresh_interval: 1h}]\n",
         )
     )
-    started = time.monotonic()
-    parsed = samples(call(app, "/metrics")[2].decode())
-    assert time.monotonic() - started < 2
+    parsed, took = timed_scrape(app)
+    assert took < 2
     assert value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1") == 1
     assert value(parsed, "cognito_user_import_scrape_success", user_pool_id="eu-west-1_Match2") == 1
     assert ("cognito_user_import_pool_info", "eu-west-1_Trap1") not in {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,47 +18,18 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
-from exporter.demo.lifecycle import FAILED_MESSAGE, SUCCEEDED_MESSAGE, Lifecycle
+from exporter.demo.lifecycle import FAILED_MESSAGE
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import GarbageMode, SimulatedCognito
+from tests.simulator_cases import LIFECYCLE, OTHER_POOL, POOL, START, FakeClock, add_history
 from tests.tools import wait_until
 
-START = 1_700_000_000.0
-POOL = "eu-west-1_Abc123"
-OTHER_POOL = "eu-west-1_Other9"
 ROLE_ARN = "arn:aws:iam::123456789012:role/CognitoImportLogs"
 TARGET = "AWSCognitoIdentityProviderService."
 
-LIFECYCLE = Lifecycle(
-    expire_after=120.0,
-    pending_seconds=5.0,
-    stopping_seconds=3.0,
-    users_per_second=100.0,
-    min_users=1000,
-    max_users=1000,
-    skip_ratio=0.1,
-    user_failure_ratio=0.05,
-    ratio_jitter=0.0,
-    failure_probability=0.0,
-    operator_start_after=10.0,
-    abandon_probability=0.0,
-    new_job_every=None,
-    arrival_jitter=0.0,
-)
 
 SESSION = boto3.session.Session()
 Job = Mapping[str, object]
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, now: float) -> None:
-        self.now = now
 
 
 @pytest.fixture
@@ -95,28 +65,6 @@ def client_for(url: str) -> CognitoIdentityProviderClient:
         aws_secret_access_key="y",
         config=Config(retries={"total_max_attempts": 1}, parameter_validation=False),
     )
-
-
-def add_history(model: SimulatedCognito, pool_id: str, count: int) -> list[str]:
-    """Finished jobs created 5 s apart, added in shuffled order; returns their ids newest first."""
-    offsets = list(range(count))
-    random.Random(3).shuffle(offsets)  # noqa: S311 - a fixed shuffle, not a secret
-    created_by_id = {
-        model.add_job(
-            pool_id,
-            name=f"history-{offset:03d}",
-            status="Succeeded",
-            created=START - 10_000 + offset * 5,
-            started=START - 10_000 + offset * 5 + 1,
-            completed=START - 10_000 + offset * 5 + 60,
-            imported=offset,
-            skipped=1,
-            failed=2,
-            completion_message=SUCCEEDED_MESSAGE,
-        ): offset
-        for offset in offsets
-    }
-    return sorted(created_by_id, key=created_by_id.__getitem__, reverse=True)
 
 
 def list_pages(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 from exporter.web.routes import ExporterApp
+from tests.exporter_process import Samples, samples
 
 
 def call(
@@ -32,3 +34,12 @@ def call(
 
     body = b"".join(app(environ, start_response))
     return int(status[0].split()[0]), response_headers, body
+
+
+def timed_scrape(app: ExporterApp) -> tuple[Samples, float]:
+    """One `/metrics` answer, parsed, and the seconds it took."""
+    started = time.monotonic()
+    status, _, body = call(app, "/metrics")
+    took = time.monotonic() - started
+    assert status == 200
+    return samples(body.decode()), took

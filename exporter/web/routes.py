@@ -1,4 +1,4 @@
-"""The HTTP side: a WSGI app serving /metrics, the landing/status page, health and reload."""
+"""The routes: a WSGI app serving /metrics, /probe, /sd, the status page, health and reload."""
 
 from __future__ import annotations
 
