@@ -76,10 +76,6 @@ def calling_for(scope: CallScope) -> Iterator[CallScope]:
             scope.attempt.finished = True
 
 
-def current_scope() -> CallScope | None:
-    return _scope.get()
-
-
 def failure_counted_by_attempt(scope: CallScope) -> bool:
     """Whether the failure a call in `scope` just raised is the outcome of its last attempt,
     which the gate counted already; otherwise (credentials, an answer that could not be read,

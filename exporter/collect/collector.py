@@ -31,7 +31,7 @@ from exporter.collect.metrics import (
     USERS,
     MetricSpec,
 )
-from exporter.collect.scraper import PoolResult, Scraper, Snapshot
+from exporter.collect.scraper import PoolResult, Scraper
 
 _deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
     "scrape_deadline", default=None
@@ -72,16 +72,17 @@ class ImportJobsCollector(Collector):
             scrape = (now + self._default_timeout(), now)
         deadline, arrived = scrape
         snapshot = self._current_scraper().collect(deadline, arrived)
-        return families(snapshot, self._help_suffix())
+        return families(snapshot.results, self._help_suffix())
 
     def _help_suffix(self) -> str:
         ttl = self._cache_ttl()
         return f" Served from a cache up to {ttl:g}s old." if ttl > 0 else ""
 
 
-def families(snapshot: Snapshot, help_suffix: str = "") -> list[Metric]:
+def families(results: Iterable[PoolResult], help_suffix: str = "") -> list[Metric]:
+    """The pool families, filled with `results`."""
     built = {spec.name: spec.family(help_suffix) for spec in POOL_FAMILIES}
-    for result in snapshot.results:
+    for result in results:
         _add_pool(built, result)
     return list(built.values())
 

@@ -63,7 +63,6 @@ class PoolResult:
 @dataclass(frozen=True)
 class Snapshot:
     results: tuple[PoolResult, ...]
-    collected_at: float
     complete: bool
     cached: bool = False
 
@@ -272,7 +271,7 @@ class Scraper:
                 result = PoolResult.timed_out(pool, self._clock() - collection.started)
                 self._log_result_change(self._states[pool.id], result)
                 results.append(result)
-        return Snapshot(tuple(results), collected_at=collection.started, complete=complete)
+        return Snapshot(tuple(results), complete=complete)
 
     def _count_timeout_once(self, collection: _Collection, pool: Pool) -> None:
         """A pool reported as timed out counts once per collection, however many scrapes

@@ -9,7 +9,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import Literal
 
 from exporter.demo.lifecycle import JsonObject, Lifecycle
 from exporter.demo.model import DEFAULT_ACCOUNT_ID, CognitoModel, ServiceError
@@ -34,7 +34,6 @@ from exporter.demo.wire import (
 
 LIST_CALL_HISTORY = 10_000
 GarbageMode = Literal["text", "empty", "truncated", "wrong_shape", "repeat_token"]
-GARBAGE_MODES: frozenset[str] = frozenset(get_args(GarbageMode))
 
 
 @dataclass

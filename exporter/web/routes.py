@@ -15,7 +15,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.collect.collector import families, scrape_deadline
-from exporter.collect.scraper import Scraper, Snapshot
+from exporter.collect.scraper import Scraper
 from exporter.config.model import Config, Pool
 from exporter.config.schema import is_pool_id
 from exporter.web.statuspage import landing_page
@@ -154,7 +154,7 @@ class ExporterApp:
         deadline, _ = self._deadline(environ)
         result = self._runtime.scraper.collect_one(pool, deadline, listed=listed)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(families(Snapshot((result,), self._clock(), True))))
+        registry.register(_Families(families((result,))))
         body: Iterable[bytes] = make_wsgi_app(registry)(
             dict(environ, REQUEST_METHOD="GET"), start_response
         )

@@ -79,13 +79,12 @@ class FollowingSSLContext(ssl.SSLContext):
     re-reading of its file on every handshake does. Servers built on asyncio or trio
     (hypercorn) create connections with `wrap_bio()`, the one method followed.
 
-    A server that listens with TLS keeps doing so: if a reload turns TLS off, the last TLS
-    context stays in use (with a warning), since a listening socket cannot change protocol.
+    A listening socket cannot change protocol, so the runtime refuses a reload that turns
+    TLS off; should `current` have no context all the same, the last one stays in use.
     """
 
     current: Callable[[], ssl.SSLContext | None]
     last: ssl.SSLContext
-    warned: bool
 
     @classmethod
     def following(
@@ -94,7 +93,6 @@ class FollowingSSLContext(ssl.SSLContext):
         context = cls(ssl.PROTOCOL_TLS_SERVER)
         context.current = current
         context.last = initial
-        context.warned = False
         return context
 
     def wrap_bio(
@@ -105,15 +103,7 @@ class FollowingSSLContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        context = self.current()
-        if context is not None:
-            self.last, self.warned = context, False
-        elif not self.warned:
-            self.warned = True
-            log.warning(
-                "the web config no longer sets up TLS; "
-                "TLS stays on with the previous settings until a restart"
-            )
+        self.last = self.current() or self.last
         return self.last.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
 
