@@ -184,7 +184,6 @@ class ExporterSettings:
     requests_per_second: float
     pool_requests_per_second: float
     timeout: float
-    max_pages: int
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,6 @@ defaults:
   endpoint_url: {endpoint_url}
   credentials: bench
   page_size: {PAGE_SIZE}
-  max_pages: {s.max_pages}
 credentials:
   bench: {{access_key_id: {ACCESS_KEY_ID}, secret_access_key: {SECRET_ACCESS_KEY}}}
 scrape:

@@ -37,6 +37,7 @@ from bench.processes import (
     SimulatorService,
 )
 from bench.world import WorldSpec
+from exporter.cognito.jobs import SERVICE_PAGE_JOBS
 from exporter.demo.model import PoolCounts
 
 COLD_BOUND_FACTOR = 1.3
@@ -69,7 +70,7 @@ class Plan:
 
     @property
     def pages_per_pool(self) -> int:
-        return max(1, math.ceil(self.jobs / PAGE_SIZE))
+        return max(1, math.ceil(self.jobs / min(PAGE_SIZE, SERVICE_PAGE_JOBS)))
 
     def exporter_settings(self, requests_per_second: float | None = None) -> ExporterSettings:
         rate = requests_per_second or self.requests_per_second
@@ -79,7 +80,6 @@ class Plan:
             requests_per_second=rate,
             pool_requests_per_second=self.pool_requests_per_second,
             timeout=max(self.timeout, 2 * calls_at_that_rate + 10),
-            max_pages=min(1000, max(20, self.pages_per_pool + 1)),
         )
 
 

@@ -7,7 +7,7 @@ import pytest
 from exporter.cognito.jobs import Job, Page, PagingError
 from exporter.collect.history import PoolHistory, recent_jobs
 from exporter.collect.ratelimit import DeadlineExceeded
-from tests.jobs import BASE_TIME, PagedList, job
+from tests.jobs import BASE_TIME, PagedList, Pages, job
 
 NOW = BASE_TIME + 100_000
 
@@ -35,7 +35,7 @@ def test_first_scan_reads_every_page_and_counts_exactly() -> None:
         [job(i) for i in range(20)] + [job(20, "InProgress", imported=3), job(21, "Created", 0, 0)]
     )
     pages = PagedList(jobs, page_size=5)
-    outcome = history().scan(pages, max_pages=20, now=NOW)
+    outcome = history().scan(pages, 20, pages.page_size, NOW)
     assert pages.calls == 5
     assert (outcome.statuses, outcome.users_total) == truth(jobs)
     assert outcome.full
@@ -45,9 +45,9 @@ def test_steady_state_costs_one_call_and_stays_exact() -> None:
     jobs = newest_first([job(i) for i in range(30)])
     pages = PagedList(jobs, page_size=5)
     pool = history()
-    pool.scan(pages, max_pages=20, now=NOW)
+    pool.scan(pages, 20, pages.page_size, NOW)
     pages.calls = 0
-    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 60)
     assert pages.calls == 1
     assert not outcome.full
     assert (outcome.statuses, outcome.users_total) == truth(jobs)
@@ -58,17 +58,19 @@ def test_new_jobs_and_an_old_active_job_finishing_are_counted_after_one_scan() -
     jobs = newest_first([job(i) for i in range(12) if i != 3] + [old_active])
     pages = PagedList(jobs, page_size=4)
     pool = history()
-    pool.scan(pages, max_pages=20, now=NOW)
+    pool.scan(pages, 20, pages.page_size, NOW)
     finished = old_active._replace(status="Failed", imported=40, failed=7, completed=BASE_TIME)
     jobs = newest_first([*(j for j in jobs if j.job_id != old_active.job_id), finished])
     jobs = newest_first([*jobs, job(12, "Pending", 0, 0), job(13)])
     pages.jobs = jobs
     pages.calls = 0
-    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 60)
     assert (outcome.statuses, outcome.users_total) == truth(jobs)
     assert outcome.statuses["Failed"] == 1
-    # the list is read down to the finished job's old place, not further
-    assert pages.calls == 3
+    # one page meets the newest known job; describing the old active job costs one call,
+    # paging down to it two more
+    assert (pages.calls, pages.describes) == (1, 1)
+    assert (outcome.pages, outcome.describes) == (1, 1)
     assert not outcome.full
     changes = {(c.job.job_id, c.old_status, c.job.status) for c in outcome.changes}
     assert changes == {
@@ -77,7 +79,7 @@ def test_new_jobs_and_an_old_active_job_finishing_are_counted_after_one_scan() -
         ("import-0013", None, "Succeeded"),
     }
     pages.calls = 0
-    assert pool.scan(pages, max_pages=20, now=NOW + 120).statuses == truth(jobs)[0]
+    assert pool.scan(pages, 20, pages.page_size, NOW + 120).statuses == truth(jobs)[0]
     assert pages.calls == 1
 
 
@@ -85,17 +87,17 @@ def test_ordering_violation_forces_a_full_read() -> None:
     jobs = newest_first([job(i) for i in range(9)])
     pages = PagedList(jobs, page_size=3)
     pool = history()
-    pool.scan(pages, max_pages=20, now=NOW)
+    pool.scan(pages, 20, pages.page_size, NOW)
     # a job older than the newest finished one appears at the top: the order broke
     pages.jobs = [job(100, created=BASE_TIME - 10), *jobs]
     pages.calls = 0
-    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 60)
     assert outcome.full
     assert outcome.ordering_broken
     assert outcome.statuses == {"Succeeded": 10}
     # until a full read shows the order again, every scan reads in full
     pages.calls = 0
-    pool.scan(pages, max_pages=20, now=NOW + 120)
+    pool.scan(pages, 20, pages.page_size, NOW + 120)
     assert pages.calls == 4
 
 
@@ -103,9 +105,9 @@ def test_boundary_job_that_vanished_triggers_a_full_read_in_the_same_scan() -> N
     jobs = newest_first([job(i) for i in range(9)])
     pages = PagedList(jobs, page_size=3)
     pool = history()
-    pool.scan(pages, max_pages=20, now=NOW)
+    pool.scan(pages, 20, pages.page_size, NOW)
     pages.jobs = jobs[1:]
-    outcome = pool.scan(pages, max_pages=20, now=NOW + 60)
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 60)
     assert outcome.full
     assert outcome.statuses == {"Succeeded": 8}
 
@@ -114,19 +116,19 @@ def test_full_resync_happens_on_the_interval() -> None:
     jobs = newest_first([job(i) for i in range(9)])
     pages = PagedList(jobs, page_size=3)
     pool = history(resync=600)
-    pool.scan(pages, max_pages=20, now=NOW)
-    assert not pool.scan(pages, max_pages=20, now=NOW + 200).full
-    assert pool.scan(pages, max_pages=20, now=NOW + 601).full
+    pool.scan(pages, 20, pages.page_size, NOW)
+    assert not pool.scan(pages, 20, pages.page_size, NOW + 200).full
+    assert pool.scan(pages, 20, pages.page_size, NOW + 601).full
 
 
 def test_user_totals_never_go_down_when_jobs_leave_the_list() -> None:
     jobs = newest_first([job(i, imported=100) for i in range(5)])
     pages = PagedList(jobs, page_size=10)
     pool = history(resync=0)
-    first = pool.scan(pages, max_pages=20, now=NOW)
+    first = pool.scan(pages, 20, pages.page_size, NOW)
     assert first.users_total["imported"] == 500
     pages.jobs = [job(5, imported=7), *jobs[:-2]]
-    second = pool.scan(pages, max_pages=20, now=NOW + 60)
+    second = pool.scan(pages, 20, pages.page_size, NOW + 60)
     assert second.statuses == {"Succeeded": 4}
     assert second.users_total["imported"] == 507
 
@@ -136,21 +138,21 @@ def test_repeated_token_ends_paging_as_a_failure() -> None:
         return Page((job(2 if token else 1),), "same")
 
     with pytest.raises(PagingError) as raised:
-        history().scan(looping, max_pages=20, now=NOW)
+        history().scan(Pages(looping), 20, 3, NOW)
     assert raised.value.error_code == "PaginationLoop"
 
 
 def test_max_pages_ends_paging_as_a_failure() -> None:
     pages = PagedList(newest_first([job(i) for i in range(10)]), page_size=2)
     with pytest.raises(PagingError) as raised:
-        history().scan(pages, max_pages=3, now=NOW)
+        history().scan(pages, 3, pages.page_size, NOW)
     assert raised.value.error_code == "MaxPagesExceeded"
     assert pages.calls == 3
 
 
 def test_a_list_of_exactly_max_pages_is_fine() -> None:
     pages = PagedList(newest_first([job(i) for i in range(6)]), page_size=2)
-    assert history().scan(pages, max_pages=3, now=NOW).statuses == {"Succeeded": 6}
+    assert history().scan(pages, 3, pages.page_size, NOW).statuses == {"Succeeded": 6}
 
 
 def test_duplicate_jobs_across_pages_count_once() -> None:
@@ -161,22 +163,22 @@ def test_duplicate_jobs_across_pages_count_once() -> None:
             return Page(tuple(jobs[:3]), "next")
         return Page(tuple(jobs[2:]), None)
 
-    assert history().scan(overlapping, max_pages=5, now=NOW).statuses == {"Succeeded": 4}
+    assert history().scan(Pages(overlapping), 5, 3, NOW).statuses == {"Succeeded": 4}
 
 
 def test_a_failed_scan_leaves_the_history_as_it_was() -> None:
     jobs = newest_first([job(i) for i in range(6)])
     pages = PagedList(jobs, page_size=2)
     pool = history()
-    pool.scan(pages, max_pages=20, now=NOW)
+    pool.scan(pages, 20, pages.page_size, NOW)
 
     def broken(token: str | None) -> Page:
         raise RuntimeError("connection reset")
 
     with pytest.raises(RuntimeError):
-        pool.scan(broken, max_pages=20, now=NOW + 60)
+        pool.scan(Pages(broken), 20, 3, NOW + 60)
     pages.calls = 0
-    outcome = pool.scan(pages, max_pages=20, now=NOW + 120)
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 120)
     assert outcome.statuses == {"Succeeded": 6}
     assert pages.calls == 1
 
@@ -192,7 +194,7 @@ def test_recent_jobs_are_active_or_recently_finished_newest_first_and_bounded() 
 def test_per_job_records_survive_folding_into_the_tail() -> None:
     jobs = newest_first([job(i, created=NOW - 1000 + i) for i in range(10)])
     pool = history(keep=3)
-    outcome = pool.scan(PagedList(jobs, page_size=4), max_pages=20, now=NOW)
+    outcome = pool.scan(PagedList(jobs, page_size=4), 20, 4, NOW)
     assert [item.job_id for item in outcome.jobs] == ["import-0009", "import-0008", "import-0007"]
 
 
@@ -208,12 +210,12 @@ def test_an_interrupted_first_read_resumes_where_it_stopped() -> None:
         if remaining == 0:
             raise DeadlineExceeded("the scrape's time is up")
         remaining -= 1
-        return pages(token)
+        return pages.page(token)
 
     with pytest.raises(DeadlineExceeded):
-        pool.scan(fetch_until_deadline, max_pages=20, now=NOW)
+        pool.scan(Pages(fetch_until_deadline), 20, 3, NOW)
     remaining = next(budget)
-    outcome = pool.scan(fetch_until_deadline, max_pages=20, now=NOW + 60)
+    outcome = pool.scan(Pages(fetch_until_deadline), 20, 3, NOW + 60)
     assert outcome.statuses == {"Succeeded": 12}
     assert outcome.users_total == {"imported": 120, "skipped": 12, "failed": 0}
     # 2 pages before the deadline, the other 2 after: no page read twice
@@ -228,7 +230,7 @@ def test_an_endless_list_is_bounded_across_resumed_reads() -> None:
 
     pool = history()
     with pytest.raises(PagingError) as raised:
-        pool.scan(endless, max_pages=5, now=NOW)
+        pool.scan(Pages(endless), 5, 3, NOW)
     assert raised.value.error_code == "MaxPagesExceeded"
     with pytest.raises(PagingError):
-        pool.scan(endless, max_pages=5, now=NOW + 60)
+        pool.scan(Pages(endless), 5, 3, NOW + 60)

@@ -37,12 +37,12 @@ def model(clock: FakeClock) -> CognitoModel:
 
 def every_page(model: CognitoModel, pool_id: str, limit: int) -> list[list[str]]:
     pages: list[list[str]] = []
-    page, cursor = model.jobs_older_than(pool_id, limit, None)
+    page, cursor, more = model.jobs_older_than(pool_id, limit, None)
     while True:
         pages.append([str(job["JobId"]) for job in page])
-        if cursor is None:
+        if not more:
             return pages
-        page, cursor = model.jobs_older_than(pool_id, limit, cursor)
+        page, cursor, more = model.jobs_older_than(pool_id, limit, cursor)
 
 
 def new_job(model: CognitoModel, clock: FakeClock, name: str = "nightly") -> str:
@@ -76,11 +76,11 @@ def test_paging_is_stable_when_jobs_are_created_between_pages(
     model: CognitoModel, clock: FakeClock
 ) -> None:
     history = add_history(model, POOL, 130)
-    first, cursor = model.jobs_older_than(POOL, 7, None)
+    first, cursor, more = model.jobs_older_than(POOL, 7, None)
     new_ids = [new_job(model, clock, f"arrival-{n}") for n in range(3)]
     seen = [str(job["JobId"]) for job in first]
-    while cursor is not None:
-        page, cursor = model.jobs_older_than(POOL, 7, cursor)
+    while more:
+        page, cursor, more = model.jobs_older_than(POOL, 7, cursor)
         seen += [str(job["JobId"]) for job in page]
     assert seen == history
     assert [job_id for page in every_page(model, POOL, 60) for job_id in page] == [
@@ -237,7 +237,7 @@ def test_operator_jobs_arrive_in_spawning_pools_only(model: CognitoModel, clock:
     ]
     assert (jobs[1]["StartDate"], jobs[1]["CompletionDate"]) == (START + 550, START + 565)
     assert (newest["Status"], newest["StartDate"]) == ("Pending", START + 610)
-    assert model.jobs_older_than(OTHER_POOL, 60, None) == ([], None)
+    assert model.jobs_older_than(OTHER_POOL, 60, None) == ([], None, False)
 
 
 def test_an_abandoned_operator_job_expires(model: CognitoModel, clock: FakeClock) -> None:

@@ -27,6 +27,8 @@ KNOWN_STATUSES = (
     "Succeeded",
 )
 MAX_USER_COUNT = 2**53
+# what one ListUserImportJobs answer holds at most, though MaxResults takes up to 60
+SERVICE_PAGE_JOBS = 50
 _STATUS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _MAX_NAME_LENGTH = 256
 _MAX_MESSAGE_LENGTH = 1024
@@ -88,6 +90,35 @@ def fetch_page(
         # botocore's parser trips over JSON of the wrong shape with these, not a ClientError
         raise InvalidJobsPage(f"the answer could not be read: {type(error).__name__}") from None
     return parse_page(response)
+
+
+def fetch_job(client: CognitoIdentityProviderClient, pool_id: str, job_id: str) -> Job | None:
+    """The job as DescribeUserImportJob tells it; None when the pool has it no more."""
+    try:
+        response = client.describe_user_import_job(UserPoolId=pool_id, JobId=job_id)
+    except client.exceptions.ResourceNotFoundException:
+        return None
+    except (AttributeError, TypeError, KeyError, ValueError) as error:
+        raise InvalidJobsPage(f"the answer could not be read: {type(error).__name__}") from None
+    raw = response.get("UserImportJob")
+    if raw is None:
+        raise InvalidJobsPage("the answer holds no UserImportJob")
+    return parse_job(raw)
+
+
+@dataclass(frozen=True)
+class PoolJobs:
+    """A pool's import jobs as the API gives them: a page of the list, or one job."""
+
+    client: CognitoIdentityProviderClient
+    pool_id: str
+    page_size: int
+
+    def page(self, token: str | None) -> Page:
+        return fetch_page(self.client, self.pool_id, self.page_size, token)
+
+    def job(self, job_id: str) -> Job | None:
+        return fetch_job(self.client, self.pool_id, job_id)
 
 
 def parse_page(response: Mapping[str, Any]) -> Page:

@@ -2,15 +2,17 @@
 
 The service lists jobs newest first, and jobs in a terminal status never change again. So after
 one full read, the bottom of the list where every job is terminal (the tail) is kept only as
-totals (jobs per status, user sums), and later scans page from the top only until they meet the
-newest job of that tail (the boundary): one call per pool in the steady state. The ordering is
-checked while paging; when it does not hold, or the boundary is not where it was, the pool is
-read in full again. Memory grows with active jobs, not with history.
+totals (jobs per status, user sums); above it (the head) the history keeps each job, down to
+the deepest one still active. Later scans read steadily (`exporter.collect.reading`): a page
+from the top to meet the newest known job, and the known active jobs refreshed: one call per
+pool in the steady state. When the list is not what the history knows, the pool is read in
+full again; and every `full_resync_interval` anyway. Memory grows with active jobs, not with
+history.
 
 A full read that the scrape's deadline (or an error) interrupts is resumed from its last
 pagination token at the next scrape rather than started again, so a large pool's first read
 spreads over scrapes without paying twice. Jobs created meanwhile sit above where it started;
-the next scan, which pages from the top to the boundary, picks them up.
+the next steady scan picks them up.
 """
 
 from __future__ import annotations
@@ -19,26 +21,25 @@ import operator
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.cognito.jobs import Job, Page, PagingError
+from exporter.cognito.jobs import Job, PagingError
+from exporter.collect.reading import (
+    FullRead,
+    Inconsistent,
+    ListReader,
+    read_in_full,
+    read_steadily,
+)
 
 OUTCOMES = ("imported", "skipped", "failed")
-
-FetchPage = Callable[[str | None], Page]
 
 
 _status = operator.attrgetter("status")
 _imported = operator.attrgetter("imported")
 _skipped = operator.attrgetter("skipped")
 _failed = operator.attrgetter("failed")
-
-
-class _BoundaryMoved(Exception):
-    def __init__(self, pages: int, reason: str) -> None:
-        super().__init__(reason)
-        self.pages = pages
 
 
 @dataclass
@@ -75,6 +76,7 @@ class ScanOutcome:
     users_total: dict[str, int]
     jobs: tuple[Job, ...]
     pages: int
+    describes: int
     full: bool
     changes: tuple[StatusChange, ...]
     ordering_broken: bool
@@ -103,7 +105,7 @@ class PoolHistory:
         self._next_full_scan = 0.0
         self._last_full_scan: float | None = None
         self._users_total: Counter[str] = Counter()
-        self._unfinished: _Read | None = None
+        self._unfinished: FullRead | None = None
 
     def configure(self, keep_recent: int, full_scan_interval: float) -> None:
         """New settings from a reload, in force from the next scan: a shorter interval brings
@@ -121,41 +123,41 @@ class PoolHistory:
     def full_scan_due(self, now: float) -> bool:
         return not self._ordered or now >= self._next_full_scan
 
-    def scan(self, fetch: FetchPage, max_pages: int, now: float) -> ScanOutcome:
+    def scan(
+        self, reader: ListReader, max_pages: int, jobs_per_page: int, now: float
+    ) -> ScanOutcome:
         """Bring the history up to date; call with `lock` held. Raises on any failure,
         leaving the history as it was."""
-        stop_at = None if self.full_scan_due(now) else self._boundary
-        pages_used = 0
-        if stop_at is not None:
+        pages = 0
+        if not self.full_scan_due(now):
             try:
-                read = _read_jobs(fetch, max_pages, stop_at, _Read())
-                pages_used = read.pages
-            except _BoundaryMoved as moved:
-                pages_used = moved.pages
-                stop_at = None
-        if stop_at is None:
-            read = self._resumable_read(now)
-            pages_before = read.pages
-            try:
-                # max_pages bounds the whole read, resumed or not, so what it keeps is bounded
-                _read_jobs(fetch, max_pages - pages_used, None, read)
-            except PagingError:
-                self._unfinished = None
-                raise
-            finally:
-                pages_used += read.pages - pages_before
+                steady = read_steadily(reader, max_pages, self._head, self._boundary, jobs_per_page)
+            except Inconsistent as moved:
+                pages = moved.pages
+            else:
+                return self._absorb(steady.jobs, False, True, steady.pages, steady.describes, now)
+        read = self._resumable_read(now)
+        pages_before = read.pages
+        try:
+            # max_pages bounds the whole read, resumed or not, so what it keeps is bounded
+            read_in_full(reader, max_pages, read)
+        except PagingError:
             self._unfinished = None
-        return self._absorb(read.fresh, stop_at is None, read.ordered, pages_used, now)
+            raise
+        finally:
+            pages += read.pages - pages_before
+        self._unfinished = None
+        return self._absorb(read.fresh, True, read.ordered, pages, 0, now)
 
-    def _resumable_read(self, now: float) -> _Read:
+    def _resumable_read(self, now: float) -> FullRead:
         unfinished = self._unfinished
         if unfinished is None or now - unfinished.started >= self._full_scan_interval:
-            unfinished = _Read(started=now)
+            unfinished = FullRead(started=now)
             self._unfinished = unfinished
         return unfinished
 
     def _absorb(
-        self, fresh: list[Job], full: bool, ordered: bool, pages: int, now: float
+        self, fresh: list[Job], full: bool, ordered: bool, pages: int, describes: int, now: float
     ) -> ScanOutcome:
         changes = self._changes(fresh) if self._scanned else ()
         self._users_total += self._users_added(fresh, full)
@@ -183,6 +185,7 @@ class PoolHistory:
             users_total={outcome: self._users_total[outcome] for outcome in OUTCOMES},
             jobs=self._head + self._tail_recent,
             pages=pages,
+            describes=describes,
             full=full,
             changes=changes,
             ordering_broken=full and not ordered,
@@ -266,57 +269,3 @@ def _start_of_terminal_run(jobs: list[Job]) -> int:
     while split > 0 and jobs[split - 1].terminal:
         split -= 1
     return split
-
-
-@dataclass
-class _Read:
-    """How far a read down the list has come; a full read interrupted by the deadline or an
-    error is resumed from here at the next scrape instead of paging again from the top."""
-
-    started: float = 0.0
-    fresh: list[Job] = field(default_factory=list)
-    seen_ids: set[str] = field(default_factory=set)
-    seen_tokens: set[str] = field(default_factory=set)
-    token: str | None = None
-    pages: int = 0
-    ordered: bool = True
-    previous_created: float = float("inf")
-
-
-def _read_jobs(fetch: FetchPage, max_pages: int, stop_at: Job | None, read: _Read) -> _Read:
-    """Page down the list (newest first) from where `read` stands, to the end or to `stop_at`.
-
-    On return `read.fresh` holds the jobs above `stop_at` (all of them without it) and
-    `read.ordered` whether creation dates never increased down the list.
-    """
-    while True:
-        if read.pages >= max_pages:
-            raise PagingError("MaxPagesExceeded", f"more than {read.pages} pages of import jobs")
-        page = fetch(read.token)
-        read.pages += 1
-        for job in page.jobs:
-            if stop_at is not None and job.job_id == stop_at.job_id:
-                if job.status != stop_at.status or job.created != stop_at.created:
-                    raise _BoundaryMoved(read.pages, "a finished job changed")
-                return read
-            if job.job_id in read.seen_ids:
-                continue
-            if job.created is not None:
-                if job.created > read.previous_created:
-                    read.ordered = False
-                    if stop_at is not None:
-                        raise _BoundaryMoved(read.pages, "jobs out of creation order")
-                read.previous_created = job.created
-                if _older_than(job, stop_at):
-                    raise _BoundaryMoved(read.pages, "the newest finished job is gone")
-            read.seen_ids.add(job.job_id)
-            read.fresh.append(job)
-        token = page.next_token
-        if token is None:
-            if stop_at is not None:
-                raise _BoundaryMoved(read.pages, "the newest finished job is gone")
-            return read
-        if token in read.seen_tokens:
-            raise PagingError("PaginationLoop", "the service repeated a pagination token")
-        read.seen_tokens.add(token)
-        read.token = token

@@ -26,11 +26,12 @@ from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
 
 from exporter.cognito.clients import ClientFactory, ClientKey, error_code
-from exporter.cognito.jobs import Job, Page, fetch_page
+from exporter.cognito.jobs import Job, PoolJobs
 from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
 from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import DeadlineExceeded
+from exporter.collect.reading import jobs_per_page, page_bound
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape
 from exporter.redaction import safe_error_text
@@ -351,12 +352,14 @@ class Scraper:
             client = self._settings.clients.client(
                 ClientKey(pool.credentials, pool.region, pool.endpoint_url)
             )
-
-            def fetch(token: str | None) -> Page:
-                return fetch_page(client, pool.id, pool.page_size, token)
-
+            reader = PoolJobs(client, pool.id, pool.page_size)
             with calling_for(scope):
-                return history.scan(fetch, pool.max_pages, self._wall_clock())
+                return history.scan(
+                    reader,
+                    page_bound(pool.max_jobs, pool.page_size),
+                    jobs_per_page(pool.page_size),
+                    self._wall_clock(),
+                )
         finally:
             history.lock.release()
 

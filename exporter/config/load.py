@@ -195,7 +195,7 @@ def _resolve(document: ConfigDocument, problems: list[str]) -> Config:
                 endpoint_url=entry.endpoint_url or defaults.endpoint_url,
                 labels=tuple(sorted(entry.labels.items())),
                 page_size=defaults.page_size,
-                max_pages=defaults.max_pages,
+                max_jobs=defaults.max_jobs,
             )
         )
     return Config(

@@ -26,7 +26,7 @@ class Pool:
     endpoint_url: str | None
     labels: tuple[tuple[str, str], ...]
     page_size: int
-    max_pages: int
+    max_jobs: int
 
 
 @dataclass(frozen=True)
@@ -82,5 +82,5 @@ class Config:
             endpoint_url=endpoint_url or self.defaults.endpoint_url,
             labels=(),
             page_size=self.defaults.page_size,
-            max_pages=self.defaults.max_pages,
+            max_jobs=self.defaults.max_jobs,
         )

@@ -226,7 +226,19 @@ class Defaults(StrictModel):
     credentials: str = DEFAULT_CREDENTIALS
     endpoint_url: EndpointUrl = None
     page_size: Integer = Field(default=60, ge=1, le=60)
-    max_pages: Integer = Field(default=20, ge=1, le=1000)
+    # a pool keeps 1,000 jobs by default and the quota can be raised: the bound catches a
+    # list that never ends, not a large pool
+    max_jobs: Integer = Field(default=100_000, ge=1, le=10_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "max_pages" in data:
+            raise ValueError(
+                "max_pages is replaced by max_jobs, the most jobs a pool may list "
+                "(pages follow from it, 50 jobs a page)"
+            )
+        return data
 
 
 class Scrape(StrictModel):

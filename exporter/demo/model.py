@@ -232,16 +232,17 @@ class CognitoModel:
 
     def jobs_older_than(
         self, pool_id: str, limit: int, cursor: JobKey | None
-    ) -> tuple[list[JsonObject], JobKey | None]:
-        """Up to `limit` jobs newest first, older than `cursor` (all of them without it), and
-        the cursor of the page after, if there are older jobs."""
+    ) -> tuple[list[JsonObject], JobKey | None, bool]:
+        """Up to `limit` jobs newest first, older than `cursor` (all of them without it); the
+        cursor of the page after (the oldest job's); and whether older jobs are left."""
         with self._lock:
             self._advance_locked(self.clock())
             pool = self._pool(pool_id)
             end = len(pool.order) if cursor is None else _bisect_left(pool.order, cursor)
             start = max(0, end - limit)
             page = [job_view(pool.jobs[job_id]) for _, _, job_id in reversed(pool.order[start:end])]
-            return page, (pool.order[start][:2] if start > 0 else None)
+            last = pool.order[start][:2] if start < end else cursor
+            return page, last, start > 0
 
     def describe_job(self, pool_id: str, job_id: str) -> JsonObject:
         with self._lock:

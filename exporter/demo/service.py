@@ -33,6 +33,7 @@ from exporter.demo.wire import (
 )
 
 LIST_CALL_HISTORY = 10_000
+SERVICE_PAGE_JOBS = 50
 GarbageMode = Literal["text", "empty", "truncated", "wrong_shape", "repeat_token"]
 
 
@@ -55,6 +56,8 @@ class Faults:
     echo_credentials: bool = False
     # AssumeRole answers with this error code
     assume_role_error: str | None = None
+    # the last page of a job list carries a token too; the page after it is empty
+    trailing_token: bool = False
 
     def clear(self) -> None:
         for name, value in vars(Faults()).items():
@@ -220,9 +223,12 @@ class SimulatedCognito(CognitoModel):
         limit = limit_param(params, "MaxResults", "maxResults")
         token = optional_token_param(params, "PaginationToken", "paginationToken")
         cursor = None if token is None else self._tokens.jobs_cursor(token, pool_id)
-        page, next_cursor = self.jobs_older_than(pool_id, limit, cursor)
+        # MaxResults takes up to 60, and an answer holds 50 jobs at most, as the service's
+        page, next_cursor, more = self.jobs_older_than(
+            pool_id, min(limit, SERVICE_PAGE_JOBS), cursor
+        )
         result: JsonObject = {"UserImportJobs": page}
-        if next_cursor is not None:
+        if next_cursor is not None and (more or (page and self.faults.trailing_token)):
             result["PaginationToken"] = self._tokens.token(
                 {"k": "jobs", "p": pool_id, "c": list(next_cursor)}
             )
