@@ -4,7 +4,8 @@ The secrets of the loaded configurations (secret keys, session tokens, external 
 replaced by value; temporary credentials, which the exporter never sees as text, by their
 shape: AWS secret keys and session tokens are runs of 40 or more base64 characters, which
 no message the exporter needs contains. Error texts also lose every URL (an answer's text
-could carry a pre-signed upload URL).
+could carry a pre-signed upload URL), and every text loses the signing parameters of any
+pre-signed URL it holds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from collections.abc import Iterable
 REDACTED = "<redacted>"
 _URL = re.compile(r"\w+://[^\s\"'<>]+")
 _CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
+# what makes a pre-signed URL grant anything, with or without its scheme, encoded or not
+_SIGNING_PARAMETER = re.compile(
+    r"(?i)((?:X-Amz-(?:Signature|Security-Token|Credential)|Signature|AWSAccessKeyId)"
+    r"(?:=|%3D))[^&\s\"'<>]+"
+)
 # a secret this short is replaced only where it stands alone, not inside a longer word
 SHORT_SECRET_LENGTH = 8
 MAX_ERROR_TEXT = 300
@@ -43,6 +49,7 @@ class Redactor:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
+        text = _SIGNING_PARAMETER.sub(rf"\1{REDACTED}", text)
         return _CREDENTIAL_SHAPE.sub(REDACTED, text)
 
 

@@ -6,14 +6,15 @@ from typing import Any
 import psutil
 import pytest
 from botocore.credentials import AssumeRoleCredentialFetcher
+from botocore.exceptions import ClientError
 
 from exporter.cognito.clients import (
     ClientFactory,
     ClientKey,
     ClientSettings,
     epoch_seconds,
-    error_code,
 )
+from exporter.cognito.errors import error_code
 from exporter.collect.ratelimit import DeadlineExceeded
 from exporter.config.load import load_text
 from exporter.config.schema import CredentialSet
@@ -120,6 +121,27 @@ def test_assumed_role_credentials_refresh_themselves(monkeypatch: pytest.MonkeyP
 def test_error_codes_are_short_and_bounded() -> None:
     assert error_code(DeadlineExceeded("late")) == "Timeout"
     assert error_code(ValueError("x")) == "Value"
+
+
+@pytest.mark.parametrize(
+    ("sent", "named"),
+    [
+        ("ResourceNotFoundException", "ResourceNotFound"),
+        ("com.amazonaws.cognito#TooManyRequestsException", "TooManyRequests"),
+        ("OperationNotEnabledException", "OperationNotEnabled"),
+        ("ExpiredToken", "ExpiredToken"),
+        ("ThrottlingException", "Throttling"),
+        ("503", "HTTP503"),
+        ("", "Unknown"),
+        ("12345", "Other"),
+        ("NoSuchThingException", "Other"),
+        ("Bad\nLine", "Other"),
+        ("A" * 500, "Other"),
+    ],
+)
+def test_service_error_codes_come_from_a_closed_set(sent: str, named: str) -> None:
+    error = ClientError({"Error": {"Code": sent, "Message": "m"}}, "ListUserImportJobs")
+    assert error_code(error) == named
 
 
 def test_credential_sets_share_what_botocore_reads_of_the_service() -> None:

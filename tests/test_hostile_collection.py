@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from exporter.demo.server import SimulatorServer
-from exporter.demo.service import SimulatedCognito
+from exporter.demo.service import GarbageMode, SimulatedCognito
 from exporter.logs import configure
 from tests.exporter_process import samples, value
 from tests.simulated import assert_exact, config_yaml, exporter_for, populate
@@ -126,6 +126,57 @@ def test_answers_that_drip_are_cut_at_their_deadline_and_free_their_slot(
             # one attempt, cut at 2 s (half the budget), not retried; one Timeout a scrape
             assert model.pool_call_counts()[pool_id] == 1
             assert errors(parsed)[(pool_id, "Timeout")] == scrape + 1
+    runtime.close()
+
+
+def test_error_codes_no_model_knows_share_one_series(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    runtime, app = exporter_for(config_yaml(endpoint, [HEALTHY]))
+    for index in range(3):
+        model.faults.failing_pools[HEALTHY] = f"MadeUp{index}<b>Exception"
+        call(app, "/metrics")
+    model.faults.failing_pools[HEALTHY] = "ResourceNotFoundException"
+    body = call(app, "/metrics")[2].decode()
+    assert errors(samples(body)) == {(HEALTHY, "Other"): 3, (HEALTHY, "ResourceNotFound"): 1}
+    assert "MadeUp" not in body
+    runtime.close()
+
+
+@pytest.mark.parametrize("mode", ["oversized", "overfull"])
+def test_answers_past_what_the_service_sends_are_refused(
+    model: SimulatedCognito, endpoint: str, mode: GarbageMode
+) -> None:
+    model.faults.garbage_pools.add(HEALTHY)
+    model.faults.garbage_mode = mode
+    runtime, app = exporter_for(config_yaml(endpoint, [HEALTHY]))
+    parsed = samples(call(app, "/metrics")[2].decode())
+    assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=HEALTHY) == 0
+    assert errors(parsed) == {(HEALTHY, "InvalidResponse"): model.calls["ListUserImportJobs"]}
+    assert model.calls["ListUserImportJobs"] == 1
+    runtime.close()
+
+
+def test_a_pre_signed_url_in_a_completion_message_loses_its_signing_parameters(
+    model: SimulatedCognito, endpoint: str, log_stream: io.StringIO
+) -> None:
+    runtime, app = exporter_for(config_yaml(endpoint, [HEALTHY]))
+    call(app, "/metrics")
+    token, signature = "IQoJb3JpZ2luX2VjE%2FPLANTED%2Btoken%3D", "5f3e9a0c17PLANTEDSIG"
+    message = (
+        "Cannot read my-bucket.s3.eu-west-1.amazonaws.com/users.csv?X-Amz-Algorithm=AWS4-HMAC"
+        f"&X-Amz-Security-Token={token}&X-Amz-Signature={signature} (scheme left out)"
+    )
+    model.add_job(
+        HEALTHY, name="sync", status="Failed", created=time.time(), completion_message=message
+    )
+    call(app, "/metrics")
+    page = call(app, "/")[2].decode()
+    log = log_stream.getvalue()
+    assert "job_status_changed" in log
+    assert "X-Amz-Signature=<redacted>" in log
+    for text_seen in (page, log):
+        assert "PLANTED" not in text_seen
     runtime.close()
 
 
@@ -268,6 +319,30 @@ def test_probing_thousands_of_unknown_pools_adds_no_series(
     parsed = samples(after.decode())
     assert errors(parsed) == {("", "ResourceNotFound"): 300}
     assert len(after) - len(before) < 300
+    runtime.close()
+
+
+def test_probes_of_made_up_regions_are_refused_before_any_client_is_built(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    runtime, app = exporter_for(
+        config_yaml(endpoint, [HEALTHY], extra="probe: {allow_unlisted: true, credentials: test}\n")
+    )
+    model.reset_calls()
+    for index in range(50):
+        region = "zz-" + "".join(chr(ord("a") + int(digit)) for digit in str(index)) + "-1"
+        status, _, body = call(app, "/probe", query=f"target={region}_Abc")
+        assert (status, body) == (
+            404,
+            f"{region} is not a region Cognito user pools are in\n".encode(),
+        )
+    assert model.call_counts() == {}
+    # a region the service has, not named in the file, is probed
+    status, _, body = call(app, "/probe", query="target=ap-southeast-7_Abc")
+    assert status == 200
+    assert (
+        'cognito_user_import_scrape_success{user_pool_id="ap-southeast-7_Abc"} 0.0' in body.decode()
+    )
     runtime.close()
 
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from exporter.collect.ratelimit import DeadlineExceeded, TokenBucket
+from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded, TokenBucket
 from tests.clocks import SteppingClock
 
 
@@ -78,3 +78,19 @@ def test_threads_share_one_bucket() -> None:
         thread.join(timeout=30)
     assert len(times) == 100
     assert most_in_any_second(sorted(times)) <= 50
+
+
+def test_a_registry_lets_idle_buckets_go_past_its_bound_and_keeps_busy_ones() -> None:
+    clock = SteppingClock()
+    registry = BucketRegistry(5, clock.now, clock.sleep, max_buckets=3)
+    first = registry.bucket("a")
+    for key in "abc":
+        registry.bucket(key).acquire(deadline=1e9)
+    registry.bucket("d")  # "a" sent a request this instant: a new bucket would let it send more
+    assert len(registry) == 4
+    assert registry.bucket("a") is first
+    clock.sleep(2)  # every bucket idle for more than its window
+    for index in range(1000):
+        registry.bucket(f"probed-{index}").acquire(deadline=1e9)
+        clock.sleep(0.3)
+    assert len(registry) == 4

@@ -119,6 +119,29 @@ def test_concurrent_scrapes_share_one_collection(model: SimulatedCognito, endpoi
             assert_exact(parsed, model, pool_id)
 
 
+def test_a_scrape_with_more_time_is_not_spoiled_by_a_shorter_one_it_joined(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    runtime, app = exporter(config_for(endpoint, timeout="30s"))
+    model.faults.latency = 0.7  # three pages: 2.1 s a pool
+    results: dict[str, dict[tuple[str, frozenset[tuple[str, str]]], float]] = {}
+
+    def scrape_with(name: str, header: str) -> None:
+        results[name] = scrape(app, {"X-Prometheus-Scrape-Timeout-Seconds": header})
+
+    short = threading.Thread(target=scrape_with, args=("short", "1.5"))
+    short.start()
+    time.sleep(0.1)  # the longer scrape arrives while the short one's collection runs
+    scrape_with("long", "6")
+    short.join(timeout=10)
+    for pool_id in POOLS:
+        assert (
+            value(results["short"], "cognito_user_import_scrape_success", user_pool_id=pool_id) == 0
+        )
+        assert_exact(results["long"], model, pool_id)
+    runtime.close()
+
+
 def test_cache_ttl_serves_a_recent_collection_and_says_so(
     model: SimulatedCognito, endpoint: str
 ) -> None:

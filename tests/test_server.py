@@ -1,12 +1,20 @@
 from __future__ import annotations
 
 import gzip
+import time
+from typing import cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporter.app import Runtime
+from exporter.collect.collector import ImportJobsCollector
+from exporter.collect.history import ScanOutcome
+from exporter.collect.pool import PoolResult
+from exporter.collect.scraper import Scraper, Snapshot
 from exporter.config.load import load_text
 from exporter.web.routes import ExporterApp, scrape_budget
+from tests.jobs import job
 from tests.wsgi import call
 
 
@@ -92,3 +100,63 @@ def test_landing_page_escapes_names_and_makes_no_collection(app: ExporterApp) ->
 )
 def test_scrape_budget(header: str | None, budget: float) -> None:
     assert scrape_budget(header, 25.0, 0.5) == budget
+
+
+class HangingScraper:
+    """A scraper whose collection takes all the time it is given, then answers for
+    `pools` pools with ten recent jobs each (several MB of exposition)."""
+
+    def __init__(self, pools: int) -> None:
+        config = load_text(
+            "defaults: {credentials: t, region: eu-west-1}\n"
+            "credentials: {t: {access_key_id: AKIAEXAMPLE, secret_access_key: not-real}}\n"
+            f"pools: [{', '.join(f'{{id: eu-west-1_Big{index}}}' for index in range(pools))}]\n"
+        )
+        recent = tuple(job(index) for index in range(10))
+        outcome = ScanOutcome(
+            {"Succeeded": 10},
+            {"imported": 100, "skipped": 10, "failed": 0},
+            recent,
+            1,
+            0,
+            True,
+            (),
+            False,
+        )
+        self.results = tuple(
+            PoolResult(pool, True, 0.1, outcome=outcome, recent_jobs=recent)
+            for pool in config.pools
+        )
+
+    def collect(self, deadline: float, arrived: float) -> Snapshot:
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        return Snapshot(self.results, complete=True)
+
+
+def test_a_large_answer_is_written_within_the_scrape_timeout() -> None:
+    config = load_text(
+        """
+        defaults: {endpoint_url: "http://127.0.0.1:9", credentials: test}
+        credentials: {test: {access_key_id: AKIAEXAMPLE, secret_access_key: not-real}}
+        scrape: {timeout: 3s}
+        pools: [{id: eu-west-1_Unused1}]
+        """
+    )
+    runtime = Runtime(lambda: config)
+    runtime.apply(config)
+    scraper = HangingScraper(1500)
+    runtime.registry = CollectorRegistry(auto_describe=False)
+    runtime.registry.register(ImportJobsCollector(lambda: cast(Scraper, scraper), lambda: 3.0))
+    app = ExporterApp(runtime, timeout_offset=0.0)
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": "3"}
+    took = []
+    for _ in range(3):
+        started = time.monotonic()
+        status, _, body = call(app, "/metrics", headers=headers)
+        took.append(time.monotonic() - started)
+        assert status == 200
+        assert body.count(b"cognito_user_import_scrape_success{") == 1500
+    # the first answer shows how long writing takes; later ones keep that time back
+    assert took[0] > 3.2
+    assert max(took[1:]) < 3.0
+    runtime.close()

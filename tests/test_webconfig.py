@@ -18,11 +18,11 @@ import pytest
 import requests
 import trustme
 from cryptography.hazmat.primitives import serialization
-from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from exporter.config.problems import ConfigError
 from exporter.web.auth import BasicAuth, RateLimit
+from exporter.web.connections import serve_connections
 from exporter.web.front import Front
 from exporter.web.routes import WsgiApp
 from exporter.web.serve import FollowingSSLContext, TlsHypercornConfig
@@ -710,7 +710,7 @@ def test_right_credentials_reach_the_app_with_the_configured_headers() -> None:
     protected = protect(app, lambda: AUTH_AND_HEADER)
     assert call(protected, authorization=basic("alice", PASSWORD)) == (
         200,
-        [("content-type", "text/plain"), ("x-frame-options", "deny")],
+        [("content-type", "text/plain"), ("x-frame-options", "deny"), ("content-length", "3")],
         b"ok\n",
     )
     assert call(protected, authorization=basic("alice", "nope"))[0] == 401
@@ -729,6 +729,7 @@ def test_a_header_the_app_sets_itself_wins() -> None:
         ("content-type", "text/plain"),
         ("x-frame-options", "sameorigin"),
         ("x-content-type-options", "nosniff"),
+        ("content-length", "3"),
     ]
 
 
@@ -737,7 +738,11 @@ def test_the_current_web_config_applies_from_the_next_request() -> None:
     protected = protect(Recorder(), lambda: current[0])
     assert call(protected)[0] == 401
     current[0] = WebConfig()
-    assert call(protected) == (200, [("content-type", "text/plain")], b"ok\n")
+    assert call(protected) == (
+        200,
+        [("content-type", "text/plain"), ("content-length", "3")],
+        b"ok\n",
+    )
     current[0] = WebConfig(basic_auth=BasicAuth({"bob": OTHER_HASH}))
     assert call(protected, authorization=basic("alice", PASSWORD))[0] == 401
     assert call(protected, authorization=basic("bob", "other password"))[0] == 200
@@ -776,7 +781,7 @@ def ok_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
 def serving(
     web: WebConfig, current: Callable[[], WebConfig] | None = None, app: WsgiApp = ok_app
 ) -> Iterator[int]:
-    """hypercorn serving the front before `app` on 127.0.0.1, in a thread of its own, with
+    """The server serving the front before `app` on 127.0.0.1, in a thread of its own, with
     `web` or whatever `current` returns when it is given."""
     port = free_port()
     base = HypercornConfig()
@@ -792,7 +797,7 @@ def serving(
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(
-                serve(protect(app, follow), config, shutdown_trigger=stop.wait, mode="asgi")
+                serve_connections(protect(app, follow), config, stop.wait, write_timeout=10)
             )
         except BaseException as error:
             failures.append(error)

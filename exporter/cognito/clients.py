@@ -24,18 +24,11 @@ from botocore.credentials import (
     Credentials,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import (
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
 from botocore.parsers import JSONParser, ResponseParserFactory
 from botocore.utils import parse_timestamp
 
 from exporter import __version__
+from exporter.cognito.errors import InvalidResponseError, error_code, service_code
 from exporter.config.schema import CredentialSet
 from exporter.redaction import safe_error_text
 
@@ -62,8 +55,8 @@ class AttemptObserver(Protocol):
         """Called with the attempt's outcome: None when it succeeded, else its error code."""
 
 
-class InvalidResponseError(Exception):
-    """The service answered 200 with a body that is not a JSON object."""
+# A full page of 50 import jobs, presigned URLs and messages at their longest, is under 200 kB
+MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -253,6 +246,18 @@ class ClientFactory:
 _SHARED_LOADER = botocore.loaders.create_loader()
 
 
+@functools.cache
+def service_regions() -> frozenset[str]:
+    """The regions botocore's endpoint data offers Cognito user pools in, every partition."""
+    session = botocore.session.Session()
+    session.register_component("data_loader", _SHARED_LOADER)
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("cognito-idp", partition)
+    )
+
+
 def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
     session = botocore.session.Session(profile=credential_set.profile)
     session.register_component("data_loader", _SHARED_LOADER)
@@ -314,6 +319,8 @@ class _StrictJSONParser(JSONParser):
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_ANSWER_BYTES:
+        raise InvalidResponseError(f"the answer is longer than {MAX_ANSWER_BYTES:,} bytes")
     if not body.strip():
         raise InvalidResponseError("the service answered with an empty body")
     try:
@@ -357,34 +364,7 @@ def _after_attempt(
     if caught_exception is not None:
         code: str | None = error_code(caught_exception)
     elif response is not None and "Error" in response[1]:
-        code = _normalise_code(str(response[1]["Error"].get("Code", "")))
+        code = service_code(str(response[1]["Error"].get("Code", "")))
     else:
         code = None
     observer.after_attempt(*_event_parts(event_name), code)
-
-
-def error_code(error: BaseException) -> str:
-    """A short, bounded name for what went wrong, used as a label value and in logs."""
-    own_code = getattr(error, "error_code", None)
-    if isinstance(own_code, str):
-        return own_code
-    if isinstance(error, ClientError):
-        return _normalise_code(str(error.response.get("Error", {}).get("Code", "")))
-    if isinstance(error, NoCredentialsError):
-        return "NoCredentials"
-    if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
-        return "Timeout"
-    if isinstance(error, EndpointConnectionError | HTTPClientError):
-        return "ConnectionError"
-    if isinstance(error, InvalidResponseError):
-        return "InvalidResponse"
-    return type(error).__name__.removesuffix("Error") or "Unknown"
-
-
-def _normalise_code(code: str) -> str:
-    code = code.rsplit("#", 1)[-1].removesuffix("Exception")
-    if not code:
-        return "Unknown"
-    if code.isdigit():
-        return f"HTTP{code}"
-    return code[:64]

@@ -29,6 +29,7 @@ KNOWN_STATUSES = (
 MAX_USER_COUNT = 2**53
 # what one ListUserImportJobs answer holds at most, though MaxResults takes up to 60
 SERVICE_PAGE_JOBS = 50
+MAX_RESULTS = 60
 _STATUS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _MAX_NAME_LENGTH = 256
 _MAX_MESSAGE_LENGTH = 1024
@@ -125,6 +126,8 @@ def parse_page(response: Mapping[str, Any]) -> Page:
     raw_jobs = response.get("UserImportJobs", [])
     if not isinstance(raw_jobs, list):
         raise InvalidJobsPage("UserImportJobs is not a list")
+    if len(raw_jobs) > MAX_RESULTS:
+        raise InvalidJobsPage(f"{len(raw_jobs)} jobs in one answer, more than MaxResults allows")
     token = response.get("PaginationToken")
     if token is not None and not isinstance(token, str):
         raise InvalidJobsPage("PaginationToken is not a string")

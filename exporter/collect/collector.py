@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -31,22 +33,49 @@ from exporter.collect.metrics import (
     USERS,
     MetricSpec,
 )
-from exporter.collect.scraper import PoolResult, Scraper
+from exporter.collect.pool import PoolResult
+from exporter.collect.scraper import Scraper
 
-_deadline: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+
+@dataclass
+class ScrapeTiming:
+    """A scrape's deadline and arrival (time.monotonic), and when its collection was done."""
+
+    deadline: float
+    arrived: float
+    collected: float | None = None
+
+
+_scrape: contextvars.ContextVar[ScrapeTiming | None] = contextvars.ContextVar(
     "scrape_deadline", default=None
 )
 
 
 @contextlib.contextmanager
-def scrape_deadline(deadline: float, arrived: float) -> Iterator[None]:
+def scrape_deadline(deadline: float, arrived: float) -> Iterator[ScrapeTiming]:
     """Collections made in this context are for a scrape that arrived at `arrived` and must
-    finish by `deadline` (both time.monotonic)."""
-    token = _deadline.set((deadline, arrived))
+    finish by `deadline` (both time.monotonic); the timing yielded says when it was done."""
+    timing = ScrapeTiming(deadline, arrived)
+    token = _scrape.set(timing)
     try:
-        yield
+        yield timing
     finally:
-        _deadline.reset(token)
+        _scrape.reset(token)
+
+
+class RenderReserve:
+    """Time kept back from a scrape's collection for building and writing its answer: half
+    as much again as the longest of the last few answers took, at most half the budget."""
+
+    def __init__(self, kept: int = 5) -> None:
+        self._recent: deque[float] = deque(maxlen=kept)
+
+    def observe(self, seconds: float) -> None:
+        self._recent.append(seconds)
+
+    def collection_deadline(self, deadline: float, arrived: float) -> float:
+        reserve = 1.5 * max(self._recent, default=0.0)
+        return deadline - min(reserve, (deadline - arrived) / 2)
 
 
 class ImportJobsCollector(Collector):
@@ -66,12 +95,12 @@ class ImportJobsCollector(Collector):
         return [spec.family() for spec in POOL_FAMILIES]
 
     def collect(self) -> Iterable[Metric]:
-        scrape = _deadline.get()
+        scrape = _scrape.get()
         if scrape is None:
             now = self._clock()
-            scrape = (now + self._default_timeout(), now)
-        deadline, arrived = scrape
-        snapshot = self._current_scraper().collect(deadline, arrived)
+            scrape = ScrapeTiming(now + self._default_timeout(), now)
+        snapshot = self._current_scraper().collect(scrape.deadline, scrape.arrived)
+        scrape.collected = self._clock()
         return families(snapshot.results, self._help_suffix())
 
     def _help_suffix(self) -> str:

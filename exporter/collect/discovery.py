@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from exporter.cognito.clients import ClientFactory, ClientKey, error_code
+from exporter.cognito.clients import ClientFactory, ClientKey
+from exporter.cognito.errors import error_code
 from exporter.cognito.pools import PoolSummary, listed_pools, pool_tags
 from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
 from exporter.collect.metrics import ExporterMetrics

@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 
 WINDOW_SECONDS = 1.05
+# buckets kept per registry before idle ones are let go: each probed pool id has a bucket
+MAX_BUCKETS = 10_000
 
 
 class DeadlineExceeded(Exception):
@@ -58,6 +60,13 @@ class TokenBucket:
         with self._lock:
             self._next_slot = max(self._next_slot, self._clock() + seconds)
 
+    def idle(self) -> bool:
+        """Whether a new bucket would behave just as this one does from now on."""
+        with self._lock:
+            now = self._clock()
+            last = self._departures[-1] if self._departures else -math.inf
+            return self._next_slot <= now and last + WINDOW_SECONDS <= now
+
     def _window_opens(self) -> float:
         if len(self._departures) < self._per_window:
             return 0.0
@@ -65,24 +74,36 @@ class TokenBucket:
 
 
 class BucketRegistry:
-    """Buckets by key, created on first use and kept across scrapes."""
+    """Buckets by key, created on first use and kept across scrapes; past `max_buckets`,
+    the least recently used bucket is let go once it is idle."""
 
     def __init__(
         self,
         rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_buckets: int = MAX_BUCKETS,
     ) -> None:
         self.rate = rate
         self._clock = clock
         self._sleep = sleep
+        self._max_buckets = max_buckets
         self._lock = threading.Lock()
-        self._buckets: dict[Hashable, TokenBucket] = {}
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def bucket(self, key: Hashable) -> TokenBucket:
         with self._lock:
             bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = TokenBucket(self.rate, self._clock, self._sleep)
-                self._buckets[key] = bucket
+            if bucket is not None:
+                self._buckets.move_to_end(key)
+                return bucket
+            if len(self._buckets) >= self._max_buckets:
+                _, oldest = next(iter(self._buckets.items()))
+                if oldest.idle():
+                    self._buckets.popitem(last=False)
+            bucket = TokenBucket(self.rate, self._clock, self._sleep)
+            self._buckets[key] = bucket
             return bucket

@@ -19,46 +19,28 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
 
-from exporter.cognito.clients import ClientFactory, ClientKey, error_code
-from exporter.cognito.jobs import Job, PoolJobs
-from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
-from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
+from exporter.cognito.clients import ClientFactory
 from exporter.collect.metrics import ExporterMetrics
-from exporter.collect.ratelimit import DeadlineExceeded
-from exporter.collect.reading import jobs_per_page, page_bound
+from exporter.collect.pool import (
+    TIMEOUT,
+    UNLISTED_POOL_LABEL,
+    PoolCollector,
+    PoolResult,
+    PoolState,
+    log_result_change,
+)
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape
-from exporter.redaction import safe_error_text
 
 log = logging.getLogger(__name__)
 
 MAX_PROBED_POOLS = 1000
-TIMEOUT = DeadlineExceeded.error_code
-NOT_COLLECTED = "not collected before the scrape deadline"
-# errors of pools probed without being listed share one label value, so probing cannot grow
-# the exporter's own series without bound
-UNLISTED_POOL_LABEL = ""
-
-
-@dataclass(frozen=True)
-class PoolResult:
-    pool: Pool
-    success: bool
-    duration: float
-    error_code: str | None = None
-    error_message: str | None = None
-    outcome: ScanOutcome | None = None
-    recent_jobs: tuple[Job, ...] = ()
-
-    @classmethod
-    def timed_out(cls, pool: Pool, duration: float) -> PoolResult:
-        return cls(pool, False, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
 
 
 @dataclass(frozen=True)
@@ -68,19 +50,8 @@ class Snapshot:
     cached: bool = False
 
 
-def account_key(pool: Pool) -> Hashable:
-    """Quotas are per account and region; a credential set stands for one account."""
-    return (pool.credentials, pool.region, pool.endpoint_url)
-
-
-class PoolState:
-    """What is kept of one pool between scrapes and across reloads."""
-
-    def __init__(self, pool_id: str, scrape: Scrape) -> None:
-        self.history = PoolHistory(pool_id, scrape.max_jobs_per_pool, scrape.full_resync_interval)
-        self.logged_error: str | None = None
-        self.logged = False
-        self.timed_out_last = False
+# a joining scrape collects again what its collection ran out of time for if it has this long
+MIN_EXTENSION_SECONDS = 1.0
 
 
 @dataclass
@@ -98,7 +69,7 @@ class _Collection:
 @dataclass(frozen=True)
 class _Settings:
     scrape: Scrape
-    clients: ClientFactory
+    pools: PoolCollector
     executor: ThreadPoolExecutor
 
 
@@ -116,7 +87,9 @@ class Scraper:
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._settings = _Settings(scrape, clients, self._new_executor(scrape))
+        self._settings = _Settings(
+            scrape, self._pool_collector(scrape, clients), self._new_executor(scrape)
+        )
         self._pools: tuple[Pool, ...] = ()
         self._states: dict[str, PoolState] = {}
         self._probed: OrderedDict[str, PoolState] = OrderedDict()
@@ -144,7 +117,7 @@ class Scraper:
             if scrape.max_concurrency != previous.scrape.max_concurrency:
                 executor = self._new_executor(scrape)
                 previous.executor.shutdown(wait=False, cancel_futures=False)
-            self._settings = _Settings(scrape, clients, executor)
+            self._settings = _Settings(scrape, self._pool_collector(scrape, clients), executor)
         self.set_pools(pools)
 
     def set_pools(self, pools: Sequence[Pool]) -> None:
@@ -178,6 +151,10 @@ class Scraper:
         wait_for_futures(
             list(collection.futures.values()), timeout=max(0.0, deadline - self._clock())
         )
+        if self._extend(collection, deadline):
+            wait_for_futures(
+                list(collection.futures.values()), timeout=max(0.0, deadline - self._clock())
+            )
         snapshot = self._snapshot_of(collection)
         with self._lock:
             self._last = snapshot
@@ -197,7 +174,8 @@ class Scraper:
         """One pool alone, for /probe; not shared with other scrapes."""
         state = self._state(pool, listed)
         label = pool.id if listed else UNLISTED_POOL_LABEL
-        future = self._settings.executor.submit(self._collect_pool, pool, state, label, deadline)
+        settings = self._settings
+        future = settings.executor.submit(settings.pools.collect, pool, state, label, deadline)
         try:
             result = future.result(timeout=max(0.0, deadline - self._clock()))
         except FutureTimeout:
@@ -210,6 +188,9 @@ class Scraper:
     def close(self, wait: bool = False) -> None:
         """At exit: what is still queued is not needed; `wait` for what runs."""
         self._settings.executor.shutdown(wait=wait, cancel_futures=True)
+
+    def _pool_collector(self, scrape: Scrape, clients: ClientFactory) -> PoolCollector:
+        return PoolCollector(scrape, clients, self._metrics, self._clock, self._wall_clock)
 
     def _new_executor(self, scrape: Scrape) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=scrape.max_concurrency, thread_name_prefix="collect")
@@ -236,6 +217,29 @@ class Scraper:
         self._submit(collection, ordered)
         return collection
 
+    def _extend(self, collection: _Collection, deadline: float) -> bool:
+        """A scrape with more time than the collection it joined: the pools that collection
+        ran out of time for are collected again by this scrape's deadline (once), for it and
+        any scrape that joins later."""
+        with self._lock:
+            now = self._clock()
+            if collection.deadline > now or deadline - now < MIN_EXTENSION_SECONDS:
+                return False
+            timed_out = [
+                pool
+                for pool in self._pools
+                if (future := collection.futures.get(pool.id)) is not None
+                and future.done()
+                and not future.cancelled()
+                and future.result().error_code == TIMEOUT
+            ]
+            if not timed_out:
+                return False
+            collection.deadline = deadline
+            collection.finished_at = None
+            self._submit(collection, timed_out)
+            return True
+
     def _add_missing(self, collection: _Collection) -> None:
         missing = [pool for pool in self._pools if pool.id not in collection.futures]
         if collection is self._latest and missing:
@@ -243,10 +247,10 @@ class Scraper:
             self._submit(collection, missing)
 
     def _submit(self, collection: _Collection, pools: Sequence[Pool]) -> None:
-        executor = self._settings.executor
+        settings = self._settings
         for pool in pools:
-            future = executor.submit(
-                self._collect_pool, pool, self._states[pool.id], pool.id, collection.deadline
+            future = settings.executor.submit(
+                settings.pools.collect, pool, self._states[pool.id], pool.id, collection.deadline
             )
             collection.futures[pool.id] = future
             future.add_done_callback(functools.partial(self._finished, collection))
@@ -270,7 +274,7 @@ class Scraper:
             if not complete_only:
                 self._count_timeout_once(collection, pool)
                 result = PoolResult.timed_out(pool, self._clock() - collection.started)
-                self._log_result_change(self._states[pool.id], result)
+                log_result_change(self._states[pool.id], result)
                 results.append(result)
         return Snapshot(tuple(results), complete=complete)
 
@@ -296,107 +300,3 @@ class Scraper:
             while len(self._probed) > MAX_PROBED_POOLS:
                 self._probed.popitem(last=False)
             return state
-
-    def _collect_pool(
-        self, pool: Pool, state: PoolState, label: str, deadline: float
-    ) -> PoolResult:
-        started = self._clock()
-        scrape = self._settings.scrape
-        scope = CallScope(pool.id, account_key(pool), deadline, label)
-        try:
-            outcome = self._scan(pool, state.history, scope)
-        except Exception as error:  # any failure is this pool's alone
-            code = error_code(error)
-            # timeouts are counted where the scrape reports them, once per pool and collection
-            if code != TIMEOUT and not failure_counted_by_attempt(scope):
-                self._metrics.api_errors.labels(user_pool_id=label, error_code=code).inc()
-            result = PoolResult(
-                pool=pool,
-                success=False,
-                duration=self._clock() - started,
-                error_code=code,
-                error_message=safe_error_text(error),
-            )
-        else:
-            result = PoolResult(
-                pool=pool,
-                success=True,
-                duration=self._clock() - started,
-                outcome=outcome,
-                recent_jobs=tuple(
-                    recent_jobs(
-                        outcome.jobs,
-                        self._wall_clock(),
-                        scrape.job_window,
-                        scrape.max_jobs_per_pool,
-                    )
-                ),
-            )
-            _log_changes(pool, outcome.changes)
-            if outcome.ordering_broken:
-                log.warning(
-                    "import jobs are not listed newest first; reading the pool in full",
-                    extra={"fields": {"user_pool_id": pool.id}},
-                )
-        state.timed_out_last = result.error_code == TIMEOUT
-        self._log_result_change(state, result)
-        return result
-
-    def _scan(self, pool: Pool, history: PoolHistory, scope: CallScope) -> ScanOutcome:
-        remaining = scope.deadline - self._clock()
-        if remaining <= 0 or not history.lock.acquire(timeout=remaining):
-            raise DeadlineExceeded("the pool was still busy from an earlier scrape")
-        try:
-            scrape = self._settings.scrape
-            history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
-            client = self._settings.clients.client(
-                ClientKey(pool.credentials, pool.region, pool.endpoint_url)
-            )
-            reader = PoolJobs(client, pool.id, pool.page_size)
-            with calling_for(scope):
-                return history.scan(
-                    reader,
-                    page_bound(pool.max_jobs, pool.page_size),
-                    jobs_per_page(pool.page_size),
-                    self._wall_clock(),
-                )
-        finally:
-            history.lock.release()
-
-    def _log_result_change(self, state: PoolState, result: PoolResult) -> None:
-        with self._lock:
-            previous, first = state.logged_error, not state.logged
-            state.logged_error, state.logged = result.error_code, True
-        if result.error_code == previous and not first:
-            return
-        fields = {"user_pool_id": result.pool.id}
-        if result.error_code is not None:
-            fields |= {"error_code": result.error_code, "error": result.error_message or ""}
-            log.warning("collecting the pool failed", extra={"fields": fields})
-        elif not first:
-            log.info("collecting the pool works again", extra={"fields": fields})
-
-
-def _log_changes(pool: Pool, changes: Sequence[StatusChange]) -> None:
-    for change in changes:
-        job = change.job
-        worrying = job.status == "Failed" or (job.terminal and job.failed > 0)
-        level = logging.WARNING if worrying else logging.INFO
-        log.log(
-            level,
-            "import job status changed",
-            extra={
-                "fields": {
-                    "event": "job_status_changed",
-                    "user_pool_id": pool.id,
-                    "job_id": job.job_id,
-                    "job_name": job.name,
-                    "old_status": change.old_status or "",
-                    "new_status": job.status,
-                    "imported": job.imported,
-                    "skipped": job.skipped,
-                    "failed": job.failed,
-                    "completion_message": job.completion_message or "",
-                }
-            },
-        )

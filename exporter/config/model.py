@@ -64,6 +64,13 @@ class Config:
                     values.append(secret.get_secret_value())
         return tuple(values)
 
+    def regions(self) -> frozenset[str]:
+        """The regions the file names: its pools', discovery's and the default."""
+        named = {pool.region for pool in self.pools} | {d.region for d in self.discovery}
+        if self.defaults.region:
+            named.add(self.defaults.region)
+        return frozenset(named)
+
     def pool_for(
         self,
         pool_id: str,

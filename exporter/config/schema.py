@@ -29,7 +29,7 @@ from exporter.config.problems import printable, quoted
 # The service's own patterns, in ASCII: \w would take any Unicode letter, and `$` a newline.
 POOL_ID_PATTERN = re.compile(r"[\w-]+_[0-9a-zA-Z]+", re.ASCII)
 POOL_ID_MAX_LENGTH = 55
-REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
+REGION_PATTERN = re.compile(r"[a-z]{2,4}(-[a-z]+)+-\d+", re.ASCII)
 LABEL_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
 RESERVED_POOL_LABELS = frozenset({"user_pool_id", "user_pool_name", "region"})
 DEFAULT_CREDENTIALS = "default"

@@ -34,7 +34,9 @@ from exporter.demo.wire import (
 
 LIST_CALL_HISTORY = 10_000
 SERVICE_PAGE_JOBS = 50
-GarbageMode = Literal["text", "empty", "truncated", "wrong_shape", "repeat_token"]
+GarbageMode = Literal[
+    "text", "empty", "truncated", "wrong_shape", "repeat_token", "oversized", "overfull"
+]
 
 
 @dataclass
@@ -179,6 +181,11 @@ class SimulatedCognito(CognitoModel):
         result = self._operations[operation](params)
         if garbage and mode == "repeat_token" and operation == "ListUserImportJobs":
             result["PaginationToken"] = self._same_page_token(params)
+        if garbage and mode == "oversized":
+            result["Padding"] = "x" * (3 * 1024 * 1024)
+        if garbage and mode == "overfull" and operation == "ListUserImportJobs":
+            listed = result["UserImportJobs"]
+            result["UserImportJobs"] = (listed if isinstance(listed, list) else []) * 61
         reply = json_reply(result)
         if garbage and mode == "truncated":
             return Reply(200, reply.body[: max(1, len(reply.body) // 2)])

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.collect.collector import families, scrape_deadline
+from exporter.cognito.clients import service_regions
+from exporter.collect.collector import RenderReserve, families, scrape_deadline
 from exporter.collect.scraper import Scraper
 from exporter.config.model import Config, Pool
 from exporter.config.schema import is_pool_id
@@ -83,6 +84,7 @@ class ExporterApp:
         self._timeout_offset = timeout_offset
         self._clock = clock
         self._metrics_app = make_wsgi_app(runtime.registry)
+        self._render_reserve = RenderReserve()
         self._routes: dict[str, tuple[tuple[str, ...], WsgiApp]] = {
             "/metrics": (READ_METHODS, self._metrics),
             "/": (READ_METHODS, self._landing),
@@ -125,11 +127,15 @@ class ExporterApp:
     def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._runtime.ready:
             return _text(start_response, "503 Service Unavailable", "no configuration loaded\n")
-        with scrape_deadline(*self._deadline(environ)):
+        deadline, arrived = self._deadline(environ)
+        collect_by = self._render_reserve.collection_deadline(deadline, arrived)
+        with scrape_deadline(collect_by, arrived) as timing:
             body: Iterable[bytes] = self._metrics_app(
                 dict(environ, REQUEST_METHOD="GET"), start_response
             )
-            return body
+        if timing.collected is not None:
+            self._render_reserve.observe(self._clock() - timing.collected)
+        return body
 
     def _probe(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._runtime.ready:
@@ -145,6 +151,13 @@ class ExporterApp:
         listed = pool is not None
         if pool is None and config.probe.allow_unlisted and config.probe.credentials:
             pool = config.pool_for(target, credentials=config.probe.credentials)
+            # each region needs a client of its own: only regions that exist get one
+            if pool.region not in service_regions() | config.regions():
+                return _text(
+                    start_response,
+                    "404 Not Found",
+                    f"{pool.region or 'no region'} is not a region Cognito user pools are in\n",
+                )
         if pool is None:
             return _text(
                 start_response,

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
+from exporter.web.connections import serve_connections
 from exporter.web.front import Front
 from exporter.web.routes import WsgiApp
 from exporter.web.webconfig import WebConfig
@@ -35,7 +35,7 @@ class ListenAddressError(ValueError):
 class ServerSettings:
     listen_address: str
     worker_threads: int = 16
-    read_timeout: int = 10
+    io_timeout: float = 10.0  # a TLS handshake, or a client taking nothing of an answer
     keep_alive_timeout: float = 75.0
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
@@ -59,7 +59,9 @@ def _bind(address: str) -> str:
 def hypercorn_config(settings: ServerSettings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [_bind(settings.listen_address)]
-    config.read_timeout = settings.read_timeout
+    # No read timeout: an idle connection ends at the keep-alive timeout, a busy one at its
+    # request's deadline (exporter.web.front).
+    config.read_timeout = None
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.h11_max_incomplete_size = settings.max_header_bytes
     config.wsgi_max_body_size = settings.max_body_bytes
@@ -67,7 +69,7 @@ def hypercorn_config(settings: ServerSettings) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
-    config.ssl_handshake_timeout = settings.read_timeout
+    config.ssl_handshake_timeout = settings.io_timeout
     config.h2_max_header_list_size = settings.max_header_bytes
     return config
 
@@ -150,9 +152,13 @@ def run(
     config = TlsHypercornConfig.from_config(
         hypercorn_config(settings), lambda: web_config().ssl_context
     )
-    _check_listen(config)
     workers = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="http")
-    front = Front(app, web_config, workers, budget, settings.max_body_bytes)
+    probe_workers = ThreadPoolExecutor(
+        max_workers=max(2, settings.worker_threads // 4), thread_name_prefix="probe"
+    )
+    front = Front(
+        app, web_config, workers, budget, settings.max_body_bytes, probe_workers=probe_workers
+    )
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(_serve(front, settings, on_reload, on_started, config))
@@ -160,14 +166,7 @@ def run(
         # Not asyncio.run(): it would wait for worker threads still inside a slow scrape.
         loop.close()
         workers.shutdown(wait=False, cancel_futures=True)
-
-
-def _check_listen(config: HypercornConfig) -> None:
-    """Bind the listen address once and let go, so that an address in use or one that does
-    not exist is an OSError here, before anything claims to be listening."""
-    sockets = config.create_sockets()
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
-        sock.close()
+        probe_workers.shutdown(wait=False, cancel_futures=True)
 
 
 async def _serve(
@@ -182,16 +181,11 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
-    server = asyncio.ensure_future(serve(front, config, shutdown_trigger=stop.wait, mode="asgi"))
-    log.info("listening", extra={"fields": {"address": settings.listen_address}})
-    if on_started is not None:
-        on_started()
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if server.done() and not stopping.done():
-        stopping.cancel()
-        server.result()  # the server ended on its own: raise why (an OSError from binding)
-        return
-    # a TLS client that never answers the close message would hold shutdown for 30 s
-    await asyncio.wait({server}, timeout=settings.shutdown_grace + 0.3)
+
+    def listening() -> None:
+        log.info("listening", extra={"fields": {"address": settings.listen_address}})
+        if on_started is not None:
+            on_started()
+
+    await serve_connections(front, config, stop.wait, settings.io_timeout, listening)
     log.info("stopped")

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterable, Sequence
 
 from exporter import __version__
-from exporter.collect.scraper import PoolResult, Snapshot
+from exporter.collect.pool import PoolResult
+from exporter.collect.scraper import Snapshot
 from exporter.config.model import Pool
 
 _STYLE = """

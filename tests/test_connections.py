@@ -1,0 +1,169 @@
+"""Connections as the server keeps them: let go when the client closes, answered however long
+they were kept alive, closed at the keep-alive timeout, and never holding a worker while a
+client is slow to read its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from exporter.web.connections import serve_connections
+from exporter.web.front import Front
+from exporter.web.serve import ServerSettings, TlsHypercornConfig, hypercorn_config
+from exporter.web.webconfig import WebConfig
+from tests.tools import free_port, listening, wait_until
+
+BIG = b"x" * (16 * 1024 * 1024)
+PROBES_MAY_END = threading.Event()
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ["PATH_INFO"] == "/probe":
+        PROBES_MAY_END.wait(10)
+    body = BIG if environ["PATH_INFO"] == "/big" else b"ok\n"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+@contextlib.contextmanager
+def server(settings: ServerSettings, workers: int = 4) -> Iterator[int]:
+    """The exporter's server (its settings, front and connections) before `app`."""
+    port = int(settings.listen_address.rpartition(":")[2])
+    config = TlsHypercornConfig.from_config(hypercorn_config(settings), lambda: None)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    probe_pool = ThreadPoolExecutor(max_workers=2)
+    front = Front(app, WebConfig, pool, budget=lambda header: 5.0, probe_workers=probe_pool)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve_connections(front, config, stop.wait, settings.io_timeout))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: listening(port), 10, "server listening")
+        yield port
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+        loop.close()
+        pool.shutdown(wait=False)
+        probe_pool.shutdown(wait=False)
+
+
+def settings(**changes: Any) -> ServerSettings:
+    return ServerSettings(f"127.0.0.1:{free_port()}", **changes)
+
+
+def open_sockets() -> int:
+    """Sockets this process holds."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed since it was listed
+            count += os.readlink(f"/proc/self/fd/{name}").startswith("socket:")
+    return count
+
+
+def test_connections_the_client_closed_are_let_go_at_once() -> None:
+    with server(settings(keep_alive_timeout=60)) as port:
+        before = open_sockets()
+
+        def client() -> None:
+            for _ in range(50):
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/")
+                assert connection.getresponse().read() == b"ok\n"
+                connection.close()
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # 400 connections closed by their clients: the server holds none of them, long
+        # before the 60 s keep-alive timeout
+        wait_until(lambda: open_sockets() <= before, 5, "server sockets let go")
+
+
+def test_a_connection_idle_longer_than_the_io_timeout_is_still_answered() -> None:
+    with server(settings(io_timeout=0.5, keep_alive_timeout=30)) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == b"ok\n"
+        time.sleep(1.5)  # the idle time is what is tested
+        started = time.monotonic()
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == b"ok\n"
+        assert time.monotonic() - started < 1
+        connection.close()
+
+
+def test_an_idle_connection_is_closed_at_the_keep_alive_timeout() -> None:
+    with (
+        server(settings(keep_alive_timeout=1)) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as client,
+    ):
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = time.monotonic()
+        received = b""
+        while not received.endswith(b"ok\n"):
+            received += client.recv(4096)
+        assert client.recv(4096) == b""  # the server's FIN
+        assert 0.9 < time.monotonic() - answered < 3
+
+
+def test_clients_that_never_read_hold_no_worker_and_are_dropped() -> None:
+    with server(settings(io_timeout=1), workers=1) as port:
+        before = open_sockets()
+        readers = []
+        for _ in range(3):
+            reader = socket.create_connection(("127.0.0.1", port), timeout=10)
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            readers.append(reader)
+        try:
+            for reader in readers:
+                assert reader.recv(1, socket.MSG_PEEK) == b"H"  # its answer is under way
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"ok\n"
+            assert time.monotonic() - started < 0.5  # the one worker is free
+            connection.close()
+            # taking nothing of an answer for io_timeout (1 s) ends the connection: the
+            # server's three sockets are closed, the clients' three remain
+            wait_until(lambda: open_sockets() == before + 3, 5, "stalled connections ended")
+        finally:
+            for reader in readers:
+                reader.close()
+
+
+def test_probes_in_flight_leave_metrics_its_workers() -> None:
+    PROBES_MAY_END.clear()
+    with server(settings(), workers=2) as port:
+        probes = []
+        try:
+            for _ in range(8):
+                probe = socket.create_connection(("127.0.0.1", port), timeout=10)
+                probe.sendall(b"GET /probe?target=x HTTP/1.1\r\nHost: x\r\n\r\n")
+                probes.append(probe)
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/metrics")
+            assert connection.getresponse().read() == b"ok\n"
+            assert time.monotonic() - started < 0.5
+            connection.close()
+        finally:
+            PROBES_MAY_END.set()
+            for probe in probes:
+                probe.close()
