@@ -218,9 +218,34 @@ def test_an_interrupted_first_read_resumes_where_it_stopped() -> None:
     outcome = pool.scan(Pages(fetch_until_deadline), 20, 3, NOW + 60)
     assert outcome.statuses == {"Succeeded": 12}
     assert outcome.users_total == {"imported": 120, "skipped": 12, "failed": 0}
-    # 2 pages before the deadline, the other 2 after: no page read twice
-    assert pages.calls == 4
-    assert outcome.pages == 2
+    # 2 pages before the deadline, the other 2 after, then the first again to catch up on
+    # the newest jobs
+    assert pages.calls == 5
+    assert outcome.pages == 3
+
+
+def test_a_resumed_read_catches_up_on_the_newest_jobs_at_once() -> None:
+    jobs = newest_first([job(i) for i in range(11)] + [job(11, status="InProgress")])
+    pages = PagedList(jobs, page_size=3)
+    pool = history()
+    remaining = 2
+
+    def fetch_until_deadline(token: str | None) -> Page:
+        nonlocal remaining
+        if remaining == 0:
+            raise DeadlineExceeded("the scrape's time is up")
+        remaining -= 1
+        return pages.page(token)
+
+    with pytest.raises(DeadlineExceeded):
+        pool.scan(Pages(fetch_until_deadline), 20, 3, NOW)
+    pages.jobs[0] = job(11, status="Succeeded")  # the newest job ends between the scrapes
+    remaining = 10
+    outcome = pool.scan(Pages(fetch_until_deadline), 20, 3, NOW + 60)
+    assert (outcome.statuses, outcome.users_total) == truth(pages.jobs)
+    assert [(change.old_status, change.job.status) for change in outcome.changes] == [
+        ("InProgress", "Succeeded")
+    ]
 
 
 def test_an_endless_list_is_bounded_across_resumed_reads() -> None:

@@ -22,7 +22,7 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.cognito.jobs import Job, PagingError
 from exporter.collect.reading import (
@@ -147,7 +147,22 @@ class PoolHistory:
         finally:
             pages += read.pages - pages_before
         self._unfinished = None
-        return self._absorb(read.fresh, True, read.ordered, pages, 0, now)
+        outcome = self._absorb(read.fresh, True, read.ordered, pages, 0, now)
+        if pages_before == 0 or not read.ordered:
+            return outcome
+        # A read resumed from an earlier scrape holds that scrape's view of the newest jobs:
+        # catch up on them now rather than a scrape later. The full read stands if this fails.
+        try:
+            steady = read_steadily(reader, max_pages, self._head, self._boundary, jobs_per_page)
+        except Exception:  # the catch-up is extra; its calls are counted where they are made
+            return outcome
+        caught_up = self._absorb(steady.jobs, False, True, steady.pages, steady.describes, now)
+        return replace(
+            caught_up,
+            pages=outcome.pages + caught_up.pages,
+            full=True,
+            changes=outcome.changes + caught_up.changes,
+        )
 
     def _resumable_read(self, now: float) -> FullRead:
         unfinished = self._unfinished
