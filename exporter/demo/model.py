@@ -256,7 +256,12 @@ class CognitoModel:
             pools = list(self._pools.values())
             if not 0 <= start <= len(pools):
                 raise IndexError(start)
-            return [pool_summary(pool) for pool in pools[start : start + limit]], len(pools)
+            chosen = pools[start : start + limit]
+            return [
+                {"Id": pool.pool_id, "Name": pool.name, "CreationDate": pool.created}
+                | {"LastModifiedDate": pool.modified, "Status": "Enabled"}
+                for pool in chosen
+            ], len(pools)
 
     def describe_pool(self, pool_id: str) -> JsonObject:
         with self._lock:
@@ -389,13 +394,3 @@ class CognitoModel:
 
 def _bisect_left(order: list[tuple[float, int, str]], key: JobKey) -> int:
     return bisect.bisect_left(order, key, key=lambda entry: entry[:2])
-
-
-def pool_summary(pool: SimulatedPool) -> JsonObject:
-    return {
-        "Id": pool.pool_id,
-        "Name": pool.name,
-        "CreationDate": pool.created,
-        "LastModifiedDate": pool.modified,
-        "Status": "Enabled",
-    }
