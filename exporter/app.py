@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from exporter import __version__
 from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings, profile_problems
 from exporter.collect.attempts import AttemptGate
+from exporter.collect.budgets import DEFAULT_QUOTA, Budgets
 from exporter.collect.collector import ImportJobsCollector
 from exporter.collect.discovery import PoolDiscovery
 from exporter.collect.metrics import ExporterMetrics
@@ -77,14 +78,15 @@ class Runtime:
         )
         # After the collector: a scrape's own API calls and errors show in the same answer.
         self.metrics = ExporterMetrics(self.registry, __version__)
-        defaults = Scrape()
         # One gate for the life of the process: the clients' hooks point at it, so clients
         # survive reloads; a reload only changes its rates.
         self._gate = AttemptGate(
             self.metrics,
-            account_buckets=BucketRegistry(defaults.requests_per_second),
-            pool_buckets=BucketRegistry(defaults.pool_requests_per_second),
+            account_buckets=BucketRegistry(DEFAULT_QUOTA * Scrape().quota_share),
+            pool_buckets=BucketRegistry(Scrape().pool_requests_per_second),
         )
+        self._budgets = Budgets(self._gate, self.metrics)
+        self._budgets_started = False
 
     @property
     def ready(self) -> bool:
@@ -104,6 +106,10 @@ class Runtime:
         if self._scraper is None:
             raise RuntimeError("no configuration loaded yet")
         return self._scraper
+
+    @property
+    def budgets(self) -> Budgets:
+        return self._budgets
 
     @property
     def discovery(self) -> PoolDiscovery | None:
@@ -150,6 +156,7 @@ class Runtime:
                 self._reloader.start()
 
     def close(self) -> None:
+        self._budgets.stop()
         discovery = self.discovery
         if discovery is not None:
             discovery.stop()
@@ -210,13 +217,20 @@ class Runtime:
         previous = self._generation
         kept = previous.discovery.pools() if previous and previous.discovery else ()
         scrape = config.scrape
-        self._gate.set_rates(scrape.requests_per_second, scrape.pool_requests_per_second)
+        self._budgets.configure(config, generation.clients)
         self._gate.attempt_timeout = _client_settings(config).read_timeout
         with self._lock:
             self._generation = generation
             pools = _merged(config.pools, kept)
             if self._scraper is None:
-                self._scraper = Scraper(pools, scrape, generation.clients, self.metrics)
+                self._scraper = Scraper(
+                    pools,
+                    scrape,
+                    generation.clients,
+                    self.metrics,
+                    account_key=self._budgets.account_key,
+                    on_not_enabled=self._not_enabled,
+                )
             else:
                 self._scraper.configure(scrape, generation.clients, pools)
         discovery = generation.discovery
@@ -227,6 +241,12 @@ class Runtime:
             previous.discovery.stop()
         if discovery is not None:
             discovery.start()
+        # the budgets before the first scrape: GetCallerIdentity and GetProvisionedLimit
+        if self._budgets_started:
+            self._budgets.refresh()
+        else:
+            self._budgets.start()
+            self._budgets_started = True
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(time.time())
         self.metrics.reloads.labels(outcome="success").inc()
@@ -236,6 +256,13 @@ class Runtime:
                 "fields": {"pools": len(config.pools), "credential_sets": len(config.credentials)}
             },
         )
+
+    def _not_enabled(self, pool: Pool) -> None:
+        """A pool answered OperationNotEnabled: discovery stops collecting it if it found it;
+        a static pool keeps reporting the error."""
+        discovery = self.discovery
+        if discovery is not None:
+            discovery.not_enabled(pool)
 
     def _discovered(self, discovery: PoolDiscovery, pools: tuple[Pool, ...]) -> None:
         with self._lock:

@@ -69,7 +69,11 @@ def assert_exact(parsed: Samples, model: SimulatedCognito, pool_id: str) -> None
         assert seen == total, (pool_id, outcome)
 
 
-TEST_CREDENTIALS = "test: {access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real}"
+TEST_ACCOUNT = "123456789012"
+TEST_CREDENTIALS = (
+    "test: {access_key_id: AKIAEXAMPLE, secret_access_key: test-secret-not-real, "
+    f'account_id: "{TEST_ACCOUNT}"}}'
+)
 
 
 def config_yaml(
@@ -81,8 +85,11 @@ def config_yaml(
     page_size: int = 60,
     region: str | None = None,
 ) -> str:
-    """A config for the simulator at `endpoint`: fake static credentials, the given pools."""
-    scrape_lines = "".join(f"  {key}: {value}\n" for key, value in (scrape or {}).items())
+    """A config for the simulator at `endpoint`: fake static credentials of a known account,
+    the given pools, and a fixed request rate unless `scrape` says otherwise (no
+    GetProvisionedLimit call to count)."""
+    scrape = {"requests_per_second": 10, **(scrape or {})}
+    scrape_lines = "".join(f"  {key}: {value}\n" for key, value in scrape.items())
     pool_lines = "".join(f"  - id: {pool_id}\n" for pool_id in pools)
     in_region = f"region: {region}, " if region else ""
     return (

@@ -62,7 +62,10 @@ def test_discovery_by_tag_reports_exactly_the_matching_pools(
     for pool_id in MATCHING:
         assert_exact(parsed, model, pool_id)
     assert value(parsed, "cognito_user_import_discovery_success", region="eu-west-1") == 1
-    assert value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1") == 3
+    assert (
+        value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1", state="collected")
+        == 3
+    )
     assert model.calls["DescribeUserPool"] == 5
     runtime.close()
 
@@ -130,7 +133,10 @@ def test_a_failed_discovery_keeps_the_last_good_list(server: SimulatorServer) ->
     discovery.refresh(everything=True)
     parsed = samples(call(app, "/metrics")[2].decode())
     assert value(parsed, "cognito_user_import_discovery_success", region="eu-west-1") == 0
-    assert value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1") == 3
+    assert (
+        value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1", state="collected")
+        == 3
+    )
     assert pool_ids_in(parsed, "cognito_user_import_scrape_success") == set(MATCHING)
     runtime.close()
 

@@ -34,7 +34,8 @@ def test_the_whole_metrics_answer_matches_the_golden_file(tmp_path: Path) -> Non
     with serving(model) as endpoint:
         config = tmp_path / "config.yaml"
         config.write_text(
-            config_yaml(endpoint, scrape={"max_jobs_per_pool": 4}) + "pools:\n"
+            config_yaml(endpoint, scrape={"max_jobs_per_pool": 4, "requests_per_second": "auto"})
+            + "pools:\n"
             "  - {id: eu-west-1_Golden1, name: golden, labels: {team: identity, tier: gold}}\n"
             "  - {id: eu-west-1_Empty2}\n"
             "  - {id: eu-west-1_Gone3, name: gone}\n"

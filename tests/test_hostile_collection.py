@@ -266,8 +266,8 @@ def test_a_service_error_that_echoes_the_session_token_shows_it_nowhere(
     model.faults.failing_pools[HEALTHY] = "InternalErrorException"
     model.faults.echo_credentials = True
     text = config_yaml(endpoint, [HEALTHY]).replace(
-        "secret_access_key: test-secret-not-real}",
-        f"secret_access_key: {SECRET_KEY}, session_token: {SECRET_TOKEN}}}",
+        "secret_access_key: test-secret-not-real,",
+        f"secret_access_key: {SECRET_KEY}, session_token: {SECRET_TOKEN},",
     )
     runtime, app = exporter_for(text)
     parsed = samples(call(app, "/metrics")[2].decode())
@@ -405,7 +405,10 @@ def test_a_name_pattern_that_would_backtrack_cannot_hold_discovery(
     )
     parsed, took = timed_scrape(app)
     assert took < 2
-    assert value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1") == 1
+    assert (
+        value(parsed, "cognito_user_import_discovery_pools", region="eu-west-1", state="collected")
+        == 1
+    )
     assert value(parsed, "cognito_user_import_scrape_success", user_pool_id="eu-west-1_Match2") == 1
     assert ("cognito_user_import_pool_info", "eu-west-1_Trap1") not in {
         (name, dict(labels).get("user_pool_id")) for name, labels in parsed

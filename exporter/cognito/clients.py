@@ -34,6 +34,7 @@ from exporter.redaction import safe_error_text
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
+    from mypy_boto3_sts import STSClient
 
 SERVICE_NAME = "cognito-idp"
 SERVICE_EVENT_ID = "cognito-identity-provider"
@@ -131,6 +132,7 @@ class ClientFactory:
         self._lock = threading.Lock()
         self._sessions: dict[str, botocore.session.Session] = {}
         self._clients: dict[ClientKey, CognitoIdentityProviderClient] = {}
+        self._sts_clients: dict[str, STSClient] = {}
 
     def client(self, key: ClientKey) -> CognitoIdentityProviderClient:
         with self._lock:
@@ -138,6 +140,21 @@ class ClientFactory:
             if client is None:
                 client = self._new_client(key)
                 self._clients[key] = client
+            return client
+
+    def sts_client(self, credentials: str) -> STSClient:
+        """An STS client with the credential set's own credentials (an assumed role's, for a
+        role), for GetCallerIdentity."""
+        with self._lock:
+            client = self._sts_clients.get(credentials)
+            if client is None:
+                region = self._settings.sts_region
+                created = self._session(credentials).create_client(
+                    STS_SERVICE_NAME, region_name=region, config=self._botocore_config(region)
+                )
+                self._observe(created, STS_SERVICE_NAME)
+                client = cast("STSClient", created)
+                self._sts_clients[credentials] = client
             return client
 
     def keep_clients_from(self, previous: ClientFactory) -> None:

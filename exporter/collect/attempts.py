@@ -184,11 +184,13 @@ class AttemptGate:
         self._watchdog = AttemptWatchdog(clock)
 
     def set_rates(self, account_rate: float, pool_rate: float) -> None:
-        """New limits (a reload); buckets whose rate did not change keep their state."""
-        if account_rate != self._account_buckets.rate:
-            self._account_buckets = BucketRegistry(account_rate, self._clock)
-        if pool_rate != self._pool_buckets.rate:
-            self._pool_buckets = BucketRegistry(pool_rate, self._clock)
+        """New default limits (a reload), in force from each bucket's next request."""
+        self._account_buckets.set_default_rate(account_rate)
+        self._pool_buckets.set_default_rate(pool_rate)
+
+    def set_account_rate(self, account_key: Hashable, rate: float | None) -> None:
+        """The budget of one account and region (None: the default again)."""
+        self._account_buckets.set_rate(account_key, rate)
 
     def before_attempt(self, service: str, operation: str) -> None:
         scope = _scope.get()

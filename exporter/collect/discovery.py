@@ -59,6 +59,9 @@ class PoolDiscovery:
         self._bucket = TokenBucket(DISCOVERY_REQUESTS_PER_SECOND)
         self._scope = CallScope("", None, 0.0)
         self._found: dict[int, tuple[Pool, ...]] = {}
+        # pools whose region answered OperationNotEnabled (a replica region): not collected
+        self._not_enabled: set[tuple[str, str]] = set()
+        self._publishing = threading.Lock()
         self._described: dict[tuple[int, str], _Described] = {}
         self._due = dict.fromkeys(range(len(self._entries)), 0.0)
         self._first_round = threading.Event()
@@ -79,8 +82,27 @@ class PoolDiscovery:
         merged: dict[str, Pool] = {}
         for index in sorted(self._found):
             for pool in self._found[index]:
-                merged.setdefault(pool.id, pool)
+                if (pool.id, pool.region) not in self._not_enabled:
+                    merged.setdefault(pool.id, pool)
         return tuple(merged.values())
+
+    def not_enabled(self, pool: Pool) -> None:
+        """`pool`'s region answered OperationNotEnabled: stop collecting it there, for as
+        long as this configuration is in force."""
+        if not any(pool in found for found in self._found.values()):
+            return  # not a pool this discovery found
+        key = (pool.id, pool.region)
+        with self._publishing:
+            if key in self._not_enabled:
+                return
+            self._not_enabled.add(key)
+        log.info(
+            "a discovered pool cannot be read in this region (a replica region); "
+            "no longer collected",
+            extra={"fields": {"user_pool_id": pool.id, "region": pool.region}},
+        )
+        with self._publishing:
+            self._publish()
 
     def refresh(self, everything: bool = False) -> None:
         """One round: each entry whose refresh is due (every entry with `everything`), then
@@ -93,7 +115,8 @@ class PoolDiscovery:
                 self._due[index] = now + self._entries[index].refresh_interval
                 refreshed = True
         if refreshed:
-            self._publish()
+            with self._publishing:
+                self._publish()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -107,9 +130,11 @@ class PoolDiscovery:
         for index, entry in enumerate(self._entries):
             by_region.setdefault(entry.region, []).append(index)
         for region, indexes in by_region.items():
-            self._metrics.discovery_pools.labels(region=region).set(
-                sum(len(self._found.get(index, ())) for index in indexes)
-            )
+            found = {pool.id for index in indexes for pool in self._found.get(index, ())}
+            not_enabled = {pool_id for pool_id in found if (pool_id, region) in self._not_enabled}
+            pools = self._metrics.discovery_pools
+            pools.labels(region=region, state="collected").set(len(found - not_enabled))
+            pools.labels(region=region, state="not_enabled").set(len(not_enabled))
         self._on_change(self, self.pools())
 
     def _refresh(self, index: int) -> None:

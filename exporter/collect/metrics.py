@@ -131,8 +131,21 @@ DISCOVERY_SUCCESS = MetricSpec(
 )
 DISCOVERY_POOLS = MetricSpec(
     f"{PREFIX}_discovery_pools",
-    "Pools the last good discovery found in the region.",
-    ("region",),
+    "Pools the last good discovery found in the region, by state: collected, or "
+    "not_enabled (the region answers OperationNotEnabled, as a replica region does).",
+    ("region", "state"),
+)
+API_QUOTA = MetricSpec(
+    f"{PREFIX}_api_quota_requests_per_second",
+    "Requests a second Cognito enforces for the account and region in the API category "
+    "(GetProvisionedLimit).",
+    ("account_id", "region", "category"),
+)
+API_BUDGET = MetricSpec(
+    f"{PREFIX}_api_budget_requests_per_second",
+    "Requests a second the exporter allows itself for import jobs in the account and "
+    "region, shared by every credential set of the account.",
+    ("account_id", "region"),
 )
 
 POOL_FAMILIES = (
@@ -161,6 +174,8 @@ class ExporterMetrics:
         self.reloads = _counter(RELOADS, registry)
         self.discovery_success = _gauge(DISCOVERY_SUCCESS, registry)
         self.discovery_pools = _gauge(DISCOVERY_POOLS, registry)
+        self.api_quota = _gauge(API_QUOTA, registry)
+        self.api_budget = _gauge(API_BUDGET, registry)
 
 
 def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:

@@ -18,7 +18,7 @@ from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import DeadlineExceeded
 from exporter.collect.reading import jobs_per_page, page_bound
 from exporter.config.model import Pool
-from exporter.config.schema import Scrape
+from exporter.config.schema import Scrape, region_from_pool_id
 from exporter.redaction import safe_error_text
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ NOT_COLLECTED = "not collected before the scrape deadline"
 # errors of pools probed without being listed share one label value, so probing cannot grow
 # the exporter's own series without bound
 UNLISTED_POOL_LABEL = ""
+# what a replica region of a multi-region pool answers
+NOT_ENABLED = "OperationNotEnabled"
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,6 @@ class PoolResult:
     @classmethod
     def timed_out(cls, pool: Pool, duration: float) -> PoolResult:
         return cls(pool, False, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
-
-
-def account_key(pool: Pool) -> Hashable:
-    """Quotas are per account and region; a credential set stands for one account."""
-    return (pool.credentials, pool.region, pool.endpoint_url)
 
 
 class PoolState:
@@ -69,12 +66,16 @@ class PoolCollector:
         scrape: Scrape,
         clients: ClientFactory,
         metrics: ExporterMetrics,
+        account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_not_enabled: Callable[[Pool], None] = lambda pool: None,
     ) -> None:
         self._scrape = scrape
         self._clients = clients
         self._metrics = metrics
+        self._account_key = account_key
+        self._on_not_enabled = on_not_enabled
         self._clock = clock
         self._wall_clock = wall_clock
 
@@ -82,7 +83,7 @@ class PoolCollector:
         """One pool's result by `deadline`; its errors counted under `label`."""
         started = self._clock()
         scrape = self._scrape
-        scope = CallScope(pool.id, account_key(pool), deadline, label)
+        scope = CallScope(pool.id, self._account_key(pool), deadline, label)
         try:
             outcome = self._scan(pool, state.history, scope)
         except Exception as error:  # any failure is this pool's alone
@@ -90,12 +91,16 @@ class PoolCollector:
             # timeouts are counted where the scrape reports them, once per pool and collection
             if code != TIMEOUT and not failure_counted_by_attempt(scope):
                 self._metrics.api_errors.labels(user_pool_id=label, error_code=code).inc()
+            message = safe_error_text(error)
+            if code == NOT_ENABLED:
+                message = _not_enabled_message(pool)
+                self._on_not_enabled(pool)
             result = PoolResult(
                 pool=pool,
                 success=False,
                 duration=self._clock() - started,
                 error_code=code,
-                error_message=safe_error_text(error),
+                error_message=message,
             )
         else:
             result = PoolResult(
@@ -167,6 +172,12 @@ def _log_changes(pool: Pool, changes: Sequence[StatusChange]) -> None:
                 }
             },
         )
+
+
+def _not_enabled_message(pool: Pool) -> str:
+    primary = region_from_pool_id(pool.id)
+    where = f"; its primary region is {primary}" if primary and primary != pool.region else ""
+    return f"import jobs cannot be listed in {pool.region}, a replica region of the pool{where}"
 
 
 def log_result_change(state: PoolState, result: PoolResult) -> None:

@@ -33,13 +33,20 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._interval = 1.0 / rate
-        self._per_window = max(1, math.floor(rate))
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = 0.0
-        self._departures: deque[float] = deque(maxlen=self._per_window)
+        self._departures: deque[float] = deque()
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        """A new rate, in force from the next request; what left recently still counts."""
+        with self._lock:
+            self.rate = rate
+            self._interval = 1.0 / rate
+            self._per_window = max(1, math.floor(rate))
+            self._departures = deque(self._departures, maxlen=self._per_window)
 
     def acquire(self, deadline: float) -> None:
         """Wait for this caller's turn; raise DeadlineExceeded if it comes after the deadline."""
@@ -90,6 +97,29 @@ class BucketRegistry:
         self._max_buckets = max_buckets
         self._lock = threading.Lock()
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+        self._rates: dict[Hashable, float] = {}
+
+    def set_default_rate(self, rate: float) -> None:
+        """The rate of every key without a rate of its own."""
+        with self._lock:
+            self.rate = rate
+            for key, bucket in self._buckets.items():
+                if key not in self._rates:
+                    bucket.set_rate(rate)
+
+    def set_rate(self, key: Hashable, rate: float | None) -> None:
+        """`key`'s own rate (None: the default again)."""
+        with self._lock:
+            if rate is None:
+                self._rates.pop(key, None)
+            else:
+                self._rates[key] = rate
+            bucket = self._buckets.get(key)
+            if bucket is not None:
+                bucket.set_rate(self.rate if rate is None else rate)
+
+    def rate_of(self, key: Hashable) -> float:
+        return self._rates.get(key, self.rate)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -104,6 +134,6 @@ class BucketRegistry:
                 _, oldest = next(iter(self._buckets.items()))
                 if oldest.idle():
                     self._buckets.popitem(last=False)
-            bucket = TokenBucket(self.rate, self._clock, self._sleep)
+            bucket = TokenBucket(self._rates.get(key, self.rate), self._clock, self._sleep)
             self._buckets[key] = bucket
             return bucket

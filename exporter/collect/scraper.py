@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
@@ -80,10 +80,14 @@ class Scraper:
         scrape: Scrape,
         clients: ClientFactory,
         metrics: ExporterMetrics,
+        account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_not_enabled: Callable[[Pool], None] = lambda pool: None,
     ) -> None:
         self._metrics = metrics
+        self._account_key = account_key
+        self._on_not_enabled = on_not_enabled
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -190,7 +194,15 @@ class Scraper:
         self._settings.executor.shutdown(wait=wait, cancel_futures=True)
 
     def _pool_collector(self, scrape: Scrape, clients: ClientFactory) -> PoolCollector:
-        return PoolCollector(scrape, clients, self._metrics, self._clock, self._wall_clock)
+        return PoolCollector(
+            scrape,
+            clients,
+            self._metrics,
+            self._account_key,
+            self._clock,
+            self._wall_clock,
+            self._on_not_enabled,
+        )
 
     def _new_executor(self, scrape: Scrape) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=scrape.max_concurrency, thread_name_prefix="collect")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import re2
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     SecretStr,
     field_validator,
     model_validator,
@@ -29,6 +30,8 @@ from exporter.config.problems import printable, quoted
 # The service's own patterns, in ASCII: \w would take any Unicode letter, and `$` a newline.
 POOL_ID_PATTERN = re.compile(r"[\w-]+_[0-9a-zA-Z]+", re.ASCII)
 POOL_ID_MAX_LENGTH = 55
+ACCOUNT_ID_PATTERN = re.compile(r"[0-9]{12}", re.ASCII)
+MAX_REQUESTS_PER_SECOND = 10_000
 REGION_PATTERN = re.compile(r"[a-z]{2,4}(-[a-z]+)+-\d+", re.ASCII)
 LABEL_NAME_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
 RESERVED_POOL_LABELS = frozenset({"user_pool_id", "user_pool_name", "region"})
@@ -112,6 +115,27 @@ def _valid_endpoint(value: str | None) -> str | None:
     return value
 
 
+def _valid_account_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ACCOUNT_ID_PATTERN.fullmatch(value):
+        raise ValueError('expected the 12 digits of an AWS account id, quoted ("012345678901")')
+    return value
+
+
+def _request_rate(value: object) -> float | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    _reject_bool(value)
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("expected auto or a number of requests a second") from None
+    if not 0 < rate <= MAX_REQUESTS_PER_SECOND:
+        raise ValueError(f"expected auto or more than 0 and at most {MAX_REQUESTS_PER_SECOND:g}")
+    return rate
+
+
 def _valid_pool_id(value: str) -> str:
     if not is_pool_id(value):
         raise ValueError(f"{quoted(value)} is not a user pool id (like eu-west-1_AbCdEf123)")
@@ -124,6 +148,8 @@ EndpointUrl = Annotated[str | None, AfterValidator(_valid_endpoint)]
 PoolId = Annotated[str, AfterValidator(_valid_pool_id)]
 Integer = Annotated[int, BeforeValidator(_reject_bool)]
 Number = Annotated[float, BeforeValidator(_reject_bool)]
+AccountId = Annotated[str | None, BeforeValidator(_valid_account_id)]
+RequestRate = Annotated[float | Literal["auto"], PlainValidator(_request_rate)]
 
 
 class NamePattern:
@@ -181,6 +207,9 @@ class CredentialSet(StrictModel):
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
+    # the AWS account these credentials reach, when known; else read once with
+    # sts:GetCallerIdentity (or from role_arn): two sets of one account share its quota
+    account_id: AccountId = None
 
     @model_validator(mode="before")
     @classmethod
@@ -244,7 +273,11 @@ class Defaults(StrictModel):
 class Scrape(StrictModel):
     timeout: Duration = 25.0
     max_concurrency: Integer = Field(default=16, ge=1, le=512)
-    requests_per_second: Number = Field(default=10.0, gt=0, le=10000)
+    # "auto": quota_share of the rate Cognito enforces for the account and region
+    # (GetProvisionedLimit), read at start and every quota_refresh_interval
+    requests_per_second: RequestRate = "auto"
+    quota_share: Number = Field(default=0.5, gt=0, le=1)
+    quota_refresh_interval: Duration = Field(default=3600.0, ge=60, le=86400)
     pool_requests_per_second: Number = Field(default=5.0, gt=0, le=10000)
     job_window: Duration = 86400.0
     max_jobs_per_pool: Integer = Field(default=20, ge=0, le=1000)

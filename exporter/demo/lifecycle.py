@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import string
 import time
 from collections.abc import Container
@@ -206,6 +207,16 @@ def job_view(job: SimulatedJob) -> JsonObject:
     if job.completion_message is not None:
         view["CompletionMessage"] = job.completion_message
     return view
+
+
+DEFAULT_REGION = "eu-west-1"
+REGION_PATTERN = re.compile(r"[a-z]{2,4}(-[a-z]+)+-\d+", re.ASCII)
+
+
+def region_of(pool_id: str) -> str:
+    """The region a pool id names, or the simulator's default."""
+    prefix = pool_id.split("_", 1)[0]
+    return prefix if REGION_PATTERN.fullmatch(prefix) else DEFAULT_REGION
 
 
 def presigned_url(account_id: str, region: str, pool_id: str, draw: JobDraw, created: float) -> str:

@@ -32,13 +32,12 @@ from exporter.demo.lifecycle import (
     job_view,
     presigned_url,
     rebase_progress,
+    region_of,
 )
 
 DEFAULT_ACCOUNT_ID = "123456789012"
-DEFAULT_REGION = "eu-west-1"
 POOL_ID_MAX_LENGTH = 55
 POOL_ID_PATTERN = re.compile(r"[\w-]+_[0-9a-zA-Z]+", re.ASCII)
-REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
 JOB_NAME_UNSAFE = re.compile(r"[^\w\s+=,.@-]")
 
 JobKey = tuple[float, int]
@@ -75,11 +74,7 @@ class SimulatedPool:
     order: list[tuple[float, int, str]] = field(default_factory=list)
     next_arrival: float | None = None
     spawned: int = 0
-
-
-def region_of(pool_id: str) -> str:
-    prefix = pool_id.split("_", 1)[0]
-    return prefix if REGION_PATTERN.fullmatch(prefix) else DEFAULT_REGION
+    replica_regions: tuple[str, ...] = ()
 
 
 class CognitoModel:
@@ -113,6 +108,7 @@ class CognitoModel:
         *,
         created: float | None = None,
         spawning: bool = True,
+        replica_regions: tuple[str, ...] = (),
     ) -> None:
         if not POOL_ID_PATTERN.fullmatch(pool_id) or len(pool_id) > POOL_ID_MAX_LENGTH:
             raise ValueError(f"not a user pool id: {pool_id!r}")
@@ -128,6 +124,7 @@ class CognitoModel:
                 modified=when,
                 spawning=spawning,
                 arrivals=random.Random(f"{self.seed}/{pool_id}/arrivals"),  # noqa: S311
+                replica_regions=replica_regions,
             )
 
     def set_pool(
@@ -260,6 +257,7 @@ class CognitoModel:
             return [
                 {"Id": pool.pool_id, "Name": pool.name, "CreationDate": pool.created}
                 | {"LastModifiedDate": pool.modified, "Status": "Enabled"}
+                | ({"ReplicaRegions": list(pool.replica_regions)} if pool.replica_regions else {})
                 for pool in chosen
             ], len(pools)
 

@@ -27,7 +27,9 @@ from exporter.demo.wire import (
     optional_token_param,
     parsed_params,
     pool_id_param,
+    signed_scope,
     sts_assume_role_reply,
+    sts_caller_identity_reply,
     sts_error_reply,
     sts_params,
 )
@@ -60,6 +62,8 @@ class Faults:
     assume_role_error: str | None = None
     # the last page of a job list carries a token too; the page after it is empty
     trailing_token: bool = False
+    # GetProvisionedLimit answers with this error code
+    provisioned_limit_error: str | None = None
 
     def clear(self) -> None:
         for name, value in vars(Faults()).items():
@@ -85,11 +89,16 @@ class SimulatedCognito(CognitoModel):
         self._counting = threading.Lock()
         self._draws = random.Random(f"{seed}/throttle")  # noqa: S311 - seeded on purpose
         self._tokens = TokenCodec(seed)
+        # the account each access key belongs to (others: the model's account), and the
+        # UserPoolResourceRead rate provisioned per (account, region) (others: the default)
+        self.accounts: dict[str, str] = {}
+        self.provisioned_limits: dict[tuple[str, str], int] = {}
         self._operations: dict[str, Callable[[JsonObject], JsonObject]] = {
             "ListUserImportJobs": self._list_user_import_jobs,
             "DescribeUserImportJob": self._describe_user_import_job,
             "ListUserPools": self._list_user_pools,
             "DescribeUserPool": self._describe_user_pool,
+            "GetProvisionedLimit": self._get_provisioned_limit,
         }
 
     # ----- call accounting -----
@@ -150,6 +159,9 @@ class SimulatedCognito(CognitoModel):
         params = sts_params(body)
         action = params.get("Action", "")
         self._count_call(action)
+        if action == "GetCallerIdentity":
+            access_key, _ = signed_scope(headers)
+            return sts_caller_identity_reply(self.account_of(access_key), access_key)
         if action != "AssumeRole":
             return sts_error_reply("InvalidAction", f"Could not find operation {action}.")
         error = self.faults.assume_role_error
@@ -178,6 +190,9 @@ class SimulatedCognito(CognitoModel):
         mode = faults.garbage_mode
         if garbage and mode in {"text", "empty", "wrong_shape"}:
             return garbage_reply(mode)
+        self._refuse_in_replica_regions(operation, pool_key, headers)
+        if operation == "GetProvisionedLimit":
+            return json_reply(self._get_provisioned_limit(params, headers))
         result = self._operations[operation](params)
         if garbage and mode == "repeat_token" and operation == "ListUserImportJobs":
             result["PaginationToken"] = self._same_page_token(params)
@@ -223,6 +238,25 @@ class SimulatedCognito(CognitoModel):
         if throttled:
             raise ServiceError("TooManyRequestsException", "Rate exceeded")
 
+    def account_of(self, access_key: str) -> str:
+        return self.accounts.get(access_key, self.account_id)
+
+    def _refuse_in_replica_regions(
+        self, operation: str, pool_id: str | None, headers: Mapping[str, str]
+    ) -> None:
+        if operation != "ListUserImportJobs" or pool_id is None:
+            return
+        _, region = signed_scope(headers)
+        with self._lock:
+            pool = self._pools.get(pool_id)
+            replicas = pool.replica_regions if pool is not None else ()
+        if region in replicas:
+            raise ServiceError(
+                "OperationNotEnabledException",
+                f"ListUserImportJobs is not available in {region}, a replica region of the "
+                "user pool.",
+            )
+
     # ----- operations -----
 
     def _list_user_import_jobs(self, params: JsonObject) -> JsonObject:
@@ -259,6 +293,28 @@ class SimulatedCognito(CognitoModel):
         elif start + limit < count:
             result["NextToken"] = self._tokens.token({"k": "pools", "i": start + limit})
         return result
+
+    def _get_provisioned_limit(
+        self, params: JsonObject, headers: Mapping[str, str] | None = None
+    ) -> JsonObject:
+        definition = params.get("LimitDefinition")
+        attributes = definition.get("Attributes") if isinstance(definition, dict) else None
+        if not isinstance(definition, dict) or definition.get("LimitClass") != "API_CATEGORY":
+            raise ServiceError("InvalidParameterException", "LimitClass must be API_CATEGORY.")
+        if not isinstance(attributes, dict) or not isinstance(attributes.get("Category"), str):
+            raise ServiceError("InvalidParameterException", "Attributes must name a Category.")
+        error = self.faults.provisioned_limit_error
+        if error is not None:
+            raise ServiceError(error, "User is not authorized to perform GetProvisionedLimit.")
+        access_key, region = signed_scope(headers or {})
+        limit = self.provisioned_limits.get((self.account_of(access_key), region), 20)
+        return {
+            "Limit": {
+                "LimitDefinition": definition,
+                "ProvisionedLimitValue": limit,
+                "FreeLimitValue": 20,
+            }
+        }
 
     def _describe_user_pool(self, params: JsonObject) -> JsonObject:
         return {"UserPool": self.describe_pool(pool_id_param(params))}

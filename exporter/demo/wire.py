@@ -254,6 +254,24 @@ def sts_assume_role_reply(params: Mapping[str, str], now: float, draw: random.Ra
     return Reply(200, body.encode(), "text/xml")
 
 
+def sts_caller_identity_reply(account: str, access_key: str) -> Reply:
+    body = (
+        f'<GetCallerIdentityResponse xmlns="{STS_NAMESPACE}"><GetCallerIdentityResult>'
+        f"<Arn>arn:aws:iam::{account}:user/simulated</Arn><UserId>AIDA{xml_escape(access_key)}</UserId>"
+        f"<Account>{account}</Account></GetCallerIdentityResult>"
+        f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+        "</GetCallerIdentityResponse>"
+    )
+    return Reply(200, body.encode(), "text/xml")
+
+
+def signed_scope(headers: Mapping[str, str]) -> tuple[str, str]:
+    """(access key id, region) of a SigV4-signed request's credential scope."""
+    credential = headers.get("Authorization", "").partition("Credential=")[2].partition(",")[0]
+    parts = credential.split("/")
+    return (parts[0], parts[2]) if len(parts) >= 3 else ("", "")
+
+
 def credential_of(headers: Mapping[str, str]) -> str:
     """What a careless service might echo: the request's credential and session token."""
     authorization = headers.get("Authorization", "")

@@ -16,6 +16,7 @@ from exporter.app import Runtime, serve
 from exporter.config.load import load_text
 from exporter.config.model import Config
 from exporter.demo.lifecycle import Lifecycle
+from exporter.demo.model import DEFAULT_ACCOUNT_ID
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from exporter.web.serve import parse_listen_address
@@ -131,7 +132,8 @@ defaults:
   endpoint_url: {endpoint_url}
   credentials: demo
 credentials:
-  demo: {{access_key_id: DEMOACCESSKEY, secret_access_key: demo-not-a-secret}}
+  demo: {{access_key_id: DEMOACCESSKEY, secret_access_key: demo-not-a-secret,
+         account_id: "{DEFAULT_ACCOUNT_ID}"}}
 scrape:
   timeout: 10s
 pools:

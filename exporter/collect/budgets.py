@@ -1,0 +1,205 @@
+"""The request budget of each AWS account and region, shared by every credential set that
+reaches the account.
+
+Cognito's quotas are per account and region, and the customer's own applications spend the
+same ones. Each credential set's account is known from the config (`account_id`), from its
+role's ARN, or read once with sts:GetCallerIdentity; a set whose account cannot be told gets a
+budget of its own. With `scrape.requests_per_second: auto` the budget is `quota_share` of the
+rate GetProvisionedLimit says Cognito enforces, read at start and every
+`quota_refresh_interval`; when that cannot be read, of the default quota (20 a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+from exporter.cognito.accounts import (
+    RESOURCE_READ,
+    account_in_arn,
+    caller_account,
+    provisioned_limit,
+)
+from exporter.cognito.clients import ClientFactory, ClientKey
+from exporter.cognito.errors import error_code
+from exporter.collect.attempts import AttemptGate, CallScope, calling_for
+from exporter.collect.metrics import ExporterMetrics
+from exporter.config.model import Config, Pool
+from exporter.config.schema import CredentialSet
+from exporter.redaction import safe_error_text
+
+log = logging.getLogger(__name__)
+
+# UserPoolResourceRead's default: requests a second per account and region
+DEFAULT_QUOTA = 20.0
+CALL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AccountRegion:
+    """What a budget belongs to: an account id, or `credentials:NAME` for a credential set
+    whose account is not known, and a region."""
+
+    account: str
+    region: str
+
+
+class Budgets:
+    def __init__(self, gate: AttemptGate, metrics: ExporterMetrics) -> None:
+        self._gate = gate
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._config: Config | None = None
+        self._clients: ClientFactory | None = None
+        self._accounts: dict[str, tuple[CredentialSet, str | None]] = {}
+        self._budgeted: set[AccountRegion] = set()
+        self._quota_read: set[AccountRegion] = set()
+        self._warned: set[Hashable] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def configure(self, config: Config, clients: ClientFactory) -> None:
+        """The configuration in force; accounts already told stay known while their
+        credential set is unchanged."""
+        with self._lock:
+            self._config, self._clients = config, clients
+            self._accounts = {
+                name: known
+                for name, known in self._accounts.items()
+                if config.credentials.get(name) == known[0]
+            }
+            auto = config.scrape.requests_per_second == "auto"
+            default = (
+                DEFAULT_QUOTA * config.scrape.quota_share
+                if auto
+                else float(config.scrape.requests_per_second)
+            )
+        self._gate.set_rates(default, config.scrape.pool_requests_per_second)
+
+    def account_key(self, pool: Pool) -> AccountRegion:
+        return self._budget_of(pool.credentials, pool.region)
+
+    def _budget_of(self, credentials: str, region: str) -> AccountRegion:
+        known = self._accounts.get(credentials)
+        account = known[1] if known is not None else None
+        return AccountRegion(account or f"credentials:{credentials}", region)
+
+    def refresh(self) -> None:
+        """Tell the accounts not yet known, then set every account and region's budget."""
+        with self._lock:
+            config, clients = self._config, self._clients
+        if config is None or clients is None:
+            return
+        targets = _targets(config)
+        for name in {key.credentials for key in targets}:
+            self._tell_account(name, config.credentials[name], clients)
+        scrape = config.scrape
+        budgeted: set[AccountRegion] = set()
+        for client_key in targets:
+            budget = self._budget_of(client_key.credentials, client_key.region)
+            if budget in budgeted:
+                continue
+            budgeted.add(budget)
+            if scrape.requests_per_second == "auto":
+                rate = self._quota(budget, clients, client_key) * scrape.quota_share
+            else:
+                rate = float(scrape.requests_per_second)
+            self._gate.set_account_rate(budget, rate)
+            self._metrics.api_budget.labels(account_id=budget.account, region=budget.region).set(
+                rate
+            )
+        for gone in self._budgeted - budgeted:
+            self._gate.set_account_rate(gone, None)
+            self._metrics.api_budget.remove(gone.account, gone.region)
+            if gone in self._quota_read:
+                self._metrics.api_quota.remove(gone.account, gone.region, RESOURCE_READ)
+                self._quota_read.discard(gone)
+        self._budgeted = budgeted
+
+    def start(self) -> None:
+        """Refresh now, then every quota_refresh_interval, in the background."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="budgets", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while True:
+            config = self._config
+            interval = config.scrape.quota_refresh_interval if config is not None else 3600.0
+            if self._stop.wait(interval):
+                return
+            self.refresh()
+
+    def _tell_account(
+        self, name: str, credential_set: CredentialSet, clients: ClientFactory
+    ) -> None:
+        known = self._accounts.get(name)
+        if known is not None and known[1] is not None:
+            return
+        account = credential_set.account_id
+        if account is None and credential_set.role_arn is not None:
+            account = account_in_arn(credential_set.role_arn)
+        if account is None:
+            try:
+                with calling_for(CallScope("", None, _deadline())):
+                    account = caller_account(clients.sts_client(name))
+            except Exception as error:
+                self._warn_once(
+                    ("account", name),
+                    "cannot tell which account the credentials reach; they get a budget of "
+                    "their own",
+                    credentials=name,
+                    error_code=error_code(error),
+                    error=safe_error_text(error),
+                )
+        with self._lock:
+            self._accounts[name] = (credential_set, account)
+
+    def _quota(self, budget: AccountRegion, clients: ClientFactory, key: ClientKey) -> float:
+        try:
+            with calling_for(CallScope("", None, _deadline())):
+                limit = provisioned_limit(clients.client(key))
+        except Exception as error:
+            self._warn_once(
+                ("quota", budget),
+                f"cannot read the account's provisioned rate; assuming the default "
+                f"{DEFAULT_QUOTA:g} requests a second",
+                account_id=budget.account,
+                region=budget.region,
+                error_code=error_code(error),
+                error=safe_error_text(error),
+            )
+            return DEFAULT_QUOTA
+        self._metrics.api_quota.labels(
+            account_id=budget.account, region=budget.region, category=RESOURCE_READ
+        ).set(limit.provisioned)
+        self._quota_read.add(budget)
+        return limit.provisioned
+
+    def _warn_once(self, key: Hashable, message: str, **fields: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning(message, extra={"fields": fields})
+
+
+def _targets(config: Config) -> dict[ClientKey, None]:
+    """The clients import jobs are read with: the pools' and discovery's."""
+    keys: Iterable[ClientKey] = (
+        *(ClientKey(pool.credentials, pool.region, pool.endpoint_url) for pool in config.pools),
+        *(
+            ClientKey(entry.credentials, entry.region, entry.endpoint_url)
+            for entry in config.discovery
+        ),
+    )
+    return dict.fromkeys(keys)
+
+
+def _deadline() -> float:
+    return time.monotonic() + CALL_SECONDS
