@@ -28,6 +28,7 @@ from exporter.collect.discovery import PoolDiscovery
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import BucketRegistry
 from exporter.collect.scraper import Scraper
+from exporter.collect.storage import HistoryStore
 from exporter.config.model import Config, Pool
 from exporter.config.problems import ConfigError
 from exporter.config.schema import Scrape
@@ -59,7 +60,9 @@ class Runtime:
         self,
         load_config: Callable[[], Config],
         load_web_config: Callable[[], WebConfig] = WebConfig,
+        storage_path: str = "",
     ) -> None:
+        self._storage_path = storage_path
         self._load_config = load_config
         self._load_web_config = load_web_config
         self._lock = threading.Lock()
@@ -87,6 +90,11 @@ class Runtime:
         )
         self._budgets = Budgets(self._gate, self.metrics)
         self._budgets_started = False
+        self._store = (
+            HistoryStore.open(storage_path, lambda pool: self._budgets.account_key(pool).account)
+            if storage_path
+            else None
+        )
 
     @property
     def ready(self) -> bool:
@@ -230,6 +238,7 @@ class Runtime:
                     self.metrics,
                     account_key=self._budgets.account_key,
                     on_not_enabled=self._not_enabled,
+                    store=self._store,
                 )
             else:
                 self._scraper.configure(scrape, generation.clients, pools)

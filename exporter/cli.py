@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from exporter import __version__
 from exporter.app import Runtime, serve
 from exporter.cognito.clients import profile_problems
+from exporter.collect.storage import StorageError
 from exporter.config.load import load
 from exporter.config.problems import ConfigError
 from exporter.logs import LEVELS, configure
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds subtracted from Prometheus' scrape timeout to answer in time",
     )
     parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        default=_env("STORAGE_PATH", ""),
+        help="folder to keep each pool's history in across restarts (a restart then costs "
+        "about one call a pool); empty: nothing kept",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         choices=sorted(LEVELS),
@@ -126,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.listen_address,
                 args.timeout_offset,
                 reload_asked,
+                args.storage_path,
             )
         )
     except Exception as error:  # one line, never a traceback, whatever went wrong
@@ -178,10 +187,15 @@ def serve_config(
     listen_address: str,
     timeout_offset: float,
     reload_asked: threading.Event | None = None,
+    storage_path: str = "",
 ) -> int:
-    runtime = Runtime(lambda: load(path), lambda: load_web_config(web_config_path or None))
     try:
+        runtime = Runtime(
+            lambda: load(path), lambda: load_web_config(web_config_path or None), storage_path
+        )
         runtime.start()
     except ConfigError as error:
         return _print_problems(error.problems)
+    except StorageError as error:
+        return _print_problems([str(error)])
     return serve(runtime, listen_address, timeout_offset, reload_asked=reload_asked)

@@ -82,6 +82,20 @@ class ScanOutcome:
     ordering_broken: bool
 
 
+@dataclass(frozen=True)
+class HistoryState:
+    """What a history knows of its pool, to keep across a restart."""
+
+    head: tuple[Job, ...]
+    tail: Totals
+    tail_recent: tuple[Job, ...]
+    boundary: Job | None
+    ordered: bool
+    next_full_scan: float
+    last_full_scan: float | None
+    users_total: Counter[str]
+
+
 def _users(job: Job) -> Counter[str]:
     return Counter(imported=job.imported, skipped=job.skipped, failed=job.failed)
 
@@ -119,6 +133,33 @@ class PoolHistory:
         self._tail_recent = self._tail_recent[:keep_recent]
         self._keep_recent = keep_recent
         self._full_scan_interval = full_scan_interval
+
+    def state(self) -> HistoryState:
+        return HistoryState(
+            head=self._head,
+            tail=Totals(Counter(self._tail.statuses), Counter(self._tail.users)),
+            tail_recent=self._tail_recent,
+            boundary=self._boundary,
+            ordered=self._ordered,
+            next_full_scan=self._next_full_scan,
+            last_full_scan=self._last_full_scan,
+            users_total=Counter(self._users_total),
+        )
+
+    def restore(self, state: HistoryState, now: float) -> None:
+        """Take back a state, as if the pool had been scanned before; the next scan checks it
+        against the list as every scan does (its boundary must still be there)."""
+        self._head, self._boundary, self._ordered = state.head, state.boundary, state.ordered
+        self._tail = Totals(Counter(state.tail.statuses), Counter(state.tail.users))
+        self._tail_recent = state.tail_recent[: self._keep_recent]
+        self._users_total = Counter(state.users_total)
+        self._last_full_scan = state.last_full_scan
+        # a full read that fell due while the exporter was down comes within the next half
+        # interval, spread over the pools, not for every pool at once
+        overdue = state.next_full_scan <= now
+        spread = now + self._full_scan_interval * (self._spread() - 0.5)
+        self._next_full_scan = spread if overdue else state.next_full_scan
+        self._scanned = True
 
     def full_scan_due(self, now: float) -> bool:
         return not self._ordered or now >= self._next_full_scan

@@ -17,6 +17,7 @@ from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, rec
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import DeadlineExceeded
 from exporter.collect.reading import jobs_per_page, page_bound
+from exporter.collect.storage import HistoryStore
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape, region_from_pool_id
 from exporter.redaction import safe_error_text
@@ -56,6 +57,7 @@ class PoolState:
         self.logged = False
         self.timed_out_last = False
         self.log_lock = threading.Lock()
+        self.stored_history_read = False
 
 
 class PoolCollector:
@@ -70,7 +72,9 @@ class PoolCollector:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_not_enabled: Callable[[Pool], None] = lambda pool: None,
+        store: HistoryStore | None = None,
     ) -> None:
+        self._store = store
         self._scrape = scrape
         self._clients = clients
         self._metrics = metrics
@@ -84,8 +88,10 @@ class PoolCollector:
         started = self._clock()
         scrape = self._scrape
         scope = CallScope(pool.id, self._account_key(pool), deadline, label)
+        # what is stored is for listed pools only: probes of unlisted ones leave no file
+        store = self._store if label == pool.id else None
         try:
-            outcome = self._scan(pool, state.history, scope)
+            outcome = self._scan(pool, state, scope, store)
         except Exception as error:  # any failure is this pool's alone
             code = error_code(error)
             # timeouts are counted where the scrape reports them, once per pool and collection
@@ -127,11 +133,17 @@ class PoolCollector:
         log_result_change(state, result)
         return result
 
-    def _scan(self, pool: Pool, history: PoolHistory, scope: CallScope) -> ScanOutcome:
+    def _scan(
+        self, pool: Pool, state: PoolState, scope: CallScope, store: HistoryStore | None
+    ) -> ScanOutcome:
+        history = state.history
         remaining = scope.deadline - self._clock()
         if remaining <= 0 or not history.lock.acquire(timeout=remaining):
             raise DeadlineExceeded("the pool was still busy from an earlier scrape")
         try:
+            if store is not None and not state.stored_history_read:
+                state.stored_history_read = True
+                store.load(pool, history, self._wall_clock())
             scrape = self._scrape
             history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
             client = self._clients.client(
@@ -139,12 +151,15 @@ class PoolCollector:
             )
             reader = PoolJobs(client, pool.id, pool.page_size)
             with calling_for(scope):
-                return history.scan(
+                outcome = history.scan(
                     reader,
                     page_bound(pool.max_jobs, pool.page_size),
                     jobs_per_page(pool.page_size),
                     self._wall_clock(),
                 )
+            if store is not None:
+                store.save(pool, history)
+            return outcome
         finally:
             history.lock.release()
 

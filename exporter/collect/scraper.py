@@ -35,6 +35,7 @@ from exporter.collect.pool import (
     PoolState,
     log_result_change,
 )
+from exporter.collect.storage import HistoryStore
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape
 
@@ -84,7 +85,9 @@ class Scraper:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_not_enabled: Callable[[Pool], None] = lambda pool: None,
+        store: HistoryStore | None = None,
     ) -> None:
+        self._store = store
         self._metrics = metrics
         self._account_key = account_key
         self._on_not_enabled = on_not_enabled
@@ -202,6 +205,7 @@ class Scraper:
             self._clock,
             self._wall_clock,
             self._on_not_enabled,
+            self._store,
         )
 
     def _new_executor(self, scrape: Scrape) -> ThreadPoolExecutor:

@@ -1,0 +1,244 @@
+"""Each pool's history kept across restarts (`--storage.path DIR`), so that the first scrape
+after a restart costs about one call a pool instead of a full read of every pool.
+
+One JSON file a pool, written whole and atomically (a temporary file, fsync, rename, fsync of
+the folder) after each collection that changed what the history knows, and read when the pool
+is first collected. A file that is corrupt, cut short, of another format, or of another pool,
+region, endpoint or account is ignored with one log line: the pool is read in full as without
+storage. What is read back is checked like an answer of the service (`parse_job`), and the
+first scan checks it against the list as every scan does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from exporter.cognito.jobs import MAX_USER_COUNT, InvalidJobsPage, Job, parse_job
+from exporter.collect.history import OUTCOMES, HistoryState, PoolHistory, Totals
+from exporter.config.files import FileProblem, read_regular_file
+from exporter.config.model import Pool
+from exporter.redaction import safe_error_text
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_STORED_JOBS = 20_000
+MAX_COUNT = 2**63
+
+
+class StorageError(Exception):
+    """The storage folder cannot be used."""
+
+
+class HistoryStore:
+    """The files of one storage folder. `owner(pool)` names what a file must belong to
+    beyond the pool itself (the account its credentials reach)."""
+
+    def __init__(self, folder: Path, owner: Callable[[Pool], str]) -> None:
+        self._folder = folder
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._written: dict[str, bytes] = {}
+        self._failing: set[str] = set()
+
+    @classmethod
+    def open(cls, path: str, owner: Callable[[Pool], str]) -> HistoryStore:
+        """The folder at `path`, made (mode 700) if missing; StorageError in one line when it
+        is not a folder the exporter can write."""
+        folder = Path(path)
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            probe = folder / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise StorageError(
+                f"--storage.path {path}: cannot write there ({error.strerror or error})"
+            ) from None
+        return cls(folder, owner)
+
+    def load(self, pool: Pool, history: PoolHistory, now: float) -> bool:
+        """Restore `pool`'s history from its file, if there is a sound one of this pool."""
+        path = self._path(pool)
+        try:
+            data = read_regular_file(str(path), MAX_FILE_BYTES)
+        except FileProblem as problem:
+            if path.exists() or path.is_symlink():
+                self._ignored(pool, str(problem))
+            return False
+        try:
+            state = self._state_from(orjson.loads(data), pool)
+        except (orjson.JSONDecodeError, ValueError) as error:
+            self._ignored(pool, safe_error_text(error))
+            return False
+        history.restore(state, now)
+        with self._lock:
+            self._written[pool.id] = data
+        log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
+        return True
+
+    def save(self, pool: Pool, history: PoolHistory) -> None:
+        """Write `pool`'s history if it changed since it was last written. Failures are
+        logged once while any pool's writes fail, and change nothing else."""
+        data = orjson.dumps(self._document(pool, history.state()))
+        with self._lock:
+            if self._written.get(pool.id) == data:
+                return
+        path = self._path(pool)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+            self._sync_folder()
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            self._write_failed(pool, error)
+            return
+        with self._lock:
+            self._written[pool.id] = data
+            recovered = pool.id in self._failing and len(self._failing) == 1
+            self._failing.discard(pool.id)
+        if recovered:
+            log.info(
+                "pool histories are written again", extra={"fields": {"folder": str(self._folder)}}
+            )
+
+    def _path(self, pool: Pool) -> Path:
+        # pool ids are ASCII letters, digits, '-' and one '_': safe as file names
+        return self._folder / f"{pool.id}.json"
+
+    def _sync_folder(self) -> None:
+        descriptor = os.open(self._folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def _identity(self, pool: Pool) -> dict[str, str | None]:
+        return {
+            "user_pool_id": pool.id,
+            "region": pool.region,
+            "endpoint_url": pool.endpoint_url,
+            "account": self._owner(pool),
+        }
+
+    def _document(self, pool: Pool, state: HistoryState) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "pool": self._identity(pool),
+            "head": [_record(job) for job in state.head],
+            "tail_statuses": dict(state.tail.statuses),
+            "tail_users": {outcome: state.tail.users[outcome] for outcome in OUTCOMES},
+            "tail_recent": [_record(job) for job in state.tail_recent],
+            "boundary": None if state.boundary is None else _record(state.boundary),
+            "ordered": state.ordered,
+            "next_full_scan": state.next_full_scan,
+            "last_full_scan": state.last_full_scan,
+            "users_total": {outcome: state.users_total[outcome] for outcome in OUTCOMES},
+        }
+
+    def _state_from(self, document: object, pool: Pool) -> HistoryState:
+        if not isinstance(document, dict):
+            raise ValueError("not a stored pool history")
+        if document.get("format") != FORMAT:
+            raise ValueError("written in another format")
+        if document.get("pool") != self._identity(pool):
+            raise ValueError("written for another pool, region, endpoint or account")
+        boundary = document.get("boundary")
+        ordered = document.get("ordered")
+        next_full, last_full = document.get("next_full_scan"), document.get("last_full_scan")
+        if type(ordered) is not bool or not _is_time(next_full):
+            raise ValueError("ordered or next_full_scan is not what the exporter writes")
+        if last_full is not None and not _is_time(last_full):
+            raise ValueError("last_full_scan is not a time")
+        return HistoryState(
+            head=_jobs(document, "head"),
+            tail=Totals(_counts(document, "tail_statuses"), _counts(document, "tail_users")),
+            tail_recent=_jobs(document, "tail_recent"),
+            boundary=None if boundary is None else _job(boundary),
+            ordered=ordered,
+            next_full_scan=float(next_full),  # type: ignore[arg-type]
+            last_full_scan=None if last_full is None else float(last_full),
+            users_total=_counts(document, "users_total"),
+        )
+
+    def _ignored(self, pool: Pool, reason: str) -> None:
+        log.warning(
+            "stored pool history ignored; the pool is read in full",
+            extra={"fields": {"user_pool_id": pool.id, "reason": reason}},
+        )
+
+    def _write_failed(self, pool: Pool, error: OSError) -> None:
+        with self._lock:
+            first = not self._failing
+            self._failing.add(pool.id)
+        if first:
+            log.warning(
+                "cannot write pool histories; a restart will read pools in full",
+                extra={
+                    "fields": {
+                        "folder": str(self._folder),
+                        "user_pool_id": pool.id,
+                        "error": error.strerror or type(error).__name__,
+                    }
+                },
+            )
+
+
+def _record(job: Job) -> dict[str, Any]:
+    """A job in the API's own shape, so that reading it back goes through `parse_job`;
+    completion messages are left out (nothing is counted from them)."""
+    return {
+        "JobId": job.job_id,
+        "JobName": job.name,
+        "Status": job.status,
+        "CreationDate": job.created,
+        "StartDate": job.started,
+        "CompletionDate": job.completed,
+        "ImportedUsers": job.imported,
+        "SkippedUsers": job.skipped,
+        "FailedUsers": job.failed,
+    }
+
+
+def _job(record: object) -> Job:
+    try:
+        return parse_job(record)
+    except InvalidJobsPage as error:
+        raise ValueError(str(error)) from None
+
+
+def _jobs(document: Mapping[str, Any], key: str) -> tuple[Job, ...]:
+    records = document.get(key)
+    if not isinstance(records, list) or len(records) > MAX_STORED_JOBS:
+        raise ValueError(f"{key} is not a list of jobs")
+    return tuple(_job(record) for record in records)
+
+
+def _counts(document: Mapping[str, Any], key: str) -> Counter[str]:
+    table = document.get(key)
+    if not isinstance(table, dict) or len(table) > MAX_STORED_JOBS:
+        raise ValueError(f"{key} is not a table of counts")
+    for name, count in table.items():
+        if not isinstance(name, str) or type(count) is not int or not 0 <= count < MAX_COUNT:
+            raise ValueError(f"{key} is not a table of counts")
+    return Counter(table)
+
+
+def _is_time(value: object) -> bool:
+    return type(value) in (int, float) and 0 <= value < MAX_USER_COUNT  # type: ignore[operator]

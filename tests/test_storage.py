@@ -1,0 +1,233 @@
+"""Pool histories kept across restarts (`--storage.path`): the first scrape after a restart
+costs one call a pool and is exact, counters go on, and whatever a stored file holds (cut
+short, corrupt, another pool's, another format, not a file) is ignored with one log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.app import Runtime
+from exporter.config.load import load_text
+from exporter.demo.service import SimulatedCognito
+from exporter.logs import configure
+from exporter.web.routes import ExporterApp
+from tests.exporter_process import Samples, samples, value
+from tests.simulated import NOW, assert_exact, config_yaml, populate
+from tests.wsgi import call
+
+POOLS = tuple(f"eu-west-1_Kept{index}" for index in range(4))
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest) -> SimulatedCognito:
+    """Full pools by default (1,000 jobs: 20 pages of 50, then the empty page after the
+    trailing token); `indirect` parametrization gives another job count."""
+    jobs = getattr(request, "param", 1000)
+    model = SimulatedCognito(seed=17)
+    for seed, pool_id in enumerate(POOLS):
+        populate(model, pool_id, jobs, seed, active_newest=2)
+    model.faults.trailing_token = True
+    return model
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure("info", "logfmt", stream)
+    yield stream
+    configure("warn", "logfmt", io.StringIO())
+
+
+def started(endpoint: str, folder: Path) -> tuple[Runtime, ExporterApp]:
+    config = load_text(config_yaml(endpoint, POOLS, scrape={"timeout": "60s"}))
+    runtime = Runtime(lambda: config, storage_path=str(folder))
+    runtime.apply(config)
+    return runtime, ExporterApp(runtime)
+
+
+def scrape(app: ExporterApp) -> Samples:
+    status, _, body = call(app, "/metrics")
+    assert status == 200
+    return samples(body.decode())
+
+
+def test_a_restart_costs_one_call_a_pool_and_counters_go_on(
+    model: SimulatedCognito, endpoint: str, tmp_path: Path
+) -> None:
+    runtime, app = started(endpoint, tmp_path)
+    scrape(app)
+    # 1,000 jobs at 50 a page, and the empty page after the trailing token
+    assert model.calls["ListUserImportJobs"] == len(POOLS) * 21
+    runtime.close()
+    model.add_job(POOLS[0], name="while down", status="Succeeded", created=NOW, imported=7)
+
+    model.reset_calls()
+    runtime, app = started(endpoint, tmp_path)
+    parsed = scrape(app)
+    assert model.calls["ListUserImportJobs"] == len(POOLS)
+    assert "DescribeUserImportJob" not in model.calls
+    for pool_id in POOLS:
+        assert_exact(parsed, model, pool_id)
+    runtime.close()
+
+
+def test_full_reads_overdue_after_a_restart_are_spread_not_all_due_at_once(
+    model: SimulatedCognito, endpoint: str, tmp_path: Path
+) -> None:
+    runtime, app = started(endpoint, tmp_path)
+    scrape(app)
+    runtime.close()
+    for path in tmp_path.glob("*.json"):
+        document = json.loads(path.read_text())
+        document["next_full_scan"] = 0.0  # due long ago
+        path.write_text(json.dumps(document))
+    model.reset_calls()
+    runtime, app = started(endpoint, tmp_path)
+    parsed = scrape(app)
+    assert model.calls["ListUserImportJobs"] == len(POOLS)
+    for pool_id in POOLS:
+        assert_exact(parsed, model, pool_id)
+    runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:200]), "unexpected end of data"),
+        (lambda path: path.write_bytes(b"\xff\xfe not json"), "not valid UTF-8"),
+        (lambda path: path.write_text("[]"), "not a stored pool history"),
+        (lambda path: _edit(path, format=0), "written in another format"),
+        (
+            lambda path: _edit(path, pool={**_pool_of(path), "account": "999999999999"}),
+            "written for another pool, region, endpoint or account",
+        ),
+        (lambda path: _edit(path, users_total={"imported": -5}), "users_total is not a table"),
+        (lambda path: _edit(path, head=[{"JobId": "x"}]), "has no valid Status"),
+        (lambda path: _replace_with_fifo(path), "not a regular file"),
+    ],
+    ids=[
+        "cut short",
+        "not JSON",
+        "not an object",
+        "old format",
+        "another account",
+        "negative count",
+        "bad job",
+        "fifo",
+    ],
+)
+@pytest.mark.parametrize("model", [120], indirect=True)
+def test_a_spoiled_file_is_ignored_with_one_line_and_the_pool_read_in_full(
+    model: SimulatedCognito,
+    endpoint: str,
+    tmp_path: Path,
+    log_stream: io.StringIO,
+    spoil: object,
+    reason: str,
+) -> None:
+    runtime, app = started(endpoint, tmp_path)
+    scrape(app)
+    runtime.close()
+    spoiled = tmp_path / f"{POOLS[0]}.json"
+    spoil(spoiled)  # type: ignore[operator]
+    model.reset_calls()
+    runtime, app = started(endpoint, tmp_path)
+    parsed = scrape(app)
+    for pool_id in POOLS:
+        assert_exact(parsed, model, pool_id)
+    # the spoiled pool read in full (3 pages and the empty one), the others one call each
+    assert model.pool_call_counts() == {POOLS[0]: 4, **dict.fromkeys(POOLS[1:], 1)}
+    lines = [line for line in log_stream.getvalue().splitlines() if "history ignored" in line]
+    assert len(lines) == 1
+    assert POOLS[0] in lines[0]
+    assert reason in lines[0]
+    runtime.close()
+
+
+@pytest.mark.parametrize("model", [120], indirect=True)
+def test_a_write_that_fails_is_said_once_and_collection_goes_on(
+    model: SimulatedCognito, endpoint: str, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    (tmp_path / f"{POOLS[0]}.json").mkdir()  # where the file would go
+    runtime, app = started(endpoint, tmp_path)
+    for _ in range(3):
+        model.add_job(POOLS[0], name="new", status="InProgress", created=NOW + 1)
+        parsed = scrape(app)
+        assert_exact(parsed, model, POOLS[0])
+        assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=POOLS[0]) == 1
+    assert log_stream.getvalue().count("cannot write pool histories") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        f"{pool_id}.json" for pool_id in POOLS
+    )
+    runtime.close()
+
+
+@pytest.mark.parametrize("model", [120], indirect=True)
+def test_an_unchanged_history_is_not_written_again(
+    model: SimulatedCognito, endpoint: str, tmp_path: Path
+) -> None:
+    runtime, app = started(endpoint, tmp_path)
+    scrape(app)
+    written = {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
+    os.utime(tmp_path / f"{POOLS[1]}.json", ns=(1, 1))
+    scrape(app)
+    assert (tmp_path / f"{POOLS[1]}.json").stat().st_mtime_ns == 1
+    assert {path.name for path in tmp_path.iterdir()} == set(written)
+    assert all(oct(path.stat().st_mode)[-3:] == "600" for path in tmp_path.iterdir())
+    runtime.close()
+
+
+def test_a_storage_path_that_cannot_be_written_ends_the_start_with_one_line(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(config_yaml("http://127.0.0.1:9", POOLS[:1]))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            "--storage.path",
+            str(not_a_folder / "histories"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"--storage.path {not_a_folder / 'histories'}: cannot write there (Not a directory)"
+    ]
+
+
+def _read(path: Path) -> dict[str, object]:
+    document: dict[str, object] = json.loads(path.read_text())
+    return document
+
+
+def _pool_of(path: Path) -> dict[str, object]:
+    pool = _read(path)["pool"]
+    assert isinstance(pool, dict)
+    return pool
+
+
+def _edit(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps({**_read(path), **changes}))
+
+
+def _replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
