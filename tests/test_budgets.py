@@ -25,6 +25,8 @@ from tests.wsgi import call
 POOLS = tuple(f"eu-west-1_Budget{index}" for index in range(6))
 QUOTA = "cognito_user_import_api_quota_requests_per_second"
 BUDGET = "cognito_user_import_api_budget_requests_per_second"
+SENT = "cognito_user_import_api_account_requests_total"
+THROTTLED = "cognito_user_import_api_account_throttles_total"
 
 
 @pytest.fixture
@@ -104,6 +106,27 @@ def test_auto_spends_the_share_of_the_provisioned_rate_across_every_set_of_the_a
     # 6 pools of 3 pages: 18 calls, 20 at most in any second across both sets
     assert model.calls["ListUserImportJobs"] == 18
     assert busiest_window(model.list_call_times()) <= 20
+    # what was sent against the account's quota, both sets together
+    assert value(parsed, SENT, account_id="210987654321", region="eu-west-1") == 18
+    runtime.close()
+
+
+@pytest.mark.usefixtures("sts_at_the_simulator")
+def test_throttled_requests_are_counted_against_their_account(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    model.accounts = {"AKIAFIRST": "210987654321", "AKIASECOND": "210987654321"}
+    model.faults.throttle_rate = 1.0
+    runtime, app = exporter_for(
+        two_sets_of_one_account(endpoint, POOLS[:2], requests_per_second=1000, timeout="20s")
+    )
+    parsed = samples(call(app, "/metrics")[2].decode())
+    sent = value(parsed, SENT, account_id="210987654321", region="eu-west-1")
+    throttled = value(parsed, THROTTLED, account_id="210987654321", region="eu-west-1")
+    # every attempt throttled, retries included: each one sent and each one counted
+    assert sent == model.calls["ListUserImportJobs"]
+    assert throttled == sent
+    assert sent >= 2
     runtime.close()
 
 

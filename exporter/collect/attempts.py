@@ -167,6 +167,15 @@ def _shut(attempt: _Attempt) -> None:
             return
 
 
+@dataclass(frozen=True)
+class AccountRegion:
+    """What a budget belongs to: an account id, or `credentials:NAME` for a credential set
+    whose account is not known, and a region."""
+
+    account: str
+    region: str
+
+
 class AttemptGate:
     def __init__(
         self,
@@ -202,6 +211,10 @@ class AttemptGate:
             if scope.account_key is not None and service == RATE_LIMITED_SERVICE:
                 self._pool_buckets.bucket(scope.pool_id).acquire(scope.deadline)
                 self._account_buckets.bucket(scope.account_key).acquire(scope.deadline)
+                if isinstance(scope.account_key, AccountRegion):
+                    self._metrics.api_account_requests.labels(
+                        account_id=scope.account_key.account, region=scope.account_key.region
+                    ).inc()
             attempt = _Attempt(min(scope.deadline, self._clock() + self.attempt_timeout))
             scope.attempt = attempt
             scope.last_attempt_failed = False
@@ -238,3 +251,7 @@ class AttemptGate:
         self._metrics.api_errors.labels(user_pool_id=label, error_code=error_code).inc()
         if error_code in THROTTLING_CODES and scope is not None and scope.account_key is not None:
             self._account_buckets.bucket(scope.account_key).back_off(THROTTLE_BACK_OFF_SECONDS)
+            if isinstance(scope.account_key, AccountRegion):
+                self._metrics.api_account_throttles.labels(
+                    account_id=scope.account_key.account, region=scope.account_key.region
+                ).inc()

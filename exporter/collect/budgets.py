@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
 
 from exporter.cognito.accounts import (
     RESOURCE_READ,
@@ -25,7 +24,7 @@ from exporter.cognito.accounts import (
 )
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
-from exporter.collect.attempts import AttemptGate, CallScope, calling_for
+from exporter.collect.attempts import AccountRegion, AttemptGate, CallScope, calling_for
 from exporter.collect.metrics import ExporterMetrics
 from exporter.config.model import Config, Pool
 from exporter.config.schema import CredentialSet
@@ -36,15 +35,6 @@ log = logging.getLogger(__name__)
 # UserPoolResourceRead's default: requests a second per account and region
 DEFAULT_QUOTA = 20.0
 CALL_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class AccountRegion:
-    """What a budget belongs to: an account id, or `credentials:NAME` for a credential set
-    whose account is not known, and a region."""
-
-    account: str
-    region: str
 
 
 class Budgets:
@@ -111,9 +101,14 @@ class Budgets:
             self._metrics.api_budget.labels(account_id=budget.account, region=budget.region).set(
                 rate
             )
+            # at zero from the start, so a rate over them is there before the first throttle
+            self._metrics.api_account_requests.labels(budget.account, budget.region)
+            self._metrics.api_account_throttles.labels(budget.account, budget.region)
         for gone in self._budgeted - budgeted:
             self._gate.set_account_rate(gone, None)
             self._metrics.api_budget.remove(gone.account, gone.region)
+            self._metrics.api_account_requests.remove(gone.account, gone.region)
+            self._metrics.api_account_throttles.remove(gone.account, gone.region)
             if gone in self._quota_read:
                 self._metrics.api_quota.remove(gone.account, gone.region, RESOURCE_READ)
                 self._quota_read.discard(gone)

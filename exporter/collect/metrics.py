@@ -141,6 +141,19 @@ API_QUOTA = MetricSpec(
     "(GetProvisionedLimit).",
     ("account_id", "region", "category"),
 )
+API_ACCOUNT_REQUESTS = MetricSpec(
+    f"{PREFIX}_api_account_requests",
+    "HTTP requests for import jobs sent against the account and region's quota, retries "
+    "included.",
+    ("account_id", "region"),
+    kind="counter",
+)
+API_ACCOUNT_THROTTLES = MetricSpec(
+    f"{PREFIX}_api_account_throttles",
+    "Requests for import jobs in the account and region that Cognito throttled.",
+    ("account_id", "region"),
+    kind="counter",
+)
 API_BUDGET = MetricSpec(
     f"{PREFIX}_api_budget_requests_per_second",
     "Requests a second the exporter allows itself for import jobs in the account and "
@@ -176,6 +189,8 @@ class ExporterMetrics:
         self.discovery_pools = _gauge(DISCOVERY_POOLS, registry)
         self.api_quota = _gauge(API_QUOTA, registry)
         self.api_budget = _gauge(API_BUDGET, registry)
+        self.api_account_requests = _counter(API_ACCOUNT_REQUESTS, registry)
+        self.api_account_throttles = _counter(API_ACCOUNT_THROTTLES, registry)
 
 
 def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
