@@ -150,3 +150,51 @@ def test_presets_and_overrides() -> None:
     assert large.exporter_settings(10).timeout >= 2 * 1000 / 10
     small, _ = parse_plan(["--small", "--pools", "7", "--no-sequential"])
     assert (small.pools, small.jobs, small.sequential) == (7, 130, False)
+
+
+def test_the_limits_benchmark_meets_every_target(tmp_path: Path) -> None:
+    json_path = tmp_path / "limits.json"
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.limits_bench",
+            "--pools",
+            "6",
+            "--budget-jobs",
+            "250",
+            "--json",
+            str(json_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert finished.stderr == ""
+    report = json.loads(json_path.read_text())
+    assert report["correct"] is True
+    by_name = {scenario["name"]: scenario for scenario in report["scenarios"]}
+    assert list(by_name) == ["full pools", "restart", "deep active jobs", "auto budget"]
+    for scenario in by_name.values():
+        assert scenario["problems"] == []
+        assert scenario["targets"]
+        assert all(target["met"] for target in scenario["targets"]), scenario
+    rows = {row["side"]: row for row in by_name["full pools"]["rows"]}
+    # 1,000 jobs: 20 pages of 50 and the empty page after the trailing token
+    assert rows["exporter cold"]["calls_per_pool"] == 21
+    assert rows["exporter steady (each of 3)"]["calls_per_pool"] == 1
+    rows = {row["side"]: row for row in by_name["restart"]["rows"]}
+    assert rows["exporter first scrape, --storage.path"]["calls_per_pool"] == 1
+    assert rows["exporter first scrape, no storage"]["calls_per_pool"] == 22
+    rows = {row["side"]: row for row in by_name["deep active jobs"]["rows"]}
+    assert rows["exporter steady (most of 3)"]["calls_per_pool"] == 4
+    assert rows["exporter steady (most of 3)"]["describes_last"] == 18
+    rows = {row["side"]: row for row in by_name["auto budget"]["rows"]}
+    # 36 calls that six pools at 5/s each could send at 30/s, held to 20 in any second
+    assert rows["exporter cold, two sets"]["calls"] == 36
+    assert 15 <= rows["exporter cold, two sets"]["busiest_second"] <= 20
+    assert rows["sequential, no budget"]["busiest_second"] > 20
+    assert "PASS  busiest second across both sets <= 20 calls" in finished.stdout
