@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.demo.model import DEFAULT_ACCOUNT_ID
 from exporter.demo.world import RETIRED_POOL, configured_demo_pools
 from tests.prometheus_server import Prometheus, running_prometheus
 from tests.tools import holds_within
@@ -28,8 +29,9 @@ PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 DASHBOARD_UID = "cognito-import-jobs"
-PANEL_COUNT = 18
-TARGET_COUNT = 24
+PANEL_COUNT = 21
+QUERY_VARIABLES = 4
+TARGET_COUNT = 29
 
 SCRAPE_INTERVAL_SECONDS = 1
 # Grafana's built-in intervals for a data source whose scrape interval is 1s: $__interval is the
@@ -192,10 +194,57 @@ def pools(prometheus: Prometheus) -> dict[str, str]:
     }
 
 
+def variable_options(prometheus: Prometheus, variable: Json) -> dict[str, str]:
+    """value -> text of every option a query variable offers, found as Grafana finds them:
+    label_values(expr, label), or query_result(expr) through the variable's regex."""
+    query = variable_query(variable)
+    labels = re.fullmatch(r"label_values\((.*), (\w+)\)", query, flags=re.DOTALL)
+    if labels is not None:
+        values = {s["metric"][labels.group(2)] for s in prometheus.vector(labels.group(1))}
+        return {value: value for value in sorted(values)}
+    result = re.fullmatch(r"query_result\((.*)\)", query, flags=re.DOTALL)
+    assert result is not None, query
+    pattern = python_regex(variable["regex"])
+    options: dict[str, str] = {}
+    for series in prometheus.vector(result.group(1)):
+        found = pattern.search(grafana_series_text(series))
+        assert found is not None, grafana_series_text(series)
+        value = found.group("value")
+        options[value] = found.groupdict().get("text") or value
+    return options
+
+
 @pytest.fixture(scope="module")
-def variables(pools: dict[str, str]) -> dict[str, str]:
-    """The dashboard's variables with every pool selected, plus Grafana's built-ins."""
-    return {**GRAFANA_INTERVALS, "pool": prometheus_regex_alternation(sorted(pools))}
+def quota_scopes(prometheus: Prometheus, variables_before_quota: dict[str, str]) -> list[str]:
+    """Every account and region the quota row repeats for."""
+    dashboard = load_dashboard()
+    variable = template_variable(dashboard, "quota_scope")
+    variable = {
+        **variable,
+        "query": {"query": interpolate(variable_query(variable), variables_before_quota)},
+    }
+    return sorted(variable_options(prometheus, variable))
+
+
+@pytest.fixture(scope="module")
+def variables_before_quota(prometheus: Prometheus, pools: dict[str, str]) -> dict[str, str]:
+    dashboard = load_dashboard()
+    chosen = {**GRAFANA_INTERVALS}
+    for name in ("job", "instance"):
+        variable = template_variable(dashboard, name)
+        variable = {
+            **variable,
+            "query": {"query": interpolate(variable_query(variable), chosen)},
+        }
+        chosen[name] = prometheus_regex_alternation(sorted(variable_options(prometheus, variable)))
+    return {**chosen, "pool": prometheus_regex_alternation(sorted(pools))}
+
+
+@pytest.fixture(scope="module")
+def variables(variables_before_quota: dict[str, str], quota_scopes: list[str]) -> dict[str, str]:
+    """The dashboard's variables with every job, instance and pool selected, the first
+    account and region of the repeated quota row, plus Grafana's built-ins."""
+    return {**variables_before_quota, "quota_scope": quota_scopes[0]}
 
 
 def walk(node: object) -> Iterator[tuple[str, object]]:
@@ -297,11 +346,12 @@ def test_dashboard_has_no_fixed_datasource_or_id() -> None:
     body = {key: value for key, value in dashboard.items() if key != "uid"}
     references = [value for key, value in walk(body) if key == "datasource"]
     uids = [value for key, value in walk(body) if key == "uid"]
-    # One reference per panel, one per target and one for the pool variable, all ${datasource}.
+    # One reference per panel, one per target and one per query variable (job, instance, pool,
+    # quota_scope), all ${datasource}.
     assert len(data_panels(dashboard)) == PANEL_COUNT
     assert len(panel_queries(dashboard)) == TARGET_COUNT
-    assert references == [DATASOURCE_REF] * (PANEL_COUNT + TARGET_COUNT + 1)
-    assert uids == ["${datasource}"] * (PANEL_COUNT + TARGET_COUNT + 1)
+    assert references == [DATASOURCE_REF] * (PANEL_COUNT + TARGET_COUNT + QUERY_VARIABLES)
+    assert uids == ["${datasource}"] * (PANEL_COUNT + TARGET_COUNT + QUERY_VARIABLES)
     for panel in data_panels(dashboard):
         assert panel["datasource"] == DATASOURCE_REF, panel["title"]
         for target in panel["targets"]:
@@ -331,7 +381,14 @@ def test_panels_are_described_and_do_not_overlap() -> None:
         "Users",
         "Recent jobs",
         "Exporter health",
+        "Request quota: $quota_scope",
     ]
+    without_unit = [
+        panel["title"]
+        for panel in data_panels(dashboard)
+        if not panel["fieldConfig"]["defaults"].get("unit")
+    ]
+    assert without_unit == []
 
 
 def test_provisioning_points_grafana_at_the_dashboard_folder() -> None:
@@ -380,19 +437,12 @@ def test_every_panel_query_returns_data(prometheus: Prometheus, variables: dict[
 
 
 def test_pool_variable_lists_every_pool_by_name(
-    prometheus: Prometheus, pools: dict[str, str]
+    prometheus: Prometheus, pools: dict[str, str], variables_before_quota: dict[str, str]
 ) -> None:
     variable = template_variable(load_dashboard(), "pool")
     query = variable_query(variable)
-    match = re.fullmatch(r"query_result\((.*)\)", query, flags=re.DOTALL)
-    assert match is not None, query
-    pattern = python_regex(variable["regex"])
-
-    options: dict[str, str] = {}
-    for series in prometheus.vector(match.group(1)):
-        found = pattern.search(grafana_series_text(series))
-        assert found is not None, grafana_series_text(series)
-        options[found.group("value")] = found.group("text")
+    chosen = {**variable, "query": {"query": interpolate(query, variables_before_quota)}}
+    options = variable_options(prometheus, chosen)
 
     scraped = {
         s["metric"]["user_pool_id"] for s in prometheus.vector("cognito_user_import_scrape_success")
@@ -439,3 +489,57 @@ def test_jobs_by_status_matrix_has_a_row_per_pool_and_a_column_per_status(
     assert rows == sorted(
         f"{name} / {pool_id}" for pool_id, name in pools.items() if pool_id in collected
     )
+
+
+def test_job_and_instance_variables_list_the_scraped_exporter(
+    variables_before_quota: dict[str, str], exporter_address: str
+) -> None:
+    assert variables_before_quota["job"] == prometheus_regex_alternation(
+        ["cognito-import-exporter"]
+    )
+    assert variables_before_quota["instance"] == prometheus_regex_alternation([exporter_address])
+
+
+def test_the_quota_row_repeats_for_each_account_and_region_with_data(
+    prometheus: Prometheus, variables: dict[str, str], quota_scopes: list[str]
+) -> None:
+    dashboard = load_dashboard()
+    (row,) = [panel for panel in dashboard["panels"] if panel.get("repeat") == "quota_scope"]
+    assert row["title"] == "Request quota: $quota_scope"
+    # the demo's pools: one account, in each region a pool of it is in
+    assert quota_scopes == [
+        f'account_id="{DEFAULT_ACCOUNT_ID}",region="{region}"'
+        for region in sorted({pool_id.split("_")[0] for pool_id in configured_demo_pools()})
+    ]
+    for scope in quota_scopes:
+        chosen = {**variables, "quota_scope": scope}
+        quota = panel_named(dashboard, "Quota, budget and requests sent")
+        results = run_targets(quota, prometheus, chosen)
+        # one series each, for that account and region only: the simulator's quota of 20/s,
+        # half of it as the budget, and what was sent
+        for ref_id in "ABC":
+            (series,) = results[ref_id]
+            assert series["metric"] == {
+                "account_id": DEFAULT_ACCOUNT_ID,
+                "region": scope.split('region="')[1].rstrip('"'),
+            }
+        assert float(results["A"][0]["value"][1]) == 20
+        assert float(results["B"][0]["value"][1]) == 10
+        assert float(results["C"][0]["value"][1]) > 0
+        throttles = run_targets(panel_named(dashboard, "Throttled requests"), prometheus, chosen)
+        assert len(throttles["A"]) == 1
+
+
+def test_pools_not_reporting_lists_the_failing_pool_with_its_error_code(
+    prometheus: Prometheus, variables: dict[str, str]
+) -> None:
+    panel = panel_named(load_dashboard(), "Pools not reporting")
+    results = run_targets(panel, prometheus, variables)
+    assert columns_after_transformations(panel, results) == [
+        "Pool",
+        "Error code",
+        "Errors in range",
+    ]
+    assert {(r["metric"]["user_pool_id"], r["metric"]["error_code"]) for r in results["A"]} == {
+        (RETIRED_POOL[0], "ResourceNotFound")
+    }

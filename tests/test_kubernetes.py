@@ -5,13 +5,11 @@ schemas, and the rest is checked field by field: the exporter sidecar's hardenin
 IRSA, the configuration it mounts, how the ServiceMonitor finds it, and the PrometheusRule,
 which must carry exactly the groups of prometheus/alerts.yml.
 
-deploy/kubernetes/prometheusrule.yaml is generated from prometheus/alerts.yml;
-UPDATE_GOLDEN=1 rewrites it.
+Both files are generated from the monitoring mixin (tests/test_mixin.py keeps them so).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -41,32 +39,13 @@ EXPORTER_IMAGE = f"ghcr.io/cognito-import-exporter/cognito-import-exporter:{__ve
 EXPORTER_PORT = 10209
 CONFIG_MAP_PREFIX = "cognito-import-exporter-config-"
 CONFIG_DIR = "/etc/cognito-import-exporter"
+STATE_DIR = "/var/lib/cognito-import-exporter"
 ROLE_ARN = "arn:aws:iam::123456789012:role/cognito-import-exporter"
 NONROOT_UID = 65532
 # The job label the alert rules select on (up{job="cognito-import-exporter"}).
 SCRAPE_JOB = "cognito-import-exporter"
 
-PROMETHEUS_RULE_HEADER = """\
-# Generated from prometheus/alerts.yml; do not edit. After changing the rules, regenerate with
-#   UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_kubernetes.py
-apiVersion: monitoring.coreos.com/v1
-kind: PrometheusRule
-metadata:
-  name: cognito-import-exporter
-  labels:
-    app.kubernetes.io/name: cognito-import-exporter
-spec:
-"""
-
 Json = dict[str, Any]
-
-
-def render_prometheus_rule(alerts_text: str) -> str:
-    """The PrometheusRule manifest: alerts.yml from its `groups:` key on, indented under spec."""
-    lines = alerts_text.splitlines()
-    start = lines.index("groups:")
-    body = [f"  {line}" if line else "" for line in lines[start:]]
-    return PROMETHEUS_RULE_HEADER + "\n".join(body) + "\n"
 
 
 def build_kit() -> list[Json]:
@@ -156,6 +135,7 @@ def test_exporter_runs_the_release_image_with_the_mounted_config(objects: list[J
         f"--config.file={CONFIG_DIR}/config.yaml",
         f"--web.listen-address=:{EXPORTER_PORT}",
         "--log.format=json",
+        f"--storage.path={STATE_DIR}",
     ]
     assert exporter["ports"] == [
         {"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}
@@ -245,6 +225,9 @@ def test_exporter_mounts_the_generated_config_map(objects: list[Json]) -> None:
         "configMap": {"name": config_map["metadata"]["name"]},
     }
     assert volumes[mounts["/tmp"]["name"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Mi"}
+    # pool histories on the pod's disk: they outlive a container restart
+    assert mounts[STATE_DIR] == {"name": "state", "mountPath": STATE_DIR}
+    assert volumes["state"]["emptyDir"] == {"sizeLimit": "256Mi"}
 
 
 def test_mounted_config_passes_the_exporters_config_check(
@@ -322,13 +305,3 @@ def test_prometheus_rule_carries_exactly_the_alert_rule_groups(objects: list[Jso
         "cognito-user-import-jobs",
         "cognito-import-exporter",
     ]
-
-
-def test_prometheus_rule_file_is_generated_from_the_alert_rules() -> None:
-    expected = render_prometheus_rule(ALERTS_FILE.read_text(encoding="utf-8"))
-    if os.environ.get("UPDATE_GOLDEN"):
-        PROMETHEUS_RULE_FILE.write_text(expected, encoding="utf-8")
-
-    assert PROMETHEUS_RULE_FILE.read_text(encoding="utf-8") == expected, (
-        "prometheusrule.yaml is out of date; regenerate it with UPDATE_GOLDEN=1"
-    )

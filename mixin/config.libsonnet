@@ -1,0 +1,18 @@
+// What a user of the mixin may change: mix in `{ _config+:: { ... } }`.
+{
+  _config+:: {
+    // The series of cognito-import-exporter's scrape jobs. With /probe jobs beside the
+    // /metrics one, widen it: 'job=~"cognito-import-exporter|cognito-import-probe"'.
+    cognitoImportSelector: 'job="cognito-import-exporter"',
+
+    // CognitoUserImportJobStuck: a Pending or InProgress job started longer ago than this.
+    jobStuckHours: 6,
+    // CognitoUserImportJobExpiring: a Created job older than this (Cognito expires Created
+    // jobs that were not started within 24 to 48 hours).
+    jobExpiringHours: 20,
+
+    dashboardUid: 'cognito-import-jobs',
+    dashboardTitle: 'Amazon Cognito user import jobs',
+    dashboardTags: ['aws', 'cognito', 'cognito-import-exporter'],
+  },
+}

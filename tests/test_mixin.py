@@ -1,0 +1,154 @@
+"""The monitoring mixin: the shipped alert rules, PrometheusRule and dashboard are what it gives,
+its `_config` reaches every expression, and it follows the monitoring-mixins conventions."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import _jsonnet
+import pytest
+import yaml
+
+from scripts.generate_mixin import (
+    ALERTS_FILE,
+    DASHBOARDS_DIR,
+    PROMETHEUS_RULE_FILE,
+    REPO,
+    evaluate,
+    render,
+)
+
+DEFAULT_SELECTOR = 'job="cognito-import-exporter"'
+OTHER_SELECTOR = 'namespace="identity", job="cognito-sidecar"'
+SEVERITIES = {"critical", "warning", "info"}
+# a metric's selector: the name, then its braces (range vectors and functions around it)
+METRIC_SELECTOR = re.compile(r"\b(cognito_user_import_\w+|up)\{([^}]*)\}")
+BARE_METRIC = re.compile(r"\b(cognito_user_import_\w+|up)\b(?!\{)")
+
+Json = dict[str, Any]
+
+
+def alert_rules(document: Json) -> list[Json]:
+    return [rule for group in document["alerts"]["groups"] for rule in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def default() -> Json:
+    return evaluate()
+
+
+def test_the_shipped_files_are_what_the_mixin_gives() -> None:
+    rendered = render()
+    assert set(rendered) == {
+        ALERTS_FILE,
+        PROMETHEUS_RULE_FILE,
+        DASHBOARDS_DIR / "cognito-import-jobs.json",
+    }
+    for path, text in rendered.items():
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.relative_to(REPO)} is out of date: .venv/bin/python scripts/generate_mixin.py"
+        )
+
+
+def test_the_generator_checks_without_writing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/generate_mixin.py", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_the_prometheus_rule_carries_the_alert_groups() -> None:
+    alerts = yaml.safe_load(ALERTS_FILE.read_text(encoding="utf-8"))
+    rule = yaml.safe_load(PROMETHEUS_RULE_FILE.read_text(encoding="utf-8"))
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"] == {"groups": alerts["groups"]}
+
+
+def test_every_metric_in_every_alert_is_selected_by_the_configured_selector(
+    default: Json,
+) -> None:
+    other = evaluate(f"{{ cognitoImportSelector: {json.dumps(OTHER_SELECTOR)} }}")
+    before, after = alert_rules(default), alert_rules(other)
+    assert [rule["alert"] for rule in before] == [rule["alert"] for rule in after]
+    assert len(before) == 11
+    for old, new in zip(before, after, strict=True):
+        assert old["expr"] != new["expr"], old["alert"]
+        assert DEFAULT_SELECTOR not in new["expr"], new["alert"]
+        assert BARE_METRIC.findall(new["expr"]) == [], new["alert"]
+        selectors = METRIC_SELECTOR.findall(new["expr"])
+        assert selectors, new["alert"]
+        for metric, matchers in selectors:
+            assert matchers.startswith(OTHER_SELECTOR), (new["alert"], metric, matchers)
+        # nothing else changed
+        assert old["expr"].replace(DEFAULT_SELECTOR, OTHER_SELECTOR) == new["expr"]
+
+
+def test_thresholds_and_dashboard_identity_come_from_the_config(default: Json) -> None:
+    changed = evaluate(
+        "{ jobStuckHours: 3, jobExpiringHours: 30, dashboardUid: 'imports',"
+        " dashboardTitle: 'Imports' }"
+    )
+    rules = {rule["alert"]: rule for rule in alert_rules(changed)}
+    assert "> 3 * 3600" in rules["CognitoUserImportJobStuck"]["expr"]
+    assert "more than 3 hours" in rules["CognitoUserImportJobStuck"]["annotations"]["summary"]
+    assert "> 30 * 3600" in rules["CognitoUserImportJobExpiring"]["expr"]
+    (dashboard,) = changed["dashboards"].values()
+    assert (dashboard["uid"], dashboard["title"]) == ("imports", "Imports")
+    (shipped,) = default["dashboards"].values()
+    assert (shipped["uid"], shipped["title"]) == (
+        "cognito-import-jobs",
+        "Amazon Cognito user import jobs",
+    )
+
+
+def test_the_dashboard_variables_follow_the_selector() -> None:
+    other = evaluate(f"{{ cognitoImportSelector: {json.dumps(OTHER_SELECTOR)} }}")
+    (dashboard,) = other["dashboards"].values()
+    queries = {
+        variable["name"]: variable["query"]["query"]
+        for variable in dashboard["templating"]["list"]
+        if variable["type"] == "query"
+    }
+    assert queries["job"] == f"label_values(up{{{OTHER_SELECTOR}}}, job)"
+    assert queries["instance"] == f'label_values(up{{{OTHER_SELECTOR}, job=~"$job"}}, instance)'
+
+
+def test_alerts_follow_the_mixin_conventions(default: Json) -> None:
+    for rule in alert_rules(default):
+        name = rule["alert"]
+        assert re.fullmatch(r"(?:[A-Z][a-z0-9]*)+", name), name
+        assert rule["labels"]["severity"] in SEVERITIES, name
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook"}, name
+        # a static summary; the description says which pool, job or target
+        assert "{{" not in annotations["summary"], name
+        assert annotations["summary"].endswith("."), name
+        if not rule["expr"].startswith("absent("):
+            assert "{{ $labels." in annotations["description"], name
+    assert default["rules"] == {"groups": []}
+
+
+def test_the_readme_example_builds_with_its_selector(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"```jsonnet\n(.*?)```", readme, flags=re.DOTALL)
+    assert match is not None
+    (tmp_path / "cognito-import-exporter").symlink_to(REPO)  # where jsonnet-bundler puts it
+    built = json.loads(
+        _jsonnet.evaluate_snippet("readme", match.group(1), jpathdir=[str(tmp_path)])
+    )
+    assert set(built) == {"cognito-import-alerts.yaml", "cognito-import-jobs.json"}
+    alerts = yaml.safe_load(built["cognito-import-alerts.yaml"])
+    exprs = [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
+    assert len(exprs) == 11
+    assert all('job=~"cognito-import-exporter|cognito-import-probe"' in e for e in exprs)
+    assert json.loads(built["cognito-import-jobs.json"])["uid"] == "cognito-import-jobs"
