@@ -1,38 +1,110 @@
-"""The landing page: links, and each pool's last collection and recent jobs, for a person.
+"""The landing page: links, the problems that need a look, and each pool's last collection and
+recent jobs, for a person.
 
-Built from the scraper's last snapshot only, so looking at it never calls AWS.
+Built from the scraper's last snapshot only, so looking at it never calls AWS. Plain HTML and
+CSS: it reads the same without JavaScript.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from exporter import __version__
+from exporter.cognito.jobs import Job
 from exporter.collect.pool import PoolResult
 from exporter.collect.scraper import Snapshot
 from exporter.config.model import Pool
+from exporter.redaction import SECRETS
+from exporter.web.console import import_jobs_url, pool_url
+
+# the alert rules' thresholds (prometheus/alerts.yml): a job running this long is stuck (here a
+# Stopping job counts as running too); a job still Created this long after its creation is about
+# to expire, which Cognito does to a job not started within 24-48 h
+ACTIVE_TOO_LONG_AFTER = 6 * 3600.0
+EXPIRY_WARNING_AFTER = 20 * 3600.0
+RUNNING_STATUSES = frozenset({"Pending", "InProgress", "Stopping"})
+
+COLLECTION_FAILING = "collection failing"
+JOB_FAILED = "job failed"
+USERS_NOT_IMPORTED = "users skipped or failed"
+ACTIVE_TOO_LONG = f"active for over {ACTIVE_TOO_LONG_AFTER / 3600:g} h"
+CLOSE_TO_EXPIRY = "Created, close to expiry"
+_WORST = frozenset({COLLECTION_FAILING, JOB_FAILED})
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
 th,td{border:1px solid #c8ccd4;padding:0.3em 0.7em;text-align:left;font-size:0.92em}
 th{background:#eef0f4}.ok{color:#17753a;font-weight:600}.fail{color:#b3261e;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+.warn{color:#8a4b00;font-weight:600}tr.problem td{background:#fdf3f2}
+td.num{text-align:right;font-variant-numeric:tabular-nums}p.note{max-width:60em}
+#problems td{vertical-align:top}#problems small,td.console{white-space:nowrap}
 """
 
 
-def landing_page(pools: Sequence[Pool], snapshot: Snapshot | None) -> bytes:
-    """Links, and each pool's last collection and recent jobs; never calls AWS."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing on the page's Problems list: a pool or one of its jobs, what is wrong, the
+    figures that say so, and where the console shows it. Plain text, escaped when shown."""
+
+    pool_id: str
+    pool_name: str
+    job_id: str | None
+    job_name: str | None
+    kind: str
+    detail: str
+    link: str | None
+
+
+def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> list[Problem]:
+    """What needs a look, worst first: pools whose last collection failed; recent jobs (active,
+    or finished within `scrape.job_window`) that failed or left users skipped or failed; jobs
+    running for over 6 h; jobs Created for over 20 h. Active jobs come from every job the
+    pool's history holds, so none hides behind `max_jobs_per_pool` newer ones."""
+    results = {result.pool.id: result for result in snapshot.results} if snapshot else {}
+    current = [results[pool.id] for pool in pools if pool.id in results]
+    failing = [_collection_problem(result) for result in current if not result.success]
+    finished = [
+        problem
+        for result in current
+        for job in result.recent_jobs
+        if (problem := _outcome_problem(result.pool, job)) is not None
+    ]
+    running = [
+        _job_problem(result.pool, job, ACTIVE_TOO_LONG, _running_detail(job, now))
+        for result in current
+        for job in _active_jobs(result)
+        if job.status in RUNNING_STATUSES and _running_for(job, now) > ACTIVE_TOO_LONG_AFTER
+    ]
+    expiring = [
+        _job_problem(result.pool, job, CLOSE_TO_EXPIRY, _expiry_detail(job, now))
+        for result in current
+        for job in _active_jobs(result)
+        if job.status == "Created" and _created_for(job, now) > EXPIRY_WARNING_AFTER
+    ]
+    return failing + finished + running + expiring
+
+
+def landing_page(
+    pools: Sequence[Pool], snapshot: Snapshot | None, now: float | None = None
+) -> bytes:
+    """Links, the problems, and each pool's last collection and recent jobs; never calls AWS."""
+    shown_at = time.time() if now is None else now
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        # console links must not tell AWS where the exporter's page is
+        "<meta name='referrer' content='no-referrer'>",
         "<title>Cognito import job exporter</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Cognito user import job exporter</h1>",
         f"<p>Version {html.escape(__version__)}. ",
         "<a href='/metrics'>Metrics</a> · <a href='/-/healthy'>Health</a> · ",
         "<a href='/-/ready'>Readiness</a></p>",
+        "<h2>Problems</h2>",
+        _problems_section(pools, snapshot, shown_at),
         "<h2>User pools</h2>",
         _pools_table(pools, snapshot),
         "<h2>Recent import jobs</h2>",
@@ -40,6 +112,122 @@ def landing_page(pools: Sequence[Pool], snapshot: Snapshot | None) -> bytes:
         "</body></html>",
     ]
     return "".join(parts).encode()
+
+
+def _collection_problem(result: PoolResult) -> Problem:
+    pool = result.pool
+    reason = f"{result.error_code}: {result.error_message or ''}"
+    return Problem(
+        pool.id, pool.name, None, None, COLLECTION_FAILING, reason, pool_url(pool.id, pool.region)
+    )
+
+
+def _outcome_problem(pool: Pool, job: Job) -> Problem | None:
+    if job.status == "Failed":
+        kind = JOB_FAILED
+    elif job.skipped or job.failed:
+        kind = USERS_NOT_IMPORTED
+    else:
+        return None
+    detail = f"{job.status}: {job.imported} imported, {job.skipped} skipped, {job.failed} failed"
+    if job.completion_message:
+        detail += f". {_shown(job.completion_message)}"
+    return _job_problem(pool, job, kind, detail)
+
+
+def _job_problem(pool: Pool, job: Job, kind: str, detail: str) -> Problem:
+    return Problem(
+        pool.id,
+        pool.name,
+        job.job_id,
+        job.name,
+        kind,
+        detail,
+        import_jobs_url(pool.id, pool.region),
+    )
+
+
+def _active_jobs(result: PoolResult) -> Iterator[Job]:
+    jobs = result.outcome.jobs if result.outcome else result.recent_jobs
+    return (job for job in jobs if not job.terminal)
+
+
+def _running_for(job: Job, now: float) -> float:
+    since = job.started or job.created
+    return 0.0 if since is None else now - since
+
+
+def _created_for(job: Job, now: float) -> float:
+    return 0.0 if job.created is None else now - job.created
+
+
+def _running_detail(job: Job, now: float) -> str:
+    since = "its start" if job.started else "its creation"
+    return f"{job.status} for {_duration(_running_for(job, now))}, since {since}"
+
+
+def _expiry_detail(job: Job, now: float) -> str:
+    return (
+        f"not started {_duration(_created_for(job, now))} after its creation; "
+        "Cognito expires it 24-48 h after creation"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _shown(text: str) -> str:
+    """A service's free text as the page may show it: secrets and signing parameters out
+    (as in the log), anything unprintable escaped."""
+    text = SECRETS(text)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _problems_section(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> str:
+    note = (
+        "<p class='note'>From the last collection, ages as of "
+        f"{_when(now)}: pools whose collection failed; recent jobs (active, or finished within "
+        "<code>scrape.job_window</code>) that failed or skipped or failed users; jobs Pending, "
+        f"InProgress or Stopping for over {ACTIVE_TOO_LONG_AFTER / 3600:g} h; jobs still "
+        f"Created {EXPIRY_WARNING_AFTER / 3600:g} h after their creation (Cognito expires a job "
+        "not started within 24-48 h).</p>"
+    )
+    if snapshot is None:
+        return note + "<p id='no-problems'>Nothing collected yet.</p>"
+    found = problems(pools, snapshot, now)
+    if not found:
+        return note + "<p id='no-problems' class='ok'>No problems.</p>"
+    rows = [
+        "<table id='problems'><tr><th>Pool</th><th>Job</th><th>Problem</th><th>Details</th>"
+        "<th>Console</th></tr>"
+    ]
+    for problem in found:
+        job = (
+            ""
+            if problem.job_id is None
+            else f"{html.escape(problem.job_name or '')}<br><small>"
+            f"{html.escape(problem.job_id)}</small>"
+        )
+        severity = "fail" if problem.kind in _WORST else "warn"
+        target = "pool" if problem.job_id is None else "import jobs"
+        rows.append(
+            "<tr class='problem'>"
+            f"<td>{html.escape(problem.pool_name)}<br><small>{html.escape(problem.pool_id)}"
+            f"</small></td><td>{job}</td>"
+            f"<td class='{severity}'>{html.escape(problem.kind)}</td>"
+            f"<td>{html.escape(problem.detail)}</td>"
+            f"<td class='console'>{_link(problem.link, f'{target} in console')}</td></tr>"
+        )
+    rows.append("</table>")
+    return note + "".join(rows)
+
+
+def _link(url: str | None, text: str) -> str:
+    if url is None:
+        return html.escape(text)
+    return f"<a href='{html.escape(url)}'>{html.escape(text)}</a>"
 
 
 def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None) -> str:
@@ -52,7 +240,8 @@ def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None) -> str:
         result = results.get(pool.id)
         rows.append(
             "<tr>"
-            f"<td>{html.escape(pool.id)}</td><td>{html.escape(pool.name)}</td>"
+            f"<td>{_link(pool_url(pool.id, pool.region), pool.id)}</td>"
+            f"<td>{html.escape(pool.name)}</td>"
             f"<td>{html.escape(pool.region)}</td>{_result_cells(result)}</tr>"
         )
     rows.append("</table>")
@@ -79,11 +268,13 @@ def _jobs_table(snapshot: Snapshot | None) -> str:
         "<th>Completed</th><th>Imported</th><th>Skipped</th><th>Failed</th></tr>"
     ]
     for result in snapshot.results if snapshot else ():
+        pool = result.pool
+        console = import_jobs_url(pool.id, pool.region)
         for job in result.recent_jobs:
             rows.append(
                 "<tr>"
-                f"<td>{html.escape(result.pool.name)}</td>"
-                f"<td>{html.escape(job.name)}<br><small>{html.escape(job.job_id)}</small></td>"
+                f"<td>{html.escape(pool.name)}</td>"
+                f"<td>{html.escape(job.name)}<br><small>{_link(console, job.job_id)}</small></td>"
                 f"<td>{html.escape(job.status)}</td>"
                 f"<td>{_when(job.created)}</td><td>{_when(job.completed)}</td>"
                 f"<td class='num'>{job.imported}</td><td class='num'>{job.skipped}</td>"
