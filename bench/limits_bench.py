@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", dest="json_path")
     options = parser.parse_args(argv)
-    configure("warn", "logfmt", sys.stderr)
+    configure("error", "logfmt", sys.stderr)  # job events would drown the table
     if options.jobs <= DEEP_POSITIONS[-1]:
         parser.error(f"--jobs must be more than {DEEP_POSITIONS[-1]} (the deepest active job)")
     scenarios = [

@@ -3,13 +3,24 @@ own `model` (the pools it wants) and asks for `endpoint`."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
 
 from exporter.demo.service import SimulatedCognito
+from exporter.logs import configure
 from tests.prometheus_server import running_demo
 from tests.simulated import serving
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """The exporter's own log handler and format at info, into a buffer."""
+    stream = io.StringIO()
+    configure("info", "logfmt", stream)
+    yield stream
+    configure("warn", "logfmt", io.StringIO())
 
 
 @pytest.fixture

@@ -20,8 +20,14 @@ SMALL_PAGES_PER_POOL = 3  # 130 jobs in pages of 50, what an answer holds at mos
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
     json_path = tmp_path_factory.mktemp("bench") / "small.json"
+    finished = run_bench("bench.scrape_bench", "--small", "--json", str(json_path))
+    return finished.stdout, json.loads(json_path.read_text())
+
+
+def run_bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A benchmark run to its end in a process of its own; it must exit 0 (results right)."""
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.scrape_bench", "--small", "--json", str(json_path)],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -29,7 +35,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, 
         check=False,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    return finished.stdout, json.loads(json_path.read_text())
+    return finished
 
 
 def test_small_run_prints_the_table_and_every_verdict(
@@ -154,25 +160,9 @@ def test_presets_and_overrides() -> None:
 
 def test_the_limits_benchmark_meets_every_target(tmp_path: Path) -> None:
     json_path = tmp_path / "limits.json"
-    finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.limits_bench",
-            "--pools",
-            "6",
-            "--budget-jobs",
-            "250",
-            "--json",
-            str(json_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    finished = run_bench(
+        "bench.limits_bench", "--pools", "6", "--budget-jobs", "250", "--json", str(json_path)
     )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
     assert finished.stderr == ""
     report = json.loads(json_path.read_text())
     assert report["correct"] is True

@@ -5,12 +5,10 @@ pools in a region where import jobs cannot be listed (a replica region)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pytest
 
 from exporter.demo.service import SimulatedCognito
-from exporter.logs import configure
 from tests.exporter_process import samples, value
 from tests.simulated import (
     TEST_ACCOUNT,
@@ -35,14 +33,6 @@ def model() -> SimulatedCognito:
     for seed, pool_id in enumerate(POOLS):
         populate(model, pool_id, 120, seed, active_newest=1)
     return model
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure("info", "logfmt", stream)
-    yield stream
-    configure("warn", "logfmt", io.StringIO())
 
 
 def two_sets_of_one_account(endpoint: str, pools: tuple[str, ...], **scrape: object) -> str:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from exporter.app import Runtime
 from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
-from exporter.logs import configure
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import Samples, samples, value
 from tests.simulated import NOW, assert_exact, config_yaml, populate
@@ -36,14 +34,6 @@ def model(request: pytest.FixtureRequest) -> SimulatedCognito:
         populate(model, pool_id, jobs, seed, active_newest=2)
     model.faults.trailing_token = True
     return model
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure("info", "logfmt", stream)
-    yield stream
-    configure("warn", "logfmt", io.StringIO())
 
 
 def started(endpoint: str, folder: Path) -> tuple[Runtime, ExporterApp]:
