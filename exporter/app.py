@@ -25,7 +25,7 @@ from exporter.collect.attempts import AttemptGate
 from exporter.collect.budgets import DEFAULT_QUOTA, Budgets
 from exporter.collect.collector import ImportJobsCollector
 from exporter.collect.discovery import PoolDiscovery
-from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.metrics import ExporterMetrics, RegistryCollector
 from exporter.collect.ratelimit import BucketRegistry
 from exporter.collect.scraper import Scraper
 from exporter.collect.storage import HistoryStore
@@ -79,8 +79,12 @@ class Runtime:
                 cache_ttl=lambda: self.config.scrape.cache_ttl,
             )
         )
-        # After the collector: a scrape's own API calls and errors show in the same answer.
-        self.metrics = ExporterMetrics(self.registry, __version__)
+        # The exporter's own metrics, served alone on /exporter-metrics (no collection) and
+        # after the collector on /metrics, so a scrape's own API calls and errors show in the
+        # same answer.
+        self.exporter_registry = CollectorRegistry(auto_describe=True)
+        self.metrics = ExporterMetrics(self.exporter_registry, __version__)
+        self.registry.register(RegistryCollector(self.exporter_registry))
         # One gate for the life of the process: the clients' hooks point at it, so clients
         # survive reloads; a reload only changes its rates.
         self._gate = AttemptGate(

@@ -167,7 +167,6 @@ def running_prometheus(
     PromQL expression scraped returns data; by default that is once the last scrape of the
     targets succeeded. The rules are evaluated as often as the targets are scraped.
     """
-    binary = require_tool("prometheus")
     interval = f"{scrape_interval_seconds}s"
     settings: Json = {"scrape_interval": interval, "scrape_timeout": interval}
     document: Json = {
@@ -179,9 +178,21 @@ def running_prometheus(
     if rule_files:
         settings["evaluation_interval"] = interval
         document["rule_files"] = [str(path) for path in rule_files]
+    scraped_expr = f'up{{job="{job_name}"}} == 1' if scraped is None else scraped
+    with running_prometheus_with(workdir, document, scraped_expr) as server:
+        yield server
+
+
+@contextmanager
+def running_prometheus_with(
+    workdir: Path, document: Json, scraped: str | None
+) -> Iterator[Prometheus]:
+    """A Prometheus with the whole configuration `document`, its data and log in workdir,
+    handed out once it is ready and the PromQL expression `scraped` returns data (at once
+    when it is None: the first scrapes come up to 5 s later, when discovery first reports)."""
+    binary = require_tool("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(document), encoding="utf-8")
-    scraped_expr = f'up{{job="{job_name}"}} == 1' if scraped is None else scraped
 
     address = f"127.0.0.1:{free_port()}"
     log = workdir / "prometheus.log"
@@ -207,14 +218,15 @@ def running_prometheus(
             f"prometheus did not become ready:\n{read_log(log)}"
         )
 
-        def scraped_enough() -> bool:
+        def scraped_enough(expr: str) -> bool:
             alive(process, "prometheus", log)
-            return bool(server.vector(scraped_expr))
+            return bool(server.vector(expr))
 
-        assert holds_within(scraped_enough, STARTUP_DEADLINE_SECONDS), (
-            f"prometheus did not scrape the demo, {scraped_expr} returned nothing: "
-            f"{server.scrape_health()}\n{read_log(log)}"
-        )
+        if scraped is not None:
+            assert holds_within(lambda: scraped_enough(scraped), STARTUP_DEADLINE_SECONDS), (
+                f"prometheus did not scrape its targets, {scraped} returned nothing: "
+                f"{server.scrape_health()}\n{read_log(log)}"
+            )
         yield server
     finally:
         stop(process)

@@ -58,11 +58,29 @@ def test_openmetrics_and_gzip_are_negotiated(app: ExporterApp) -> None:
     assert gzip.decompress(body).decode().endswith("# EOF\n")
 
 
+def test_exporter_metrics_serve_the_exporters_own_without_a_collection(app: ExporterApp) -> None:
+    status, _, body = call(app, "/exporter-metrics")
+    own = body.decode()
+    assert status == 200
+    assert 'cognito_user_import_exporter_build_info{version="0.1.0"} 1.0' in own
+    # no collection: no pool series, and no request was sent for one
+    assert "cognito_user_import_scrape_success" not in own
+    assert 'api_requests_total{operation="ListUserImportJobs"}' not in own
+    full = call(app, "/metrics")[2].decode()
+    assert "cognito_user_import_scrape_success" in full
+    after = call(app, "/exporter-metrics")[2].decode()
+    # the /metrics scrape's attempts, and its connection error, now show on both
+    assert 'cognito_user_import_api_requests_total{operation="ListUserImportJobs"}' in after
+    assert 'cognito_user_import_api_errors_total{error_code="ConnectionError"' in after
+    assert "cognito_user_import_jobs{" not in after
+
+
 @pytest.mark.parametrize(
     ("path", "method", "status", "allow"),
     [
         ("/nope", "GET", 404, None),
         ("/metrics", "POST", 405, "GET, HEAD"),
+        ("/exporter-metrics", "POST", 405, "GET, HEAD"),
         ("/-/reload", "GET", 405, "POST, PUT"),
         ("/-/healthy", "GET", 200, None),
         ("/-/ready", "GET", 200, None),

@@ -58,6 +58,7 @@ class RuntimeView(Protocol):
     """What the routes need of the running exporter (the app's Runtime)."""
 
     registry: CollectorRegistry
+    exporter_registry: CollectorRegistry
 
     @property
     def ready(self) -> bool: ...
@@ -84,9 +85,11 @@ class ExporterApp:
         self._timeout_offset = timeout_offset
         self._clock = clock
         self._metrics_app = make_wsgi_app(runtime.registry)
+        self._exporter_metrics_app = make_wsgi_app(runtime.exporter_registry)
         self._render_reserve = RenderReserve()
         self._routes: dict[str, tuple[tuple[str, ...], WsgiApp]] = {
             "/metrics": (READ_METHODS, self._metrics),
+            "/exporter-metrics": (READ_METHODS, self._exporter_metrics),
             "/": (READ_METHODS, self._landing),
             "/-/healthy": (READ_METHODS, self._healthy),
             "/-/ready": (READ_METHODS, self._ready),
@@ -135,6 +138,14 @@ class ExporterApp:
             )
         if timing.collected is not None:
             self._render_reserve.observe(self._clock() - timing.collected)
+        return body
+
+    def _exporter_metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """The exporter's own metrics (API calls, errors, budgets, discovery, reloads), with no
+        collection: for replicas whose pools are scraped on /probe."""
+        body: Iterable[bytes] = self._exporter_metrics_app(
+            dict(environ, REQUEST_METHOD="GET"), start_response
+        )
         return body
 
     def _probe(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
