@@ -95,9 +95,7 @@ class Runtime:
         self._budgets = Budgets(self._gate, self.metrics)
         self._budgets_started = False
         self._store = (
-            HistoryStore.open(storage_path, lambda pool: self._budgets.account_key(pool).account)
-            if storage_path
-            else None
+            HistoryStore.open(storage_path, self._budgets.known_account) if storage_path else None
         )
 
     @property
@@ -270,12 +268,11 @@ class Runtime:
             },
         )
 
-    def _not_enabled(self, pool: Pool) -> None:
-        """A pool answered OperationNotEnabled: discovery stops collecting it if it found it;
-        a static pool keeps reporting the error."""
+    def _not_enabled(self, pool: Pool) -> bool:
+        """A pool answered OperationNotEnabled: discovery stops collecting it if it found it
+        (True); a static pool keeps reporting the error."""
         discovery = self.discovery
-        if discovery is not None:
-            discovery.not_enabled(pool)
+        return discovery is not None and discovery.not_enabled(pool)
 
     def _discovered(self, discovery: PoolDiscovery, pools: tuple[Pool, ...]) -> None:
         with self._lock:

@@ -5,9 +5,14 @@ pools in a region where import jobs cannot be listed (a replica region)."""
 from __future__ import annotations
 
 import io
+import socket
+import time
+from collections.abc import Iterator
 
 import pytest
 
+from exporter.cognito.accounts import RESOURCE_READ
+from exporter.collect.budgets import CALL_SECONDS
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import samples, value
 from tests.simulated import (
@@ -152,6 +157,41 @@ def test_a_denied_quota_read_falls_back_to_the_default_and_says_so_once(
     runtime.close()
 
 
+def test_a_refresh_that_fails_keeps_the_rate_last_read(
+    model: SimulatedCognito, endpoint: str, log_stream: io.StringIO
+) -> None:
+    model.provisioned_limits[(TEST_ACCOUNT, "eu-west-1")] = 100
+    runtime, app = exporter_for(
+        config_yaml(endpoint, POOLS[:1], scrape={"requests_per_second": "auto"})
+    )
+    model.faults.provisioned_limit_error = "TooManyRequestsException"
+    runtime.budgets.refresh()
+    parsed = samples(call(app, "/metrics")[2].decode())
+    # quota and budget still agree: 100 read before, half of it spent
+    assert value(parsed, BUDGET, account_id=TEST_ACCOUNT, region="eu-west-1") == 50
+    assert (
+        value(parsed, QUOTA, account_id=TEST_ACCOUNT, region="eu-west-1", category=RESOURCE_READ)
+        == 100
+    )
+    assert "keeping the rate last read, 100 requests a second" in log_stream.getvalue()
+    runtime.close()
+
+
+@pytest.mark.parametrize("answered", [0.001, 0.5])
+def test_a_provisioned_rate_below_one_a_second_is_not_believed(
+    model: SimulatedCognito, endpoint: str, answered: float, log_stream: io.StringIO
+) -> None:
+    model.provisioned_limits[(TEST_ACCOUNT, "eu-west-1")] = answered
+    runtime, app = exporter_for(
+        config_yaml(endpoint, POOLS[:1], scrape={"requests_per_second": "auto"})
+    )
+    parsed = samples(call(app, "/metrics")[2].decode())
+    assert value(parsed, BUDGET, account_id=TEST_ACCOUNT, region="eu-west-1") == 10
+    assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=POOLS[0]) == 1
+    assert "assuming the default 20 requests a second" in log_stream.getvalue()
+    runtime.close()
+
+
 def test_a_refresh_follows_a_changed_provisioned_rate(
     model: SimulatedCognito, endpoint: str
 ) -> None:
@@ -197,6 +237,46 @@ def test_an_account_that_cannot_be_told_gets_a_budget_of_its_own(
     for pool_id in POOLS[:2]:
         assert_exact(parsed, model, pool_id)
     assert log_stream.getvalue().count("cannot tell which account the credentials reach") == 2
+    runtime.close()
+
+
+@pytest.fixture
+def silent_sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An STS endpoint that takes connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    yield
+    listener.close()
+
+
+@pytest.mark.usefixtures("silent_sts")
+def test_a_silent_sts_costs_one_call_deadline_at_start_however_many_sets(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    sets = 4
+    lines = "".join(
+        f"  set{index}: {{access_key_id: AKIASET{index}, secret_access_key: not-real}}\n"
+        for index in range(sets)
+    )
+    pools = "".join(
+        f"  - {{id: {pool_id}, credentials: set{index % sets}}}\n"
+        for index, pool_id in enumerate(POOLS[:sets])
+    )
+    text = (
+        config_yaml(endpoint, scrape={"requests_per_second": 50}).replace(
+            "credentials:\n", "credentials:\n" + lines, 1
+        )
+        + "pools:\n"
+        + pools
+    )
+    started = time.monotonic()
+    runtime, app = exporter_for(text)
+    took = time.monotonic() - started
+    # one after another they took CALL_SECONDS each; together, about one
+    assert took < 2 * CALL_SECONDS, took
+    parsed = samples(call(app, "/metrics")[2].decode())
+    for pool_id in POOLS[:sets]:
+        assert_exact(parsed, model, pool_id)
     runtime.close()
 
 
@@ -274,5 +354,8 @@ def test_a_discovered_pool_in_a_replica_region_is_dropped_and_counted(
             frozenset({("user_pool_id", "eu-west-1_Multi1")}),
         ) not in parsed
         assert model.pool_call_counts() == {"eu-central-1_Local1": 1}
-        assert log_stream.getvalue().count("no longer collected") == 1
+        # one line for the pool: that it is no longer collected, not that it failed
+        multi = [line for line in log_stream.getvalue().splitlines() if "eu-west-1_Multi1" in line]
+        assert len(multi) == 1
+        assert "no longer collected" in multi[0]
         runtime.close()

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
-from exporter.cognito.jobs import Job, Page, PagingError
+from exporter.cognito.jobs import DescribeNotAllowed, Job, Page, PagingError
 from exporter.collect.history import PoolHistory, recent_jobs
 from exporter.collect.ratelimit import DeadlineExceeded
 from tests.jobs import BASE_TIME, PagedList, Pages, job
@@ -81,6 +82,51 @@ def test_new_jobs_and_an_old_active_job_finishing_are_counted_after_one_scan() -
     pages.calls = 0
     assert pool.scan(pages, 20, pages.page_size, NOW + 120).statuses == truth(jobs)[0]
     assert pages.calls == 1
+
+
+class DescribeDenied(PagedList):
+    """A policy that allows ListUserImportJobs only."""
+
+    def job(self, job_id: str) -> Job | None:
+        self.describes += 1
+        raise DescribeNotAllowed("AccessDenied")
+
+
+def test_deep_active_jobs_are_paged_to_once_describes_are_denied() -> None:
+    deep = [job(3, "InProgress", imported=1), job(9, "Created", 0, 0)]
+    jobs = newest_first([job(i) for i in range(20) if i not in (3, 9)] + deep)
+    pages = DescribeDenied(jobs, page_size=4)
+    pool = history()
+    pool.scan(pages, 20, pages.page_size, NOW)
+    finished = deep[0]._replace(status="Succeeded", imported=30, completed=BASE_TIME)
+    jobs = newest_first([*(j for j in jobs if j.job_id != deep[0].job_id), finished])
+    pages.jobs = jobs
+    pages.calls = pages.describes = 0
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 60)
+    # exact: one describe denied, then the list paged down to the deepest active job (the
+    # 17th of 20, page 5) instead
+    assert (outcome.statuses, outcome.users_total) == truth(jobs)
+    assert pool.describe_denied
+    assert (pages.calls, pages.describes) == (1 + 5, 1)
+    pages.calls = pages.describes = 0
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 120)
+    # from then on no describe is tried: paged to the Created job, still active, on page 3
+    assert (outcome.statuses, outcome.users_total) == truth(jobs)
+    assert (pages.calls, pages.describes) == (3, 0)
+
+
+def test_a_job_described_as_another_reads_the_pool_in_full() -> None:
+    deep = job(3, "InProgress", imported=1)
+    jobs = newest_first([job(i) for i in range(12) if i != 3] + [deep])
+    pages = PagedList(jobs, page_size=4)
+    pool = history()
+    pool.scan(pages, 20, pages.page_size, NOW)
+    other = job(30, "Succeeded", imported=99)._replace(created=deep.created)
+    pages.job = lambda job_id: other  # type: ignore[method-assign]
+    pages.calls = 0
+    outcome = pool.scan(pages, 20, pages.page_size, NOW + 60)
+    assert outcome.full
+    assert (outcome.statuses, outcome.users_total) == truth(jobs)
 
 
 def test_ordering_violation_forces_a_full_read() -> None:
@@ -259,3 +305,41 @@ def test_an_endless_list_is_bounded_across_resumed_reads() -> None:
     assert raised.value.error_code == "MaxPagesExceeded"
     with pytest.raises(PagingError):
         pool.scan(Pages(endless), 5, 3, NOW + 60)
+
+
+@pytest.mark.parametrize("stored_due", [NOW - 1e6, NOW + 1e7], ids=["overdue", "a year ahead"])
+def test_a_restored_full_read_due_off_schedule_comes_within_the_interval(stored_due: float) -> None:
+    pages = PagedList(newest_first([job(i) for i in range(12)]), page_size=4)
+    first = history(resync=600.0)
+    first.scan(pages, 20, pages.page_size, NOW)
+    state = replace(first.state(), next_full_scan=stored_due)
+    restored = history(resync=600.0)
+    restored.restore(state, NOW)
+    assert not restored.full_scan_due(NOW)
+    assert restored.full_scan_due(NOW + 300)  # within half the interval, not a year later
+
+
+def test_a_restored_full_read_on_schedule_keeps_its_time() -> None:
+    pages = PagedList(newest_first([job(i) for i in range(12)]), page_size=4)
+    first = history(resync=600.0)
+    first.scan(pages, 20, pages.page_size, NOW)
+    restored = history(resync=600.0)
+    restored.restore(replace(first.state(), next_full_scan=NOW + 500), NOW)
+    assert not restored.full_scan_due(NOW + 499)
+    assert restored.full_scan_due(NOW + 500)
+
+
+@pytest.mark.parametrize("trailing_token", [False, True])
+def test_max_jobs_bounds_jobs_whatever_the_last_page_carries(trailing_token: bool) -> None:
+    jobs = newest_first([job(i) for i in range(11)])
+    for max_jobs, fails in ((10, True), (11, False)):
+        pages = PagedList(jobs, page_size=5, trailing_token=trailing_token)
+        # the page bound a pool of max_jobs gets: 2 or 3 pages, and one for a trailing token
+        max_pages = -(-max_jobs // 5) + 1
+        if fails:
+            with pytest.raises(PagingError) as failure:
+                history().scan(pages, max_pages, 5, NOW, max_jobs=max_jobs)
+            assert failure.value.error_code == "MaxPagesExceeded"
+        else:
+            outcome = history().scan(pages, max_pages, 5, NOW, max_jobs=max_jobs)
+            assert outcome.statuses == truth(jobs)[0]

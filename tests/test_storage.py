@@ -18,7 +18,7 @@ from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
 from tests.exporter_process import Samples, samples, value
-from tests.simulated import NOW, assert_exact, config_yaml, populate
+from tests.simulated import NOW, TEST_ACCOUNT, assert_exact, config_yaml, populate
 from tests.wsgi import call
 
 POOLS = tuple(f"eu-west-1_Kept{index}" for index in range(4))
@@ -102,6 +102,11 @@ def test_full_reads_overdue_after_a_restart_are_spread_not_all_due_at_once(
         (lambda path: _edit(path, users_total={"imported": -5}), "users_total is not a table"),
         (lambda path: _edit(path, head=[{"JobId": "x"}]), "has no valid Status"),
         (lambda path: _replace_with_fifo(path), "not a regular file"),
+        (lambda path: _edit(path, boundary=None), "a tail of jobs without its boundary job"),
+        (
+            lambda path: _edit(path, users_total={"imported": 5, "skipped": 0, "failed": 0}),
+            "users_total imported is below what its jobs count",
+        ),
     ],
     ids=[
         "cut short",
@@ -112,6 +117,8 @@ def test_full_reads_overdue_after_a_restart_are_spread_not_all_due_at_once(
         "negative count",
         "bad job",
         "fifo",
+        "tail without boundary",
+        "total below its jobs",
     ],
 )
 @pytest.mark.parametrize("model", [120], indirect=True)
@@ -221,3 +228,30 @@ def _edit(path: Path, **changes: object) -> None:
 def _replace_with_fifo(path: Path) -> None:
     path.unlink()
     os.mkfifo(path)
+
+
+def test_an_account_that_cannot_be_told_at_a_restart_spoils_no_stored_history(
+    model: SimulatedCognito, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STS down at one restart: the files are still taken (the pool, region and endpoint
+    match), written back for the account they were written for, and taken at the next."""
+    model.accounts = {"AKIAEXAMPLE": "210987654321"}
+    text = config_yaml(endpoint, POOLS, scrape={"timeout": "60s"}).replace(
+        f', account_id: "{TEST_ACCOUNT}"', ""
+    )
+    calls = []
+    for sts in (endpoint, "http://127.0.0.1:9", endpoint):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts)
+        config = load_text(text)
+        runtime = Runtime(lambda config=config: config, storage_path=str(tmp_path))  # type: ignore[misc]
+        runtime.apply(config)
+        model.reset_calls()
+        parsed = scrape(ExporterApp(runtime))
+        calls.append(model.calls["ListUserImportJobs"])
+        for pool_id in POOLS:
+            assert_exact(parsed, model, pool_id)
+        runtime.close()
+        accounts = {_pool_of(path)["account"] for path in tmp_path.glob("*.json")}
+        assert accounts == {"210987654321"}
+    # a full read of 21 pages a pool, then one call a pool at each restart, STS down or not
+    assert calls == [21 * len(POOLS), len(POOLS), len(POOLS)]

@@ -50,9 +50,14 @@ def provisioned_limit(
     provisioned = limit.get("ProvisionedLimitValue") if isinstance(limit, dict) else None
     free = limit.get("FreeLimitValue") if isinstance(limit, dict) else None
     if not _is_rate(provisioned):
-        raise InvalidResponseError("GetProvisionedLimit answered without a positive limit")
+        raise InvalidResponseError(
+            "GetProvisionedLimit answered without a limit of 1 to 1,000,000 requests a second"
+        )
     return ProvisionedLimit(float(provisioned), float(free) if _is_rate(free) else None)
 
 
 def _is_rate(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1_000_000
+    # below one request a second no pool could be read: an answer to distrust, not a rate
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= 1_000_000
+    )

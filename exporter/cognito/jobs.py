@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from botocore.exceptions import ClientError
+
+from exporter.cognito.errors import error_code
+
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
 
@@ -47,6 +51,18 @@ class InvalidJobsPage(Exception):
     """The service answered, but what it said cannot be trusted."""
 
     error_code = "InvalidResponse"
+
+
+class DescribeNotAllowed(Exception):
+    """DescribeUserImportJob is denied (the policy allows ListUserImportJobs only)."""
+
+    def __init__(self, error_code: str) -> None:
+        super().__init__(f"DescribeUserImportJob is not allowed ({error_code})")
+        self.error_code = error_code
+
+
+# what an IAM policy without the action, or Cognito's own refusal, answers
+DENIED_CODES = frozenset({"AccessDenied", "NotAuthorized", "UnauthorizedOperation"})
 
 
 class Job(NamedTuple):
@@ -99,6 +115,11 @@ def fetch_job(client: CognitoIdentityProviderClient, pool_id: str, job_id: str) 
         response = client.describe_user_import_job(UserPoolId=pool_id, JobId=job_id)
     except client.exceptions.ResourceNotFoundException:
         return None
+    except ClientError as error:
+        code = error_code(error)
+        if code in DENIED_CODES:
+            raise DescribeNotAllowed(code) from None
+        raise
     except (AttributeError, TypeError, KeyError, ValueError) as error:
         raise InvalidJobsPage(f"the answer could not be read: {type(error).__name__}") from None
     raw = response.get("UserImportJob")

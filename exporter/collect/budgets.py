@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from exporter.cognito.accounts import (
     RESOURCE_READ,
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 # UserPoolResourceRead's default: requests a second per account and region
 DEFAULT_QUOTA = 20.0
 CALL_SECONDS = 10.0
+MAX_AT_ONCE = 32
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Budgets:
@@ -47,6 +52,7 @@ class Budgets:
         self._accounts: dict[str, tuple[CredentialSet, str | None]] = {}
         self._budgeted: set[AccountRegion] = set()
         self._quota_read: set[AccountRegion] = set()
+        self._last_quota: dict[AccountRegion, float] = {}
         self._warned: set[Hashable] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,6 +78,11 @@ class Budgets:
     def account_key(self, pool: Pool) -> AccountRegion:
         return self._budget_of(pool.credentials, pool.region)
 
+    def known_account(self, pool: Pool) -> str | None:
+        """The account the pool's credentials reach; None while it cannot be told."""
+        known = self._accounts.get(pool.credentials)
+        return known[1] if known is not None else None
+
     def _budget_of(self, credentials: str, region: str) -> AccountRegion:
         known = self._accounts.get(credentials)
         account = known[1] if known is not None else None
@@ -84,19 +95,25 @@ class Budgets:
         if config is None or clients is None:
             return
         targets = _targets(config)
-        for name in {key.credentials for key in targets}:
-            self._tell_account(name, config.credentials[name], clients)
+        names = sorted({key.credentials for key in targets})
+        # at once, not one after another: an STS or Cognito that does not answer costs one
+        # call's deadline at start, however many credential sets and regions there are
+        _each(names, lambda name: self._tell_account(name, config.credentials[name], clients))
         scrape = config.scrape
-        budgeted: set[AccountRegion] = set()
+        first_key: dict[AccountRegion, ClientKey] = {}
         for client_key in targets:
-            budget = self._budget_of(client_key.credentials, client_key.region)
-            if budget in budgeted:
-                continue
-            budgeted.add(budget)
-            if scrape.requests_per_second == "auto":
-                rate = self._quota(budget, clients, client_key) * scrape.quota_share
-            else:
-                rate = float(scrape.requests_per_second)
+            first_key.setdefault(
+                self._budget_of(client_key.credentials, client_key.region), client_key
+            )
+        budgeted = set(first_key)
+        if scrape.requests_per_second == "auto":
+            quotas = _each(
+                list(first_key), lambda budget: self._quota(budget, clients, first_key[budget])
+            )
+            rates = {budget: quota * scrape.quota_share for budget, quota in quotas.items()}
+        else:
+            rates = dict.fromkeys(first_key, float(scrape.requests_per_second))
+        for budget, rate in rates.items():
             self._gate.set_account_rate(budget, rate)
             self._metrics.api_budget.labels(account_id=budget.account, region=budget.region).set(
                 rate
@@ -112,6 +129,7 @@ class Budgets:
             if gone in self._quota_read:
                 self._metrics.api_quota.remove(gone.account, gone.region, RESOURCE_READ)
                 self._quota_read.discard(gone)
+            self._last_quota.pop(gone, None)
         self._budgeted = budgeted
 
     def start(self) -> None:
@@ -161,20 +179,29 @@ class Budgets:
             with calling_for(CallScope("", None, _deadline())):
                 limit = provisioned_limit(clients.client(key))
         except Exception as error:
+            # a refresh that fails keeps the rate last read (and its series); only an account
+            # never read gets the default
+            known = self._last_quota.get(budget)
+            kept = (
+                f"keeping the rate last read, {known:g} requests a second"
+                if known is not None
+                else f"assuming the default {DEFAULT_QUOTA:g} requests a second"
+            )
             self._warn_once(
                 ("quota", budget),
-                f"cannot read the account's provisioned rate; assuming the default "
-                f"{DEFAULT_QUOTA:g} requests a second",
+                f"cannot read the account's provisioned rate; {kept}",
                 account_id=budget.account,
                 region=budget.region,
                 error_code=error_code(error),
                 error=safe_error_text(error),
             )
-            return DEFAULT_QUOTA
+            return DEFAULT_QUOTA if known is None else known
         self._metrics.api_quota.labels(
             account_id=budget.account, region=budget.region, category=RESOURCE_READ
         ).set(limit.provisioned)
         self._quota_read.add(budget)
+        self._last_quota[budget] = limit.provisioned
+        self._warned.discard(("quota", budget))
         return limit.provisioned
 
     def _warn_once(self, key: Hashable, message: str, **fields: str) -> None:
@@ -194,6 +221,14 @@ def _targets(config: Config) -> dict[ClientKey, None]:
         ),
     )
     return dict.fromkeys(keys)
+
+
+def _each(items: Sequence[T], call: Callable[[T], R]) -> dict[T, R]:
+    """`call` on every item, at most MAX_AT_ONCE at a time."""
+    if len(items) <= 1:
+        return {item: call(item) for item in items}
+    with ThreadPoolExecutor(min(MAX_AT_ONCE, len(items)), "budgets") as workers:
+        return dict(zip(items, workers.map(call, items), strict=True))
 
 
 def _deadline() -> float:

@@ -86,15 +86,16 @@ class PoolDiscovery:
                     merged.setdefault(pool.id, pool)
         return tuple(merged.values())
 
-    def not_enabled(self, pool: Pool) -> None:
+    def not_enabled(self, pool: Pool) -> bool:
         """`pool`'s region answered OperationNotEnabled: stop collecting it there, for as
-        long as this configuration is in force."""
+        long as this configuration is in force. False when this discovery did not find it
+        (a configured pool, reported as failing)."""
         if not any(pool in found for found in self._found.values()):
-            return  # not a pool this discovery found
+            return False
         key = (pool.id, pool.region)
         with self._publishing:
             if key in self._not_enabled:
-                return
+                return True
             self._not_enabled.add(key)
         log.info(
             "a discovered pool cannot be read in this region (a replica region); "
@@ -103,6 +104,7 @@ class PoolDiscovery:
         )
         with self._publishing:
             self._publish()
+        return True
 
     def refresh(self, everything: bool = False) -> None:
         """One round: each entry whose refresh is due (every entry with `everything`), then

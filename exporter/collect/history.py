@@ -24,11 +24,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from exporter.cognito.jobs import Job, PagingError
+from exporter.cognito.jobs import DescribeNotAllowed, Job, PagingError
 from exporter.collect.reading import (
     FullRead,
     Inconsistent,
     ListReader,
+    SteadyRead,
     read_in_full,
     read_steadily,
 )
@@ -120,6 +121,8 @@ class PoolHistory:
         self._last_full_scan: float | None = None
         self._users_total: Counter[str] = Counter()
         self._unfinished: FullRead | None = None
+        # DescribeUserImportJob answered AccessDenied or NotAuthorized: page instead
+        self.describe_denied = False
 
     def configure(self, keep_recent: int, full_scan_interval: float) -> None:
         """New settings from a reload, in force from the next scan: a shorter interval brings
@@ -154,25 +157,31 @@ class PoolHistory:
         self._tail_recent = state.tail_recent[: self._keep_recent]
         self._users_total = Counter(state.users_total)
         self._last_full_scan = state.last_full_scan
-        # a full read that fell due while the exporter was down comes within the next half
-        # interval, spread over the pools, not for every pool at once
-        overdue = state.next_full_scan <= now
+        # a full read that fell due while the exporter was down comes within the next
+        # interval, spread over the pools, not for every pool at once; so does one due further
+        # off than an interval (a clock that was ahead, an interval shortened since)
+        on_schedule = now < state.next_full_scan <= now + self._full_scan_interval
         spread = now + self._full_scan_interval * (self._spread() - 0.5)
-        self._next_full_scan = spread if overdue else state.next_full_scan
+        self._next_full_scan = state.next_full_scan if on_schedule else spread
         self._scanned = True
 
     def full_scan_due(self, now: float) -> bool:
         return not self._ordered or now >= self._next_full_scan
 
     def scan(
-        self, reader: ListReader, max_pages: int, jobs_per_page: int, now: float
+        self,
+        reader: ListReader,
+        max_pages: int,
+        jobs_per_page: int,
+        now: float,
+        max_jobs: int | None = None,
     ) -> ScanOutcome:
         """Bring the history up to date; call with `lock` held. Raises on any failure,
         leaving the history as it was."""
         pages = 0
         if not self.full_scan_due(now):
             try:
-                steady = read_steadily(reader, max_pages, self._head, self._boundary, jobs_per_page)
+                steady = self._read_steadily(reader, max_pages, jobs_per_page)
             except Inconsistent as moved:
                 pages = moved.pages
             else:
@@ -181,7 +190,7 @@ class PoolHistory:
         pages_before = read.pages
         try:
             # max_pages bounds the whole read, resumed or not, so what it keeps is bounded
-            read_in_full(reader, max_pages, read)
+            read_in_full(reader, max_pages, read, max_jobs)
         except PagingError:
             self._unfinished = None
             raise
@@ -194,7 +203,7 @@ class PoolHistory:
         # A read resumed from an earlier scrape holds that scrape's view of the newest jobs:
         # catch up on them now rather than a scrape later. The full read stands if this fails.
         try:
-            steady = read_steadily(reader, max_pages, self._head, self._boundary, jobs_per_page)
+            steady = self._read_steadily(reader, max_pages, jobs_per_page)
         except Exception:  # the catch-up is extra; its calls are counted where they are made
             return outcome
         caught_up = self._absorb(steady.jobs, False, True, steady.pages, steady.describes, now)
@@ -203,6 +212,18 @@ class PoolHistory:
             pages=outcome.pages + caught_up.pages,
             full=True,
             changes=outcome.changes + caught_up.changes,
+        )
+
+    def _read_steadily(self, reader: ListReader, max_pages: int, jobs_per_page: int) -> SteadyRead:
+        """A steady read; once a describe is denied, the pool's deep active jobs are paged to
+        from then on (this read is made again that way)."""
+        if not self.describe_denied:
+            try:
+                return read_steadily(reader, max_pages, self._head, self._boundary, jobs_per_page)
+            except DescribeNotAllowed:
+                self.describe_denied = True
+        return read_steadily(
+            reader, max_pages, self._head, self._boundary, jobs_per_page, describe=False
         )
 
     def _resumable_read(self, now: float) -> FullRead:

@@ -71,7 +71,7 @@ class PoolCollector:
         account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        on_not_enabled: Callable[[Pool], None] = lambda pool: None,
+        on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
         store: HistoryStore | None = None,
     ) -> None:
         self._store = store
@@ -90,6 +90,7 @@ class PoolCollector:
         scope = CallScope(pool.id, self._account_key(pool), deadline, label)
         # what is stored is for listed pools only: probes of unlisted ones leave no file
         store = self._store if label == pool.id else None
+        dropped = False
         try:
             outcome = self._scan(pool, state, scope, store)
         except Exception as error:  # any failure is this pool's alone
@@ -98,9 +99,10 @@ class PoolCollector:
             if code != TIMEOUT and not failure_counted_by_attempt(scope):
                 self._metrics.api_errors.labels(user_pool_id=label, error_code=code).inc()
             message = safe_error_text(error)
+            # a discovered pool in a replica region is dropped, and discovery says so
+            dropped = code == NOT_ENABLED and self._on_not_enabled(pool)
             if code == NOT_ENABLED:
                 message = _not_enabled_message(pool)
-                self._on_not_enabled(pool)
             result = PoolResult(
                 pool=pool,
                 success=False,
@@ -130,7 +132,8 @@ class PoolCollector:
                     extra={"fields": {"user_pool_id": pool.id}},
                 )
         state.timed_out_last = result.error_code == TIMEOUT
-        log_result_change(state, result)
+        if not dropped:
+            log_result_change(state, result)
         return result
 
     def _scan(
@@ -141,21 +144,29 @@ class PoolCollector:
         if remaining <= 0 or not history.lock.acquire(timeout=remaining):
             raise DeadlineExceeded("the pool was still busy from an earlier scrape")
         try:
+            scrape = self._scrape
+            history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
             if store is not None and not state.stored_history_read:
                 state.stored_history_read = True
                 store.load(pool, history, self._wall_clock())
-            scrape = self._scrape
-            history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
             client = self._clients.client(
                 ClientKey(pool.credentials, pool.region, pool.endpoint_url)
             )
             reader = PoolJobs(client, pool.id, pool.page_size)
+            denied_before = history.describe_denied
             with calling_for(scope):
                 outcome = history.scan(
                     reader,
                     page_bound(pool.max_jobs, pool.page_size),
                     jobs_per_page(pool.page_size),
                     self._wall_clock(),
+                    max_jobs=pool.max_jobs,
+                )
+            if history.describe_denied and not denied_before:
+                log.warning(
+                    "DescribeUserImportJob is not allowed: active jobs deep in the list are "
+                    "paged to instead (allow cognito-idp:DescribeUserImportJob to save the calls)",
+                    extra={"fields": {"user_pool_id": pool.id}},
                 )
             if store is not None:
                 store.save(pool, history)

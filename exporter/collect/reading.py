@@ -62,10 +62,13 @@ class SteadyRead:
     describes: int
 
 
-def read_in_full(reader: ListReader, max_pages: int, read: FullRead) -> FullRead:
+def read_in_full(
+    reader: ListReader, max_pages: int, read: FullRead, max_jobs: int | None = None
+) -> FullRead:
     """Page down from where `read` stands to the end of the list. On return `read.fresh`
     holds every job once, and `read.ordered` whether creation dates never rose down the list.
-    A job seen twice is skipped: jobs created while a read pages shift the list down."""
+    A job seen twice is skipped: jobs created while a read pages shift the list down. More
+    than `max_jobs` jobs, or more than `max_pages` pages, end it as MaxPagesExceeded."""
     while True:
         if read.pages >= max_pages:
             raise PagingError("MaxPagesExceeded", f"more than {read.pages} pages of import jobs")
@@ -82,6 +85,8 @@ def read_in_full(reader: ListReader, max_pages: int, read: FullRead) -> FullRead
                 read.previous_created = job.created
             read.seen_ids.add(job.job_id)
             read.fresh.append(job)
+        if max_jobs is not None and len(read.fresh) > max_jobs:
+            raise PagingError("MaxPagesExceeded", f"more than {max_jobs} import jobs")
         token = page.next_token
         if token is None:
             return read
@@ -97,11 +102,14 @@ def read_steadily(
     head: Sequence[Job],
     boundary: Job | None,
     jobs_per_page: int,
+    describe: bool = True,
 ) -> SteadyRead:
     """The list down to the newest known job, and the known active jobs refreshed.
 
     `head` is what the history knows above its tail, newest first; `boundary` the newest
     job of the tail. `jobs_per_page` is what one page holds, to reckon how deep a job sits.
+    Without `describe`, deep active jobs are refreshed by paging down to them. Raises
+    `DescribeNotAllowed` when a describe is denied.
     """
     known_top = head[0] if head else boundary
     if known_top is None:
@@ -116,7 +124,9 @@ def read_steadily(
         page = reader.page(token)
         pages += 1
         steady.take(page.jobs, pages)
-        if steady.reached_tail or (steady.met and _more_pages(steady, jobs_per_page, pages) == 0):
+        if steady.reached_tail or (
+            steady.met and _paged_enough(steady, jobs_per_page, pages, describe)
+        ):
             break
         token = page.next_token
         if token is None:
@@ -132,6 +142,8 @@ def read_steadily(
         describes += 1
         if described is None or described.created != head[index].created:
             raise Inconsistent(pages, "a known active job is gone")
+        if described.job_id != head[index].job_id:
+            raise Inconsistent(pages, "a job was described as another")
         steady.refreshed[described.job_id] = described
     jobs = steady.new + [steady.refreshed.get(job.job_id, job) for job in head]
     return SteadyRead(jobs, pages, describes)
@@ -213,6 +225,12 @@ class _Steady:
             return
         if job.job_id not in self.refreshed and job.job_id not in self.new_ids:
             raise Inconsistent(pages, "the newest finished job is gone")
+
+
+def _paged_enough(steady: _Steady, jobs_per_page: int, pages_read: int, describe: bool) -> bool:
+    if not describe:
+        return not steady.unrefreshed_active()
+    return _more_pages(steady, jobs_per_page, pages_read) == 0
 
 
 def _more_pages(steady: _Steady, jobs_per_page: int, pages_read: int) -> int:

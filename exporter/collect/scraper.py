@@ -84,7 +84,7 @@ class Scraper:
         account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        on_not_enabled: Callable[[Pool], None] = lambda pool: None,
+        on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
         store: HistoryStore | None = None,
     ) -> None:
         self._store = store

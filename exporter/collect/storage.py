@@ -42,17 +42,20 @@ class StorageError(Exception):
 
 class HistoryStore:
     """The files of one storage folder. `owner(pool)` names what a file must belong to
-    beyond the pool itself (the account its credentials reach)."""
+    beyond the pool itself (the account its credentials reach; None while that cannot be
+    told, and then a file of any account is taken, and keeps its account when written)."""
 
-    def __init__(self, folder: Path, owner: Callable[[Pool], str]) -> None:
+    def __init__(self, folder: Path, owner: Callable[[Pool], str | None]) -> None:
         self._folder = folder
         self._owner = owner
         self._lock = threading.Lock()
         self._written: dict[str, bytes] = {}
         self._failing: set[str] = set()
+        # pool id -> the account its file was written for, kept while the account is not told
+        self._accounts: dict[str, str] = {}
 
     @classmethod
-    def open(cls, path: str, owner: Callable[[Pool], str]) -> HistoryStore:
+    def open(cls, path: str, owner: Callable[[Pool], str | None]) -> HistoryStore:
         """The folder at `path`, made (mode 700) if missing; StorageError in one line when it
         is not a folder the exporter can write."""
         folder = Path(path)
@@ -97,7 +100,13 @@ class HistoryStore:
         path = self._path(pool)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # one left by a process that died with this pid (pid 1 in every container) goes;
+            # then a new file of our own, never through a link someone put there
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            descriptor = os.open(
+                temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+            )
             with os.fdopen(descriptor, "wb") as file:
                 file.write(data)
                 file.flush()
@@ -130,11 +139,15 @@ class HistoryStore:
             os.close(descriptor)
 
     def _identity(self, pool: Pool) -> dict[str, str | None]:
+        account = self._owner(pool)
+        if account is None:
+            with self._lock:
+                account = self._accounts.get(pool.id)
         return {
             "user_pool_id": pool.id,
             "region": pool.region,
             "endpoint_url": pool.endpoint_url,
-            "account": self._owner(pool),
+            "account": account,
         }
 
     def _document(self, pool: Pool, state: HistoryState) -> dict[str, Any]:
@@ -157,7 +170,15 @@ class HistoryStore:
             raise ValueError("not a stored pool history")
         if document.get("format") != FORMAT:
             raise ValueError("written in another format")
-        if document.get("pool") != self._identity(pool):
+        stored = document.get("pool")
+        expected = self._identity(pool)
+        if not isinstance(stored, dict):
+            raise ValueError("written for another pool, region, endpoint or account")
+        account = stored.get("account")
+        same_place = {**stored, "account": None} == {**expected, "account": None}
+        # an account not told now (STS did not answer) cannot tell a file of another apart
+        same_account = None in (account, expected["account"]) or account == expected["account"]
+        if not (same_place and same_account):
             raise ValueError("written for another pool, region, endpoint or account")
         boundary = document.get("boundary")
         ordered = document.get("ordered")
@@ -166,7 +187,7 @@ class HistoryStore:
             raise ValueError("ordered or next_full_scan is not what the exporter writes")
         if last_full is not None and not _is_time(last_full):
             raise ValueError("last_full_scan is not a time")
-        return HistoryState(
+        state = HistoryState(
             head=_jobs(document, "head"),
             tail=Totals(_counts(document, "tail_statuses"), _counts(document, "tail_users")),
             tail_recent=_jobs(document, "tail_recent"),
@@ -176,6 +197,11 @@ class HistoryStore:
             last_full_scan=None if last_full is None else float(last_full),
             users_total=_counts(document, "users_total"),
         )
+        _check_sound(state)
+        if isinstance(account, str):
+            with self._lock:
+                self._accounts[pool.id] = account
+        return state
 
     def _ignored(self, pool: Pool, reason: str) -> None:
         log.warning(
@@ -242,3 +268,13 @@ def _counts(document: Mapping[str, Any], key: str) -> Counter[str]:
 
 def _is_time(value: object) -> bool:
     return type(value) in (int, float) and 0 <= value < MAX_USER_COUNT  # type: ignore[operator]
+
+
+def _check_sound(state: HistoryState) -> None:
+    """What a history the exporter wrote always holds; a file that breaks it was edited."""
+    if state.boundary is None and (any(state.tail.statuses.values()) or state.tail_recent):
+        raise ValueError("a tail of jobs without its boundary job")
+    for outcome in OUTCOMES:
+        counted = state.tail.users[outcome] + sum(getattr(job, outcome) for job in state.head)
+        if state.users_total[outcome] < counted:
+            raise ValueError(f"users_total {outcome} is below what its jobs count")

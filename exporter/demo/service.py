@@ -92,7 +92,7 @@ class SimulatedCognito(CognitoModel):
         # the account each access key belongs to (others: the model's account), and the
         # UserPoolResourceRead rate provisioned per (account, region) (others: the default)
         self.accounts: dict[str, str] = {}
-        self.provisioned_limits: dict[tuple[str, str], int] = {}
+        self.provisioned_limits: dict[tuple[str, str], float] = {}
         self._operations: dict[str, Callable[[JsonObject], JsonObject]] = {
             "ListUserImportJobs": self._list_user_import_jobs,
             "DescribeUserImportJob": self._describe_user_import_job,
