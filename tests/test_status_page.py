@@ -24,7 +24,8 @@ from exporter.web.statuspage import (
     CLOSE_TO_EXPIRY,
     COLLECTION_FAILING,
     JOB_FAILED,
-    USERS_NOT_IMPORTED,
+    USERS_FAILED,
+    USERS_SKIPPED,
     Problem,
     landing_page,
     problems,
@@ -150,14 +151,15 @@ def test_problems_come_worst_first_with_their_figures_and_console_links() -> Non
         Problem(BROKEN_POOL, "broken", None, None, COLLECTION_FAILING, failing, BROKEN_OVERVIEW),
         row("import-failed", JOB_FAILED, "Failed: 120 imported, 0 skipped, 0 failed. "
             "The CSV file has an invalid header <b>x</b>."),
-        row("import-partial", USERS_NOT_IMPORTED, "Succeeded: 900 imported, 40 skipped, 3 failed"),
-        row("import-stopped", USERS_NOT_IMPORTED, "Stopped: 10 imported, 0 skipped, 2 failed"),
-        row("import-running", USERS_NOT_IMPORTED, "InProgress: 1 imported, 1 skipped, 0 failed"),
+        row("import-partial", USERS_FAILED, "Succeeded: 900 imported, 40 skipped, 3 failed"),
+        row("import-stopped", USERS_FAILED, "Stopped: 10 imported, 0 skipped, 2 failed"),
         row("import-stuck", ACTIVE_TOO_LONG, "InProgress for 7 h 31 min, since its start"),
         row("import-stopping", ACTIVE_TOO_LONG, "Stopping for 6 h 0 min, since its start"),
         row("import-pending", ACTIVE_TOO_LONG, "Pending for 10 h 2 min, since its creation"),
         row("import-waiting", CLOSE_TO_EXPIRY, "not started 21 h 30 min after its creation; "
             "Cognito expires it 24-48 h after creation"),
+        # skipped users only: last, so that they never bury a failure
+        row("import-running", USERS_SKIPPED, "InProgress: 1 imported, 1 skipped, 0 failed"),
     ]  # fmt: skip
 
 
@@ -339,7 +341,7 @@ def test_chromium_shows_the_problems_first_with_their_console_links(tmp_path: Pa
         ([busy, f"nightly-<img src=x onerror=alert(1)>|{failed_id}", "job failed",
           "Failed: 120 imported, 0 skipped, 0 failed. "
           "<script>alert(2)</script>The CSV file is invalid.", jobs], BUSY_JOBS),
-        ([busy, f"nightly-partial|{partial_id}", "users skipped or failed",
+        ([busy, f"nightly-partial|{partial_id}", "users failed",
           "Succeeded: 900 imported, 40 skipped, 3 failed", jobs], BUSY_JOBS),
         ([busy, f"nightly-stuck|{stuck_id}", "active for over 6 h",
           "InProgress for 7 h 30 min, since its start", jobs], BUSY_JOBS),

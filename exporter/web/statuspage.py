@@ -29,7 +29,8 @@ RUNNING_STATUSES = frozenset({"Pending", "InProgress", "Stopping"})
 
 COLLECTION_FAILING = "collection failing"
 JOB_FAILED = "job failed"
-USERS_NOT_IMPORTED = "users skipped or failed"
+USERS_FAILED = "users failed"
+USERS_SKIPPED = "users skipped"
 ACTIVE_TOO_LONG = f"active for over {ACTIVE_TOO_LONG_AFTER / 3600:g} h"
 CLOSE_TO_EXPIRY = "Created, close to expiry"
 _WORST = frozenset({COLLECTION_FAILING, JOB_FAILED})
@@ -61,9 +62,11 @@ class Problem:
 
 def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> list[Problem]:
     """What needs a look, worst first: pools whose last collection failed; recent jobs (active,
-    or finished within `scrape.job_window`) that failed or left users skipped or failed; jobs
-    running for over 6 h; jobs Created for over 20 h. Active jobs come from every job the
-    pool's history holds, so none hides behind `max_jobs_per_pool` newer ones."""
+    or finished within `scrape.job_window`) that failed, then those whose users failed; jobs
+    running for over 6 h; jobs Created for over 20 h; last the recent jobs that only skipped
+    users (common, and harmless when the users exist already), so they never bury a failure.
+    Active jobs come from every job the pool's history holds, so none hides behind
+    `max_jobs_per_pool` newer ones."""
     results = {result.pool.id: result for result in snapshot.results} if snapshot else {}
     current = [results[pool.id] for pool in pools if pool.id in results]
     failing = [_collection_problem(result) for result in current if not result.success]
@@ -85,7 +88,9 @@ def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> li
         for job in _active_jobs(result)
         if job.status == "Created" and _created_for(job, now) > EXPIRY_WARNING_AFTER
     ]
-    return failing + finished + running + expiring
+    first = [problem for problem in finished if problem.kind != USERS_SKIPPED]
+    skipped = [problem for problem in finished if problem.kind == USERS_SKIPPED]
+    return failing + sorted(first, key=_worst) + running + expiring + skipped
 
 
 def landing_page(
@@ -102,7 +107,7 @@ def landing_page(
         "<h1>Cognito user import job exporter</h1>",
         f"<p>Version {html.escape(__version__)}. ",
         "<a href='/metrics'>Metrics</a> · <a href='/-/healthy'>Health</a> · ",
-        "<a href='/-/ready'>Readiness</a></p>",
+        "<a href='/-/ready'>Readiness</a> · <a href='/exporter-metrics'>Exporter metrics</a></p>",
         "<h2>Problems</h2>",
         _problems_section(pools, snapshot, shown_at),
         "<h2>User pools</h2>",
@@ -125,14 +130,21 @@ def _collection_problem(result: PoolResult) -> Problem:
 def _outcome_problem(pool: Pool, job: Job) -> Problem | None:
     if job.status == "Failed":
         kind = JOB_FAILED
-    elif job.skipped or job.failed:
-        kind = USERS_NOT_IMPORTED
+    elif job.failed:
+        kind = USERS_FAILED
+    elif job.skipped:
+        kind = USERS_SKIPPED
     else:
         return None
     detail = f"{job.status}: {job.imported} imported, {job.skipped} skipped, {job.failed} failed"
     if job.completion_message:
         detail += f". {_shown(job.completion_message)}"
     return _job_problem(pool, job, kind, detail)
+
+
+def _worst(problem: Problem) -> int:
+    """Failed jobs before jobs that failed users (the sort keeps each pool's order)."""
+    return 0 if problem.kind == JOB_FAILED else 1
 
 
 def _job_problem(pool: Pool, job: Job, kind: str, detail: str) -> Problem:
@@ -189,10 +201,10 @@ def _problems_section(pools: Iterable[Pool], snapshot: Snapshot | None, now: flo
     note = (
         "<p class='note'>From the last collection, ages as of "
         f"{_when(now)}: pools whose collection failed; recent jobs (active, or finished within "
-        "<code>scrape.job_window</code>) that failed or skipped or failed users; jobs Pending, "
+        "<code>scrape.job_window</code>) that failed or failed users; jobs Pending, "
         f"InProgress or Stopping for over {ACTIVE_TOO_LONG_AFTER / 3600:g} h; jobs still "
         f"Created {EXPIRY_WARNING_AFTER / 3600:g} h after their creation (Cognito expires a job "
-        "not started within 24-48 h).</p>"
+        "not started within 24-48 h); last, recent jobs that skipped users.</p>"
     )
     if snapshot is None:
         return note + "<p id='no-problems'>Nothing collected yet.</p>"
