@@ -1,11 +1,14 @@
 // What a user of the mixin may change: mix in `{ _config+:: { ... } }`.
 {
+  assert std.length(std.stripChars(self._config.cognitoImportSelector, ' ')) > 0
+         : '_config.cognitoImportSelector must select something, e.g. job="cognito-import-exporter"',
   _config+:: {
     // The series of cognito-import-exporter's scrape jobs. With /probe jobs beside the
     // /metrics one, widen it: 'job=~"cognito-import-exporter|cognito-import-probe"'.
     cognitoImportSelector: 'job="cognito-import-exporter"',
 
-    // CognitoUserImportJobStuck: a Pending or InProgress job started longer ago than this.
+    // CognitoUserImportJobStuck: a Pending or InProgress job started longer ago than this
+    // (hours; fractions allowed).
     jobStuckHours: 6,
     // CognitoUserImportJobExpiring: a Created job older than this (Cognito expires Created
     // jobs that were not started within 24 to 48 hours).

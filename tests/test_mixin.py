@@ -19,9 +19,11 @@ from scripts.generate_mixin import (
     DASHBOARDS_DIR,
     PROMETHEUS_RULE_FILE,
     REPO,
+    alerts_text,
     evaluate,
     render,
 )
+from tests.tools import require_tool
 
 DEFAULT_SELECTOR = 'job="cognito-import-exporter"'
 OTHER_SELECTOR = 'namespace="identity", job="cognito-sidecar"'
@@ -152,3 +154,66 @@ def test_the_readme_example_builds_with_its_selector(tmp_path: Path) -> None:
     assert len(exprs) == 11
     assert all('job=~"cognito-import-exporter|cognito-import-probe"' in e for e in exprs)
     assert json.loads(built["cognito-import-jobs.json"])["uid"] == "cognito-import-jobs"
+
+
+PROBE_SPLIT_SELECTOR = 'job=~"cognito-import-exporter|cognito-import-probe-.*"'
+# The README's hashmod split: scrape_success from a /probe job, api_errors_total from the
+# /exporter-metrics job of the same replica.
+PROBE_SPLIT_CASE = """
+rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'cognito_user_import_scrape_success{job="cognito-import-probe-0", instance="r0:10209", user_pool_id="POOL"}'
+        values: '0x40'
+      - series: 'cognito_user_import_api_errors_total{job="cognito-import-exporter", instance="r0:10209", user_pool_id="POOL", error_code="CODE"}'
+        values: '1+1x40'
+    alert_rule_test:
+      - eval_time: 30m
+        alertname: CognitoUserImportScrapeFailing
+        exp_alerts: []
+"""  # noqa: E501
+
+
+def failing_alert_test(tmp_path: Path, pool_id: str, code: str) -> subprocess.CompletedProcess[str]:
+    """promtool's verdict on "the failing-collection alert stays quiet" for a pool that
+    fails with `code`, under the probe split's selector."""
+    promtool = require_tool("promtool")
+    document = evaluate(f"{{ cognitoImportSelector: {json.dumps(PROBE_SPLIT_SELECTOR)} }}")
+    (tmp_path / "alerts.yml").write_text(alerts_text(document), encoding="utf-8")
+    case = PROBE_SPLIT_CASE.replace("POOL", pool_id).replace("CODE", code)
+    (tmp_path / "split.test.yml").write_text(case, encoding="utf-8")
+    return subprocess.run(
+        [promtool, "test", "rules", "split.test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_probe_split_leaves_replica_region_pools_out_of_the_failing_alert(
+    tmp_path: Path,
+) -> None:
+    quiet = failing_alert_test(tmp_path, "eu-west-1_Replica1", "OperationNotEnabled")
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    # any other failure pages: promtool finds the alert it was told not to expect
+    paged = failing_alert_test(tmp_path, "eu-west-1_Denied1", "AccessDenied")
+    assert paged.returncode == 1
+    verdict = paged.stdout + paged.stderr
+    assert 'alertname="CognitoUserImportScrapeFailing"' in verdict
+    assert 'user_pool_id="eu-west-1_Denied1"' in verdict
+
+
+def test_fractional_thresholds_are_kept_and_an_empty_selector_refused() -> None:
+    rules = {
+        rule["alert"]: rule
+        for rule in alert_rules(evaluate("{ jobStuckHours: 0.5, jobExpiringHours: 20.75 }"))
+    }
+    assert "> 0.5 * 3600" in rules["CognitoUserImportJobStuck"]["expr"]
+    assert "more than 0.5 hours" in rules["CognitoUserImportJobStuck"]["annotations"]["summary"]
+    assert "> 20.75 * 3600" in rules["CognitoUserImportJobExpiring"]["expr"]
+    with pytest.raises(RuntimeError, match="cognitoImportSelector must select something"):
+        evaluate("{ cognitoImportSelector: ' ' }")

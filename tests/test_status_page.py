@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -193,8 +194,32 @@ def test_console_urls() -> None:
         "https://cn-north-1.console.amazonaws.cn/cognito/v2/idp/user-pools/cn-north-1_Ch1na001"
         "/users?region=cn-north-1"
     )
+    # AWS GovCloud (US) has a console of its own, the region in the query only
+    assert pool_url("us-gov-west-1_G0v00001", "us-gov-west-1") == (
+        "https://console.amazonaws-us-gov.com/cognito/v2/idp/user-pools/us-gov-west-1_G0v00001"
+        "?region=us-gov-west-1"
+    )
     assert pool_url(BUSY_POOL, "") is None
     assert import_jobs_url("eu-west-1_x/../../evil", "eu-west-1") is None
+
+
+def test_a_job_whose_start_lies_ahead_is_aged_from_its_creation() -> None:
+    busy, _, _ = configured_pools()
+    skewed = job("import-skewed", "Pending", 30, started=-1)  # started "in an hour"
+    found = problems((busy,), Snapshot((collected(busy, (skewed,)),), True), NOW)
+    assert [(problem.job_id, problem.kind, problem.detail) for problem in found] == [
+        ("import-skewed", ACTIVE_TOO_LONG, "Pending for 30 h 0 min, since its creation")
+    ]
+
+
+def test_names_with_bidi_and_invisible_characters_are_shown_escaped() -> None:
+    busy, _, _ = configured_pools()
+    evil = replace(busy, name="evil\u202egnp.exe\u200b")
+    page = landing_page((evil,), Snapshot((failed(evil, "AccessDenied", "no"),), True), NOW)
+    text = page.decode()
+    assert "\u202e" not in text
+    assert "\u200b" not in text
+    assert "evil\\u202egnp.exe\\u200b" in text
 
 
 def test_the_page_escapes_untrusted_text_and_redacts_completion_messages() -> None:

@@ -8,7 +8,8 @@ packages/amplify-category-auth/src/provider-utils/awscloudformation/index.ts
 `openUserPoolConsole`, and many CDK stacks print). Import jobs have no documented page of
 their own: the Cognito Developer Guide ("Creating and running the Amazon Cognito user pool
 import job") lists and opens them "in the Users tab under Import users", so a job links there.
-China regions use the console at amazonaws.cn.
+China regions use the console at amazonaws.cn; AWS GovCloud (US) has a console of its own,
+console.amazonaws-us-gov.com, with the region in `?region=` only (AWS GovCloud User Guide).
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def import_jobs_url(pool_id: str, region: str) -> str | None:
 def _console_url(pool_id: str, region: str, page: str) -> str | None:
     if not REGION_PATTERN.fullmatch(region) or not is_pool_id(pool_id):
         return None
-    domain = "amazonaws.cn" if region.startswith("cn-") else "aws.amazon.com"
+    if region.startswith("us-gov-"):
+        host = "console.amazonaws-us-gov.com"
+    elif region.startswith("cn-"):
+        host = f"{region}.console.amazonaws.cn"
+    else:
+        host = f"{region}.console.aws.amazon.com"
     pool = quote(pool_id, safe="")
-    return (
-        f"https://{region}.console.{domain}/cognito/v2/idp/user-pools/{pool}{page}?region={region}"
-    )
+    return f"https://{host}/cognito/v2/idp/user-pools/{pool}{page}?region={region}"

@@ -165,8 +165,15 @@ def _active_jobs(result: PoolResult) -> Iterator[Job]:
 
 
 def _running_for(job: Job, now: float) -> float:
-    since = job.started or job.created
-    return 0.0 if since is None else now - since
+    return 0.0 if (since := _running_since(job, now)) is None else now - since
+
+
+def _running_since(job: Job, now: float) -> float | None:
+    """The start, or the creation when there is no start or it lies ahead (a skewed clock
+    must not hide a job that has waited for hours)."""
+    if job.started is not None and job.started <= now:
+        return job.started
+    return job.created
 
 
 def _created_for(job: Job, now: float) -> float:
@@ -174,7 +181,7 @@ def _created_for(job: Job, now: float) -> float:
 
 
 def _running_detail(job: Job, now: float) -> str:
-    since = "its start" if job.started else "its creation"
+    since = "its start" if _running_since(job, now) == job.started else "its creation"
     return f"{job.status} for {_duration(_running_for(job, now))}, since {since}"
 
 
@@ -219,14 +226,14 @@ def _problems_section(pools: Iterable[Pool], snapshot: Snapshot | None, now: flo
         job = (
             ""
             if problem.job_id is None
-            else f"{html.escape(problem.job_name or '')}<br><small>"
+            else f"{html.escape(_shown(problem.job_name or ''))}<br><small>"
             f"{html.escape(problem.job_id)}</small>"
         )
         severity = "fail" if problem.kind in _WORST else "warn"
         target = "pool" if problem.job_id is None else "import jobs"
         rows.append(
             "<tr class='problem'>"
-            f"<td>{html.escape(problem.pool_name)}<br><small>{html.escape(problem.pool_id)}"
+            f"<td>{html.escape(_shown(problem.pool_name))}<br><small>{html.escape(problem.pool_id)}"
             f"</small></td><td>{job}</td>"
             f"<td class='{severity}'>{html.escape(problem.kind)}</td>"
             f"<td>{html.escape(problem.detail)}</td>"
@@ -253,7 +260,7 @@ def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None) -> str:
         rows.append(
             "<tr>"
             f"<td>{_link(pool_url(pool.id, pool.region), pool.id)}</td>"
-            f"<td>{html.escape(pool.name)}</td>"
+            f"<td>{html.escape(_shown(pool.name))}</td>"
             f"<td>{html.escape(pool.region)}</td>{_result_cells(result)}</tr>"
         )
     rows.append("</table>")
@@ -285,8 +292,9 @@ def _jobs_table(snapshot: Snapshot | None) -> str:
         for job in result.recent_jobs:
             rows.append(
                 "<tr>"
-                f"<td>{html.escape(pool.name)}</td>"
-                f"<td>{html.escape(job.name)}<br><small>{_link(console, job.job_id)}</small></td>"
+                f"<td>{html.escape(_shown(pool.name))}</td>"
+                f"<td>{html.escape(_shown(job.name))}<br>"
+                f"<small>{_link(console, job.job_id)}</small></td>"
                 f"<td>{html.escape(job.status)}</td>"
                 f"<td>{_when(job.created)}</td><td>{_when(job.completed)}</td>"
                 f"<td class='num'>{job.imported}</td><td class='num'>{job.skipped}</td>"

@@ -113,7 +113,7 @@
                     last_over_time(cognito_user_import_job_started_timestamp_seconds{%(cognitoImportSelector)s}[15m])
                     or last_over_time(cognito_user_import_job_created_timestamp_seconds{%(cognitoImportSelector)s}[15m])
                   )
-              ) > %(jobStuckHours)d * 3600
+              ) > %(jobStuckHours)s * 3600
             )
             * on (user_pool_id, job_id) group_left (job_name)
               max by (user_pool_id, job_id, job_name) (
@@ -125,7 +125,7 @@
           'for': "0m",
           labels: { severity: "warning" },
           annotations: {
-            summary: "A user import job has been running for more than %(jobStuckHours)d hours." % $._config,
+            summary: "A user import job has been running for more than %(jobStuckHours)s hours." % $._config,
             description: "Import job {{ $labels.job_name }} ({{ $labels.job_id }}) in user pool {{ $labels.user_pool_id }} is still Pending or InProgress {{ $value | humanizeDuration }} after it was started (or created, when Cognito gives no start date). Most jobs finish within minutes to a few hours; a job this old is probably stuck.",
             runbook: |||-
               1. Check its status and counts; if ImportedUsers still grows, the job is only slow:
@@ -144,7 +144,7 @@
                 - max by (user_pool_id, job_id) (
                     last_over_time(cognito_user_import_job_created_timestamp_seconds{%(cognitoImportSelector)s}[15m])
                   )
-              ) > %(jobExpiringHours)d * 3600
+              ) > %(jobExpiringHours)s * 3600
             )
             * on (user_pool_id, job_id) group_left (job_name)
               max by (user_pool_id, job_id, job_name) (
@@ -176,7 +176,7 @@
           alert: "CognitoUserImportScrapeFailing",
           expr: |||
             cognito_user_import_scrape_success{%(cognitoImportSelector)s} == 0
-            unless on (instance, job, user_pool_id)
+            unless on (user_pool_id)
               increase(cognito_user_import_api_errors_total{%(cognitoImportSelector)s, error_code="OperationNotEnabled"}[15m]) > 0
           ||| % $._config,
           'for': "15m",
