@@ -15,10 +15,15 @@ from tests.simulated import serving
 
 
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """The exporter's own log handler and format at info, into a buffer."""
+def log_level() -> str:
+    return "info"
+
+
+@pytest.fixture
+def log_stream(log_level: str) -> Iterator[io.StringIO]:
+    """The exporter's own log handler and format at `log_level`, into a buffer."""
     stream = io.StringIO()
-    configure("info", "logfmt", stream)
+    configure(log_level, "logfmt", stream)
     yield stream
     configure("warn", "logfmt", io.StringIO())
 
