@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.cognito.accounts import RESOURCE_READ
-from exporter.collect.budgets import CALL_SECONDS
+from exporter.collect.budgets import CALL_SECONDS, UNTOLD_RETRY_SECONDS
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import samples, value
 from tests.simulated import (
@@ -237,6 +237,30 @@ def test_an_account_that_cannot_be_told_gets_a_budget_of_its_own(
     for pool_id in POOLS[:2]:
         assert_exact(parsed, model, pool_id)
     assert log_stream.getvalue().count("cannot tell which account the credentials reach") == 2
+    runtime.close()
+
+
+@pytest.mark.usefixtures("sts_at_the_simulator")
+def test_sets_whose_account_comes_to_be_told_join_its_budget_at_the_next_refresh(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    model.accounts = {"AKIAFIRST": "210987654321", "AKIASECOND": "210987654321"}
+    model.faults.caller_identity_error = "InternalError"
+    runtime, app = exporter_for(two_sets_of_one_account(endpoint, POOLS, requests_per_second=6))
+    parsed = samples(call(app, "/metrics")[2].decode())
+    assert value(parsed, BUDGET, account_id="credentials:first", region="eu-west-1") == 6
+    # not told: asked again within a minute, not an hour
+    assert runtime.budgets.next_refresh_in() == UNTOLD_RETRY_SECONDS
+    model.faults.caller_identity_error = None
+    runtime.budgets.refresh()
+    parsed = samples(call(app, "/metrics")[2].decode())
+    budgets = {
+        dict(labels)["account_id"]: sample
+        for (name, labels), sample in parsed.items()
+        if name == BUDGET
+    }
+    assert budgets == {"210987654321": 6}
+    assert runtime.budgets.next_refresh_in() == 3600
     runtime.close()
 
 

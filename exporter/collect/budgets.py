@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUOTA = 20.0
 CALL_SECONDS = 10.0
 MAX_AT_ONCE = 32
+UNTOLD_RETRY_SECONDS = 60.0
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -143,11 +144,18 @@ class Budgets:
 
     def _run(self) -> None:
         while True:
-            config = self._config
-            interval = config.scrape.quota_refresh_interval if config is not None else 3600.0
-            if self._stop.wait(interval):
+            if self._stop.wait(self.next_refresh_in()):
                 return
             self.refresh()
+
+    def next_refresh_in(self) -> float:
+        """quota_refresh_interval; sooner while a credential set's account is not told, since
+        its pools spend a budget of their own beside their account's until it is."""
+        config = self._config
+        interval = config.scrape.quota_refresh_interval if config is not None else 3600.0
+        with self._lock:
+            untold = any(account is None for _, account in self._accounts.values())
+        return min(interval, UNTOLD_RETRY_SECONDS) if untold else interval
 
     def _tell_account(
         self, name: str, credential_set: CredentialSet, clients: ClientFactory

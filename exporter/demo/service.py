@@ -64,6 +64,8 @@ class Faults:
     trailing_token: bool = False
     # GetProvisionedLimit answers with this error code
     provisioned_limit_error: str | None = None
+    # GetCallerIdentity answers with this error code
+    caller_identity_error: str | None = None
 
     def clear(self) -> None:
         for name, value in vars(Faults()).items():
@@ -160,6 +162,8 @@ class SimulatedCognito(CognitoModel):
         action = params.get("Action", "")
         self._count_call(action)
         if action == "GetCallerIdentity":
+            if self.faults.caller_identity_error is not None:
+                return sts_error_reply(self.faults.caller_identity_error, "Simulated failure.")
             access_key, _ = signed_scope(headers)
             return sts_caller_identity_reply(self.account_of(access_key), access_key)
         if action != "AssumeRole":
