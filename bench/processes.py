@@ -214,7 +214,8 @@ defaults:
   credentials: bench
   page_size: {PAGE_SIZE}
 credentials:
-  bench: {{access_key_id: {ACCESS_KEY_ID}, secret_access_key: {SECRET_ACCESS_KEY}}}
+  bench: {{access_key_id: {ACCESS_KEY_ID}, secret_access_key: {SECRET_ACCESS_KEY},
+          account_id: "111122223333"}}
 scrape:
   timeout: {s.timeout}
   max_concurrency: {s.concurrency}
