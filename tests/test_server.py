@@ -162,7 +162,7 @@ def test_a_large_answer_is_written_within_the_scrape_timeout() -> None:
     )
     runtime = Runtime(lambda: config)
     runtime.apply(config)
-    scraper = HangingScraper(1500)
+    scraper = HangingScraper(1000)
     runtime.registry = CollectorRegistry(auto_describe=False)
     runtime.registry.register(ImportJobsCollector(lambda: cast(Scraper, scraper), lambda: 3.0))
     app = ExporterApp(runtime, timeout_offset=0.0)
@@ -173,8 +173,9 @@ def test_a_large_answer_is_written_within_the_scrape_timeout() -> None:
         status, _, body = call(app, "/metrics", headers=headers)
         took.append(time.monotonic() - started)
         assert status == 200
-        assert body.count(b"cognito_user_import_scrape_success{") == 1500
+        assert body.count(b"cognito_user_import_scrape_success{") == 1000
     # the first answer shows how long writing takes; later ones keep that time back
+    print(f"answers took {took}")
     assert took[0] > 3.2
     assert max(took[1:]) < 3.0
     runtime.close()

@@ -64,8 +64,9 @@ def scrape_deadline(deadline: float, arrived: float) -> Iterator[ScrapeTiming]:
 
 
 class RenderReserve:
-    """Time kept back from a scrape's collection for building and writing its answer: half
-    as much again as the longest of the last few answers took, at most half the budget."""
+    """Time kept back from a scrape's collection for building and writing its answer: twice
+    the longest of the last few answers (an answer can take half as long again as the one
+    before on a busy or drifting machine; measured in CI), at most half the budget."""
 
     def __init__(self, kept: int = 5) -> None:
         self._recent: deque[float] = deque(maxlen=kept)
@@ -74,7 +75,7 @@ class RenderReserve:
         self._recent.append(seconds)
 
     def collection_deadline(self, deadline: float, arrived: float) -> float:
-        reserve = 1.5 * max(self._recent, default=0.0)
+        reserve = 2.0 * max(self._recent, default=0.0)
         return deadline - min(reserve, (deadline - arrived) / 2)
 
 
