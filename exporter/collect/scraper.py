@@ -87,12 +87,18 @@ class Scraper:
         on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
         store: HistoryStore | None = None,
     ) -> None:
-        self._store = store
         self._metrics = metrics
-        self._account_key = account_key
-        self._on_not_enabled = on_not_enabled
         self._clock = clock
-        self._wall_clock = wall_clock
+        # what every pool collector gets, whatever the settings of a reload
+        self._new_pool_collector = functools.partial(
+            PoolCollector,
+            metrics=metrics,
+            account_key=account_key,
+            clock=clock,
+            wall_clock=wall_clock,
+            on_not_enabled=on_not_enabled,
+            store=store,
+        )
         self._lock = threading.Lock()
         self._settings = _Settings(
             scrape, self._pool_collector(scrape, clients), self._new_executor(scrape)
@@ -197,16 +203,7 @@ class Scraper:
         self._settings.executor.shutdown(wait=wait, cancel_futures=True)
 
     def _pool_collector(self, scrape: Scrape, clients: ClientFactory) -> PoolCollector:
-        return PoolCollector(
-            scrape,
-            clients,
-            self._metrics,
-            self._account_key,
-            self._clock,
-            self._wall_clock,
-            self._on_not_enabled,
-            self._store,
-        )
+        return self._new_pool_collector(scrape, clients)
 
     def _new_executor(self, scrape: Scrape) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=scrape.max_concurrency, thread_name_prefix="collect")
