@@ -126,7 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo:
             from exporter.demo.world import run_demo
 
-            return _exit_now(run_demo(args.listen_address, args.timeout_offset, reload_asked))
+            return _exit_now(
+                run_demo(
+                    args.listen_address, args.timeout_offset, reload_asked, args.web_config_file
+                )
+            )
         return _exit_now(
             serve_config(
                 args.config_file,
