@@ -39,7 +39,8 @@ from exporter.config.problems import ConfigError, describe_validation_errors, qu
 from exporter.config.schema import Duration, ExactModel
 from exporter.web.auth import BasicAuth, RateLimit
 from exporter.web.certificates import FileStamp, file_stamp
-from exporter.web.tls import ServerTls, TlsServerConfig
+from exporter.web.server_tls import ServerTls
+from exporter.web.tls import TlsServerConfig
 
 log = logging.getLogger(__name__)
 
