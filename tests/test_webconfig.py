@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import socket
 import ssl
 import threading
@@ -1248,6 +1249,8 @@ def test_kubernetes_secret_volumes_swap_a_symlink_and_are_followed(
         ("key_of_another_certificate", "does not belong to the certificate"),
         ("huge_certificate", "is larger than"),
         ("certificate_removed", "No such file or directory"),
+        ("certificate_became_a_fifo", "is a FIFO, not a regular file"),
+        ("certificate_linked_to_a_device", "is a character device, not a regular file"),
     ],
 )
 def test_a_broken_renewal_keeps_the_last_good_certificate_with_one_line(
@@ -1265,6 +1268,12 @@ def test_a_broken_renewal_keeps_the_last_good_certificate_with_one_line(
         elif damage == "huge_certificate":
             with pem.open("ab") as file:
                 file.truncate(5 * 1024 * 1024)
+        elif damage == "certificate_became_a_fifo":
+            pem.unlink()
+            os.mkfifo(pem)
+        elif damage == "certificate_linked_to_a_device":
+            pem.unlink()
+            pem.symlink_to("/dev/zero")
         else:
             pem.unlink()
         for _ in range(3):
@@ -1302,3 +1311,18 @@ def test_a_changed_web_config_applies_to_the_next_request_and_a_broken_one_is_sk
         assert errors(caplog, "web config file changed but cannot be used") == 2
         path.write_text("")
         assert fetch(url)[0] == 200
+
+
+def test_pem_files_with_text_around_the_blocks_load_as_openssl_reads_them(pki: Pki) -> None:
+    """`openssl x509 -text` puts a description, in any encoding, before the block."""
+    for name in ("described.pem", "described-ca.pem"):
+        source = pki.dir / ("server.pem" if name == "described.pem" else "ca.pem")
+        (pki.dir / name).write_bytes(b"subject=CN = M\xfcller \xe9\n" + source.read_bytes())
+    web = web_config(
+        pki,
+        "described",
+        "tls_server_config:\n  cert_file: described.pem\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: described-ca.pem\n",
+    )
+    assert web.ssl_context is not None
+    assert len(web.ssl_context.get_ca_certs()) == 1

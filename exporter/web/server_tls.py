@@ -207,8 +207,9 @@ def _load_certificate(
 ) -> None:
     cert_key, key_key = _key("cert", files.cert), _key("key", files.key)
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert.decode())
-    except (ssl.SSLError, ValueError):  # ValueError: not UTF-8, or no text at all
+        with private_path(cert) as cert_path:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert_path)
+    except ssl.SSLError:
         problems.append(f"{cert_key}: no PEM certificate{_in(files.cert)}")
         return
     try:
@@ -233,8 +234,9 @@ def _load_client_ca(
     context: ssl.SSLContext, pem: bytes, path: str | None, problems: list[str]
 ) -> None:
     try:
-        context.load_verify_locations(cadata=pem.decode())
-    except (ssl.SSLError, ValueError):  # not UTF-8, or not PEM either
+        with private_path(pem) as pem_path:
+            context.load_verify_locations(cafile=pem_path)
+    except ssl.SSLError:
         problems.append(f"{_key('client_ca', path)}: no PEM certificate{_in(path)}")
 
 
