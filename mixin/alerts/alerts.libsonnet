@@ -265,6 +265,24 @@
             |||,
           },
         },
+        {
+          alert: "CognitoUserImportExporterCertificateExpiring",
+          expr: |||
+            cognito_user_import_web_tls_certificate_not_after_timestamp_seconds{%(cognitoImportSelector)s} - time()
+              < %(certificateExpiryDays)s * 86400
+          ||| % $._config,
+          'for': "15m",
+          labels: { severity: "warning" },
+          annotations: {
+            summary: "The TLS certificate cognito-import-exporter serves expires soon.",
+            description: "The TLS certificate {{ $labels.instance }} serves expires in {{ $value | humanizeDuration }}. Once it has expired, Prometheus cannot scrape it and every import job alert goes quiet.",
+            runbook: |||-
+              1. Renewed files are served from the next connection, without a restart: check that the files the web config names (cert_file, key_file) were renewed, e.g. kubectl describe certificate for cert-manager.
+              2. Read the exporter's log: "TLS certificate files changed but cannot be loaded" names what is wrong with the renewed files (a key of another certificate, a half-written file), and the last good certificate stays in use until it is fixed.
+              3. Check the served certificate: openssl s_client -connect {{ $labels.instance }} </dev/null | openssl x509 -noout -enddate
+            |||,
+          },
+        },
         ],
       },
     ],
