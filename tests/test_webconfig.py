@@ -1326,3 +1326,28 @@ def test_pem_files_with_text_around_the_blocks_load_as_openssl_reads_them(pki: P
     )
     assert web.ssl_context is not None
     assert len(web.ssl_context.get_ca_certs()) == 1
+
+
+def test_handshakes_during_repeated_renewals_all_succeed(rotation: Rotation) -> None:
+    both = rotation.dir / "both-cas.pem"
+    both.write_text(Path(rotation.ca).read_text() + Path(rotation.renewed_ca).read_text())
+    client = ssl.create_default_context(cafile=str(both))
+    web = load_web_config(str(rotation.config))
+    outcomes: list[str] = []
+    with serving(web, current=web.latest) as port:
+
+        def connect() -> None:
+            for _ in range(15):
+                try:
+                    outcomes.append(str(handshake(port, client)[0]))
+                except (ssl.SSLError, OSError) as error:
+                    outcomes.append(type(error).__name__)
+
+        with ThreadPoolExecutor(max_workers=6) as clients:
+            running = [clients.submit(connect) for _ in range(6)]
+            for renewal in range(20):
+                pair = ("rotated.pem", "rotated.key") if renewal % 2 == 0 else None
+                rotation.install("pki", *(pair or ("server.pem", "server.key")))
+            for future in running:
+                future.result()
+    assert outcomes == ["TLSv1.3"] * 90

@@ -121,7 +121,11 @@ class ServerTls:
 
     def _reload(self, stamps: tuple[FileStamp | None, ...]) -> None:
         problems: list[str] = []
-        built = _build(self._settings, self._http2, self._files, problems)
+        try:
+            built = _build(self._settings, self._http2, self._files, problems)
+        except Exception as error:  # nothing the files hold may fail a handshake or a scrape
+            built = None
+            problems.append(f"unexpected {type(error).__name__}")
         if built is None:
             self._refused = stamps
             log.error(

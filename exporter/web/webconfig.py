@@ -58,6 +58,7 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # how often, at most, the file's stamp is looked at to see whether it changed
 RECHECK_SECONDS = 0.25
 _NULL_TAG = "tag:yaml.org,2002:null"
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --- the file's schema ---------------------------------------------------------------
@@ -185,6 +186,9 @@ class _FollowedFile:
         except ConfigError as error:
             self._refuse(stamp, "; ".join(error.problems))
             return
+        except Exception as error:  # nothing a file holds may fail a request
+            self._refuse(stamp, f"unexpected {type(error).__name__}")
+            return
         if (loaded.tls is not None) != self._tls_on:
             self._refuse(stamp, "turning TLS on or off needs a restart")
             return
@@ -245,7 +249,9 @@ def _headers_as_written(raw: dict[object, object], text: str) -> None:
     http = raw.get("http_server_config")
     if not isinstance(http, dict) or not isinstance(http.get("headers"), dict):
         return
-    root = yaml.compose(text, Loader=yaml.SafeLoader)  # parse_yaml bounded it already
+    if all(isinstance(value, str) for value in http["headers"].values()):
+        return
+    root = yaml.compose(text, Loader=_YAML_LOADER)  # parse_yaml bounded it already
     headers = _mapping_child(_mapping_child(root, "http_server_config"), "headers")
     if headers is None:
         return
