@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,9 @@ class HistoryStore:
         _remove_leftovers(folder)
         return cls(folder, owner)
 
-    def load(self, pool: Pool, history: PoolHistory, now: float) -> bool:
-        """Restore `pool`'s history from its file, if there is a sound one of this pool."""
+    def load(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> bool:
+        """Restore `pool`'s history from its file, if there is a sound one of this pool.
+        The history keeps time by `now`'s clock (monotonic); the file by the wall clock."""
         path = self._path(pool)
         try:
             data = read_regular_file(str(path), MAX_FILE_BYTES)
@@ -99,16 +101,17 @@ class HistoryStore:
         except (orjson.JSONDecodeError, ValueError) as error:
             self._ignored(pool, safe_error_text(error))
             return False
-        history.restore(state, now)
+        history.restore(_shifted(state, now - wall_now), now)
         with self._lock:
             self._written[pool.id] = data
         log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
         return True
 
-    def save(self, pool: Pool, history: PoolHistory) -> None:
+    def save(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> None:
         """Write `pool`'s history if it changed since it was last written. Failures are
         logged once while any pool's writes fail, and change nothing else."""
-        data = orjson.dumps(self._document(pool, history.state()))
+        state = _shifted(history.state(), wall_now - now, whole_seconds=True)
+        data = orjson.dumps(self._document(pool, state))
         with self._lock:
             if self._written.get(pool.id) == data:
                 return
@@ -241,6 +244,20 @@ class HistoryStore:
                     }
                 },
             )
+
+
+def _shifted(state: HistoryState, offset: float, whole_seconds: bool = False) -> HistoryState:
+    """`state` with its times moved to another clock. Stored in whole seconds, so the file of
+    an unchanged history stays byte for byte the same while the two clocks drift apart."""
+
+    def moved(when: float) -> float:
+        return float(round(when + offset)) if whole_seconds else when + offset
+
+    return replace(
+        state,
+        next_full_scan=moved(state.next_full_scan) if state.next_full_scan else 0.0,
+        last_full_scan=None if state.last_full_scan is None else moved(state.last_full_scan),
+    )
 
 
 def _remove_leftovers(folder: Path) -> None:
