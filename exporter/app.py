@@ -254,7 +254,7 @@ class Runtime:
             discovery.start()
         # the budgets before the first scrape: GetCallerIdentity and GetProvisionedLimit
         if self._budgets_started:
-            self._budgets.refresh()
+            self._budgets.refresh(reread_quotas=False)
         else:
             self._budgets.start()
             self._budgets_started = True
