@@ -207,3 +207,20 @@ def test_the_demo_serves_its_web_config_and_renewed_certificates_without_a_signa
     assert (before, after) == (first_expiry, renewed_expiry)
     assert log.count("TLS certificate files reloaded") == 1
     assert "https://" in log
+
+
+def test_the_check_reports_both_files_problems_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("pools: [{id: eu-west-1_Sec1}]\nbogus: 1\n")
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "tls_server_config:\n  cert_file: server.pem\n"
+        "  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n"
+    )
+    checked = check("--config.check", "--config.file", str(config), "--web.config.file", str(web))
+    assert checked.returncode == 1
+    assert "bogus: unknown key" in checked.stderr
+    assert (
+        'tls_server_config.cipher_suites[0]: unknown cipher suite "TLS_RSA_WITH_AES_128_CBC_SHA"'
+        in checked.stderr
+    )
