@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import os
 import socket
 import ssl
@@ -25,6 +26,7 @@ from hypercorn.config import Config as HypercornConfig
 from exporter.config.problems import ConfigError
 from exporter.web.auth import BasicAuth, RateLimit
 from exporter.web.certificate_expiry import CertificateExpiryCollector
+from exporter.web.certificates import first_certificate_der, not_after
 from exporter.web.connections import serve_connections
 from exporter.web.front import Front
 from exporter.web.routes import WsgiApp
@@ -1351,3 +1353,15 @@ def test_handshakes_during_repeated_renewals_all_succeed(rotation: Rotation) -> 
             for future in running:
                 future.result()
     assert outcomes == ["TLSv1.3"] * 90
+
+
+@pytest.mark.parametrize("year", [2049, 2050, 2100])
+def test_expiry_is_read_from_utc_and_generalized_times(year: int) -> None:
+    """RFC 5280: UTCTime up to 2049, GeneralizedTime from 2050."""
+    expiry = datetime.datetime(year, 6, 30, 12, 34, 56, tzinfo=datetime.timezone.utc)
+    leaf = trustme.CA().issue_cert("127.0.0.1", not_after=expiry)
+    der = first_certificate_der(leaf.cert_chain_pems[0].bytes())
+    assert der is not None
+    assert not_after(der) == expiry.timestamp()
+    assert not_after(der[:40]) is None
+    assert first_certificate_der(b"no certificate here") is None
