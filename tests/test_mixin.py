@@ -23,7 +23,7 @@ from scripts.generate_mixin import (
     evaluate,
     render,
 )
-from tests.tools import require_tool
+from tests.prometheus_releases import PrometheusRelease
 
 DEFAULT_SELECTOR = 'job="cognito-import-exporter"'
 OTHER_SELECTOR = 'namespace="identity", job="cognito-sidecar"'
@@ -176,16 +176,17 @@ tests:
 """  # noqa: E501
 
 
-def failing_alert_test(tmp_path: Path, pool_id: str, code: str) -> subprocess.CompletedProcess[str]:
+def failing_alert_test(
+    release: PrometheusRelease, tmp_path: Path, pool_id: str, code: str
+) -> subprocess.CompletedProcess[str]:
     """promtool's verdict on "the failing-collection alert stays quiet" for a pool that
     fails with `code`, under the probe split's selector."""
-    promtool = require_tool("promtool")
     document = evaluate(f"{{ cognitoImportSelector: {json.dumps(PROBE_SPLIT_SELECTOR)} }}")
     (tmp_path / "alerts.yml").write_text(alerts_text(document), encoding="utf-8")
     case = PROBE_SPLIT_CASE.replace("POOL", pool_id).replace("CODE", code)
     (tmp_path / "split.test.yml").write_text(case, encoding="utf-8")
     return subprocess.run(
-        [promtool, "test", "rules", "split.test.yml"],
+        [release.promtool, "test", "rules", "split.test.yml"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -195,12 +196,14 @@ def failing_alert_test(tmp_path: Path, pool_id: str, code: str) -> subprocess.Co
 
 
 def test_the_probe_split_leaves_replica_region_pools_out_of_the_failing_alert(
-    tmp_path: Path,
+    prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
-    quiet = failing_alert_test(tmp_path, "eu-west-1_Replica1", "OperationNotEnabled")
+    quiet = failing_alert_test(
+        prometheus_release, tmp_path, "eu-west-1_Replica1", "OperationNotEnabled"
+    )
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     # any other failure pages: promtool finds the alert it was told not to expect
-    paged = failing_alert_test(tmp_path, "eu-west-1_Denied1", "AccessDenied")
+    paged = failing_alert_test(prometheus_release, tmp_path, "eu-west-1_Denied1", "AccessDenied")
     assert paged.returncode == 1
     verdict = paged.stdout + paged.stderr
     assert 'alertname="CognitoUserImportScrapeFailing"' in verdict
