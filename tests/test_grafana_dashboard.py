@@ -453,7 +453,6 @@ def test_pool_variable_lists_every_pool_by_name(
     }
     assert (variable["multi"], variable["includeAll"]) == (True, True)
     assert variable["datasource"] == DATASOURCE_REF
-    assert variable["definition"] == query
     assert options == pools == configured_demo_pools()
     assert set(options) == scraped
 
