@@ -36,7 +36,7 @@ CONFIG_FILE = RULES_DIR / "prometheus.yml"
 
 ALERT_COUNT = 11
 SEVERITIES = {"critical", "warning", "info"}
-ANNOTATIONS = {"summary", "description", "runbook"}
+ANNOTATIONS = {"summary", "description", "runbook_url"}
 SCRAPE_JOB = "cognito-import-exporter"
 
 PROMTOOL_TIMEOUT_SECONDS = 120
@@ -191,6 +191,7 @@ def prometheus(
         yield server
 
 
+@pytest.mark.slow
 def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometheus) -> None:
     def all_evaluated() -> bool:
         return all(rule["health"] != "unknown" for rule in prometheus.rules())
@@ -203,6 +204,7 @@ def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometheus) -
     assert health == {name: ("ok", "") for name in alert_names()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("alertname", "selector"),
     [

@@ -31,6 +31,12 @@ SEVERITIES = {"critical", "warning", "info"}
 # a metric's selector: the name, then its braces (range vectors and functions around it)
 METRIC_SELECTOR = re.compile(r"\b(cognito_user_import_\w+|up)\{([^}]*)\}")
 BARE_METRIC = re.compile(r"\b(cognito_user_import_\w+|up)\b(?!\{)")
+README = REPO / "README.md"
+RUNBOOK_URL_BASE = (
+    "https://github.com/cognito-import-exporter/cognito-import-exporter/blob/main/README.md"
+)
+HEADING = re.compile(r"^#{1,6} +(.+?) *#*$")
+FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 Json = dict[str, Any]
 
@@ -131,13 +137,70 @@ def test_alerts_follow_the_mixin_conventions(default: Json) -> None:
         assert re.fullmatch(r"(?:[A-Z][a-z0-9]*)+", name), name
         assert rule["labels"]["severity"] in SEVERITIES, name
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "description", "runbook"}, name
+        assert set(annotations) == {"summary", "description", "runbook_url"}, name
         # a static summary; the description says which pool, job or target
         assert "{{" not in annotations["summary"], name
         assert annotations["summary"].endswith("."), name
         if not rule["expr"].startswith("absent("):
             assert "{{ $labels." in annotations["description"], name
     assert default["rules"] == {"groups": []}
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation but hyphens and
+    underscores dropped, spaces made hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def readme_headings() -> dict[str, str]:
+    """anchor -> heading text of every heading in the README, as GitHub numbers repeated ones
+    (-1, -2, ...); lines in fenced code blocks are no headings."""
+    headings: dict[str, str] = {}
+    in_code = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+            continue
+        match = None if in_code else HEADING.match(line)
+        if match is None:
+            continue
+        anchor = github_anchor(match.group(1))
+        repeats = sum(
+            1 for known in headings if re.fullmatch(rf"{re.escape(anchor)}(-\d+)?", known)
+        )
+        headings[f"{anchor}-{repeats}" if repeats else anchor] = match.group(1)
+    return headings
+
+
+def test_every_alert_links_to_its_runbook_in_the_readme(default: Json) -> None:
+    headings = readme_headings()
+    for rule in alert_rules(default):
+        url = rule["annotations"]["runbook_url"]
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOK_URL_BASE, url
+        assert headings.get(anchor) == rule["alert"], f"{url}: no README heading {rule['alert']}"
+    assert len(alert_rules(default)) == 11
+
+
+def test_readme_anchors_are_githubs() -> None:
+    headings = readme_headings()
+    assert headings["security"] == "Security"
+    assert (
+        headings["finding-pools-and-spreading-the-work"] == "Finding pools and spreading the work"
+    )
+    assert headings["cognitouserimportjobfailed"] == "CognitoUserImportJobFailed"
+    assert headings["cognito-import-exporter"] == "cognito-import-exporter"
+    assert github_anchor("Scaling, on paper") == "scaling-on-paper"
+
+
+def test_the_runbook_base_comes_from_the_config() -> None:
+    wiki = "https://wiki.example.com/ops/cognito-import"
+    urls = {
+        rule["alert"]: rule["annotations"]["runbook_url"]
+        for rule in alert_rules(evaluate(f"{{ runbookUrlBase: {json.dumps(wiki)} }}"))
+    }
+    assert urls["CognitoUserImportJobFailed"] == f"{wiki}#cognitouserimportjobfailed"
+    assert all(url == f"{wiki}#{name.lower()}" for name, url in urls.items())
 
 
 def test_the_readme_example_builds_with_its_selector(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from exporter.cognito.jobs import KNOWN_STATUSES
@@ -144,6 +145,7 @@ def replicas(workdir: Path, models: list[SimulatedCognito]) -> Iterator[list[Run
         yield running
 
 
+@pytest.mark.slow
 def test_three_replicas_with_the_readme_hashmod_scrape_every_pool_once_and_exactly(
     prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
@@ -362,6 +364,7 @@ def calls_in_intervals(model: SimulatedCognito, first: Prometheus, intervals: in
     return sum(1 for at in model.list_call_times() if start <= at < end)
 
 
+@pytest.mark.slow
 def test_an_ha_pair_costs_one_collection_per_interval_with_cache_ttl_of_half_the_interval(
     prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
