@@ -16,8 +16,8 @@ if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1
 fi
 
 # The same archive host the machine's own apt sources use.
-mirror=$(grep -rhoE 'https?://[^ ]+/debian(/)?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-  /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 | tr -d ' ' || true)
+mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+  2>/dev/null | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n 1 | tr -d ' ' || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 mirror=${mirror%/}
 
@@ -55,4 +55,5 @@ for package in "$apt_root/download"/*.deb; do
 done
 rm -rf "$target"
 mv "$target.partial" "$target"
+rm -rf "$apt_root"
 "$target/usr/bin/prometheus" --version | head -n 1
