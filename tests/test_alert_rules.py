@@ -27,6 +27,8 @@ from tests.prometheus_server import (
 )
 from tests.tools import holds_within, require_tool
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "prometheus"
 ALERTS_FILE = RULES_DIR / "alerts.yml"

@@ -23,6 +23,8 @@ from exporter.demo.world import RETIRED_POOL, configured_demo_pools
 from tests.prometheus_server import Prometheus, running_prometheus
 from tests.tools import holds_within
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_FILE = REPO / "grafana" / "cognito-import-jobs.json"
 PROVISIONING_DIR = REPO / "grafana" / "provisioning"

@@ -23,6 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from exporter.cognito.jobs import KNOWN_STATUSES
@@ -31,6 +32,8 @@ from tests.exporter_process import RunningExporter, running_exporter
 from tests.prometheus_server import Prometheus, running_prometheus_with
 from tests.simulated import config_yaml, populate, serving
 from tests.tools import require_tool, wait_until
+
+pytestmark = pytest.mark.slow
 
 Json = dict[str, Any]
 
