@@ -10,6 +10,7 @@ the probes answer when basic auth is on.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from functools import cache
@@ -42,6 +43,7 @@ NONROOT_UID = 65532
 SCRAPE_JOB = "cognito-import-exporter"
 # The password whose bcrypt hash ci/web-config-inline-values.yaml holds.
 CI_PASSWORD = "example-password"
+CI_PASSWORD_HASH = "$2b$10$QMA0xfZLdcfpNdISuNiyy.qaf0eT5axKYRmkBTinxcUBlcLCHVU/K"
 SELECTOR_LABELS = {
     "app.kubernetes.io/name": "cognito-import-exporter",
     "app.kubernetes.io/instance": RELEASE,
@@ -242,6 +244,14 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
         (
             ["probes.handler=exec"],
             "at '/webConfig/basicAuth/existingSecret': minLength: got 0, want 1",
+        ),
+        (
+            ["webConfig.inline.tls_server_config.cert_file=tls.crt"],
+            "at '/webConfig/scheme': value must be 'HTTPS'",
+        ),
+        (
+            [f"webConfig.inline.basic_auth_users.prometheus={CI_PASSWORD_HASH}"],
+            "at '/probes/handler': value must be 'tcpSocket'",
         ),
     ],
 )
@@ -653,3 +663,66 @@ def test_probe_pattern_scrapes_each_pool_as_its_own_instance() -> None:
 def test_no_monitoring_objects_unless_asked() -> None:
     for scenario in (None, "default-values.yaml", "pvc-storage-values.yaml"):
         assert not [obj for obj in rendered(scenario) if obj["apiVersion"] == OPERATOR_API]
+
+
+# --- the README's example -------------------------------------------------------------
+
+
+def readme_helm_section() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    return readme.split("\n## Helm chart\n", 1)[1].split("\n## ", 1)[0]
+
+
+def fenced_blocks(text: str, language: str) -> list[str]:
+    return [block.split("\n```", 1)[0] for block in text.split(f"```{language}\n")[1:]]
+
+
+@pytest.mark.slow
+def test_the_readme_install_command_installs_its_values(tmp_path: Path) -> None:
+    section = readme_helm_section()
+    (values,) = fenced_blocks(section, "yaml")
+    (commands,) = fenced_blocks(section, "sh")
+    install = shlex.split(commands.replace("\\\n", " ").splitlines()[0])
+    values_file = tmp_path / "my-values.yaml"
+    values_file.write_text(values, encoding="utf-8")
+    assert install[:3] == ["helm", "install", "cognito-import-exporter"]
+    arguments = [str(values_file) if arg == "my-values.yaml" else arg for arg in install[2:]]
+
+    result = subprocess.run(
+        [require_tool("helm"), "install", *arguments, "--dry-run=client"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    manifest = result.stdout.split("\nMANIFEST:\n", 1)[1].split("\nNOTES:\n", 1)[0]
+    objects = tuple(document for document in yaml.safe_load_all(manifest) if document)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(the_one(objects, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", f"--config.file={config_file}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert kinds(objects) == [
+        ("ConfigMap", "cognito-import-exporter-config"),
+        ("Deployment", "cognito-import-exporter"),
+        ("PrometheusRule", "cognito-import-exporter"),
+        ("Service", "cognito-import-exporter"),
+        ("ServiceAccount", "cognito-import-exporter"),
+        ("ServiceMonitor", "cognito-import-exporter"),
+    ]
+    assert {obj["metadata"]["namespace"] for obj in objects} == {"monitoring"}
+    assert the_one(objects, "ServiceMonitor")["metadata"]["labels"]["release"] == (
+        "kube-prometheus-stack"
+    )
+    assert (check.returncode, check.stdout) == (
+        0,
+        f"{config_file}: valid, 1 pools, 1 credential sets\n",
+    )
