@@ -20,12 +20,12 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import trustme
 import yaml
 
 from exporter import __version__
-from tests.exporter_process import running_exporter
 from tests.pod_security import restricted_violations
-from tests.tools import require_tool
+from tests.tools import free_port, require_tool, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "cognito-import-exporter"
@@ -538,10 +538,11 @@ def test_the_probe_handler_can_be_chosen(handler: str, action: Json) -> None:
 
 
 @pytest.mark.slow
-def test_the_basic_auth_probe_answers_a_running_exporter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_basic_auth_probe_answers_a_running_exporter(tmp_path: Path, scheme: str) -> None:
     """Runs the exec probe the chart renders against the exporter started with the chart's
-    rendered configuration and web configuration (basic auth on): 0 with the Secret's
-    credentials, 1 with a wrong password."""
+    rendered configuration and web configuration (basic auth on; over TLS with a certificate
+    for the Service's name only): 0 with the Secret's credentials, 1 with a wrong password."""
     objects = rendered("web-config-inline-values.yaml")
     command = exporter_container(objects)["readinessProbe"]["exec"]["command"]
     interpreter, *options, script, url, _ = command
@@ -549,16 +550,24 @@ def test_the_basic_auth_probe_answers_a_running_exporter(tmp_path: Path) -> None
     assert url == "http://127.0.0.1:10209/-/ready"
     config_file = tmp_path / "config.yaml"
     config_file.write_text(the_one(objects, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
+    web = yaml.safe_load(the_one(objects, "Secret")["stringData"]["web-config.yml"])
+    if scheme == "https":
+        certificate = trustme.CA().issue_cert(f"{FULLNAME}.{NAMESPACE}.svc")
+        certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "tls.crt"))
+        certificate.private_key_pem.write_to_path(str(tmp_path / "tls.key"))
+        web["tls_server_config"] = {"cert_file": "tls.crt", "key_file": "tls.key"}
     web_config = tmp_path / "web-config.yml"
-    web_config.write_text(the_one(objects, "Secret")["stringData"]["web-config.yml"], "utf-8")
+    web_config.write_text(yaml.safe_dump(web), encoding="utf-8")
     good = tmp_path / "good"
     bad = tmp_path / "bad"
     for folder, password in ((good, CI_PASSWORD), (bad, "wrong")):
         folder.mkdir()
         (folder / "username").write_text("prometheus", encoding="utf-8")
         (folder / "password").write_text(password, encoding="utf-8")
+    port = free_port()
+    base_url = f"{scheme}://127.0.0.1:{port}"
 
-    def probe(path: str, credentials: Path, base_url: str) -> subprocess.CompletedProcess[str]:
+    def probe(path: str, credentials: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, *options, script, f"{base_url}{path}", str(credentials)],
             capture_output=True,
@@ -567,20 +576,34 @@ def test_the_basic_auth_probe_answers_a_running_exporter(tmp_path: Path) -> None
             check=False,
         )
 
-    with running_exporter(
-        f"--config.file={config_file}",
-        f"--web.config.file={web_config}",
-        workdir=tmp_path,
-        auth=("prometheus", CI_PASSWORD),
-    ) as exporter:
-        ready = probe("/-/ready", good, exporter.base_url)
-        healthy = probe("/-/healthy", good, exporter.base_url)
-        refused = probe("/-/healthy", bad, exporter.base_url)
+    def answered() -> bool:
+        assert exporter.poll() is None, (tmp_path / "exporter.log").read_text()
+        return probe("/-/ready", good).returncode == 0
 
-    assert (ready.returncode, ready.stderr) == (0, "")
+    with (tmp_path / "exporter.log").open("w") as log:
+        exporter = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                f"--config.file={config_file}",
+                f"--web.config.file={web_config}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        wait_until(answered, 30, "the readiness probe passes")
+        healthy = probe("/-/healthy", good)
+        refused = probe("/-/healthy", bad)
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=10)
+
     assert (healthy.returncode, healthy.stderr) == (0, "")
-    assert refused.returncode == 1
-    assert refused.stderr == f"{exporter.base_url}/-/healthy: HTTP 401\n"
+    assert (refused.returncode, refused.stderr) == (1, f"{base_url}/-/healthy: HTTP 401\n")
 
 
 # --- monitoring -----------------------------------------------------------------------
