@@ -121,6 +121,7 @@ def test_the_ci_folder_holds_every_scenario() -> None:
     assert SCENARIOS == [
         "default-values.yaml",
         "existing-secret-config-values.yaml",
+        "extras-values.yaml",
         "monitoring-values.yaml",
         "probe-values.yaml",
         "pvc-storage-values.yaml",
@@ -157,7 +158,7 @@ def test_rendered_objects_validate_strictly(scenario: str | None, kubernetes_ver
     assert {(obj["kind"], obj["metadata"]["name"]): operator_errors(obj) for obj in operator} == {
         (obj["kind"], obj["metadata"]["name"]): [] for obj in operator
     }
-    assert ("Deployment", FULLNAME) in validated
+    assert [kind for kind, _ in validated].count("Deployment") == 1
 
 
 @pytest.mark.slow
@@ -680,6 +681,38 @@ def test_probe_pattern_scrapes_each_pool_as_its_own_instance() -> None:
             "relabelings": [job, {"targetLabel": "instance", "replacement": "us-east-1_XyZ987654"}],
         },
     ]
+
+
+@pytest.mark.slow
+def test_extras_reach_the_pod() -> None:
+    objects = rendered("extras-values.yaml")
+    container = exporter_container(objects)
+    config = yaml.safe_load(the_one(objects, "ConfigMap")["data"]["config.yaml"])
+
+    assert kinds(objects) == [
+        ("ConfigMap", "cognito-import-config"),
+        ("Deployment", "cognito-import"),
+        ("Service", "cognito-import"),
+        ("ServiceAccount", "cognito-import"),
+    ]
+    assert container["image"] == (
+        "registry.example.com/cognito-import-exporter/cognito-import-exporter:"
+        f"{__version__}@sha256:{'0123456789abcdef' * 4}"
+    )
+    assert container["args"][2:] == [
+        "--log.level=debug",
+        "--log.format=logfmt",
+        "--storage.path=/var/lib/cognito-import-exporter",
+        "--web.timeout-offset=1",
+    ]
+    assert [each["name"] for each in container["env"]] == ["LEGACY_ACCESS_KEY_ID"]
+    assert mounts(objects)["legacy"]["mountPath"] == "/run/secrets/legacy"
+    assert config["credentials"]["legacy"]["secret_access_key_file"] == (
+        "/run/secrets/legacy/secret-access-key"
+    )
+    assert pod_spec(objects)["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert {obj["metadata"]["labels"]["team"] for obj in objects} == {"identity"}
+    assert the_one(objects, "Deployment")["spec"]["selector"]["matchLabels"] == SELECTOR_LABELS
 
 
 @pytest.mark.slow
