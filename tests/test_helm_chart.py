@@ -782,3 +782,27 @@ def test_the_readme_install_command_installs_its_values(tmp_path: Path) -> None:
         0,
         f"{config_file}: valid, 1 pools, 1 credential sets\n",
     )
+
+
+@pytest.mark.slow
+def test_a_probe_target_the_configuration_does_not_know_is_refused() -> None:
+    probe_values = ["-f", str(CHART / "ci" / "probe-values.yaml")]
+    typo = ["--set", "serviceMonitor.targets[0].poolId=eu-west-1_Typo"]
+
+    refused = helm("template", RELEASE, str(CHART), *probe_values, *typo)
+    allowed = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        *probe_values,
+        *typo,
+        "--set",
+        "config.inline.probe.allow_unlisted=default",
+    )
+
+    assert refused.returncode == 1
+    assert (
+        "serviceMonitor.targets: eu-west-1_Typo is not among config.inline.pools (and the "
+        "configuration has no discovery or probe.allow_unlisted), so /probe would answer 404"
+    ) in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr

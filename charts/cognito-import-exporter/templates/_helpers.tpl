@@ -151,3 +151,23 @@ basicAuth:
     key: {{ $.Values.webConfig.basicAuth.passwordKey }}
 {{- end }}
 {{- end }}
+
+{{/*
+Fails when a /probe target names a pool the inline configuration neither lists nor could
+discover or allow: the exporter would answer its every scrape with 404.
+*/}}
+{{- define "cognito-import-exporter.checkProbeTargets" -}}
+{{- if not (or .Values.config.existingConfigMap .Values.config.existingSecret) }}
+{{- $inline := .Values.config.inline | default dict }}
+{{- $probe := $inline.probe | default dict }}
+{{- if not (or $inline.discovery $probe.allow_unlisted) }}
+{{- $known := list }}
+{{- range $inline.pools }}{{ $known = append $known .id }}{{ end }}
+{{- range .Values.serviceMonitor.targets }}
+{{- if not (has .poolId $known) }}
+{{- fail (printf "serviceMonitor.targets: %s is not among config.inline.pools (and the configuration has no discovery or probe.allow_unlisted), so /probe would answer 404" .poolId) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
