@@ -797,7 +797,7 @@ def test_a_probe_target_the_configuration_does_not_know_is_refused() -> None:
         *probe_values,
         *typo,
         "--set",
-        "config.inline.probe.allow_unlisted=default",
+        "config.inline.probe.allow_unlisted=true",
     )
 
     assert refused.returncode == 1
