@@ -251,6 +251,13 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
             "at '/webConfig/scheme': value must be 'HTTPS'",
         ),
         (
+            [
+                "webConfig.scheme=HTTPS",
+                "webConfig.inline.tls_server_config.client_auth_type=RequireAndVerifyClientCert",
+            ],
+            "at '/probes/handler': value must be 'tcpSocket'",
+        ),
+        (
             [f"webConfig.inline.basic_auth_users.prometheus={CI_PASSWORD_HASH}"],
             "at '/probes/handler': value must be 'tcpSocket'",
         ),
