@@ -296,7 +296,7 @@ def test_defaults_run_the_release_image_hardened_with_storage_on_an_empty_dir() 
         "--web.listen-address=:10209",
         "--log.level=info",
         "--log.format=json",
-        "--storage.path=/var/lib/cognito-import-exporter",
+        "--storage.path=/var/lib/cognito-import-exporter/histories",
     ]
     assert container["securityContext"] == {
         "runAsNonRoot": True,
@@ -709,7 +709,7 @@ def test_extras_reach_the_pod() -> None:
     assert container["args"][2:] == [
         "--log.level=debug",
         "--log.format=logfmt",
-        "--storage.path=/var/lib/cognito-import-exporter",
+        "--storage.path=/var/lib/cognito-import-exporter/histories",
         "--web.timeout-offset=1",
     ]
     assert [each["name"] for each in container["env"]] == ["LEGACY_ACCESS_KEY_ID"]
