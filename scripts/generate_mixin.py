@@ -3,8 +3,9 @@
     .venv/bin/python scripts/generate_mixin.py           # write them
     .venv/bin/python scripts/generate_mixin.py --check   # exit 1 when one is out of date
 
-prometheus/alerts.yml, deploy/kubernetes/prometheusrule.yaml and grafana/*.json are its
-output; edit the mixin, never them. `_config` overrides, as jsonnet, render other selectors.
+prometheus/alerts.yml, deploy/kubernetes/prometheusrule.yaml, the Helm chart's
+charts/cognito-import-exporter/files/alerts.yml and grafana/*.json are its output; edit the mixin,
+never them. `_config` overrides, as jsonnet, render other selectors.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 MIXIN = REPO / "mixin"
 ALERTS_FILE = REPO / "prometheus" / "alerts.yml"
 PROMETHEUS_RULE_FILE = REPO / "deploy" / "kubernetes" / "prometheusrule.yaml"
+CHART_ALERTS_FILE = REPO / "charts" / "cognito-import-exporter" / "files" / "alerts.yml"
 DASHBOARDS_DIR = REPO / "grafana"
 
 GENERATED = "# Generated from mixin/ by scripts/generate_mixin.py; do not edit.\n"
@@ -30,6 +32,9 @@ ALERTS_HEADER = (
     + GENERATED
     + "#\n#   promtool check rules prometheus/alerts.yml\n"
     "#   promtool test rules prometheus/alerts.test.yml\n"
+)
+CHART_ALERTS_HEADER = (
+    "# The alert rules of the chart's PrometheusRule (templates/prometheusrule.yaml).\n" + GENERATED
 )
 PROMETHEUS_RULE_HEADER = (
     GENERATED
@@ -91,11 +96,11 @@ def rule_groups(document: Json) -> Json:
     return {"groups": groups}
 
 
-def alerts_text(document: Json) -> str:
+def alerts_text(document: Json, header: str = ALERTS_HEADER) -> str:
     body = yaml.dump(
         rule_groups(document), Dumper=_BlockDumper, sort_keys=False, width=100, indent=2
     )
-    return ALERTS_HEADER + body
+    return header + body
 
 
 def prometheus_rule_text(document: Json) -> str:
@@ -117,6 +122,7 @@ def render(config_overrides: str = "") -> dict[Path, str]:
     files = {
         ALERTS_FILE: alerts_text(document),
         PROMETHEUS_RULE_FILE: prometheus_rule_text(document),
+        CHART_ALERTS_FILE: alerts_text(document, CHART_ALERTS_HEADER),
     }
     for name, dashboard in document["dashboards"].items():
         files[DASHBOARDS_DIR / name] = json.dumps(dashboard, indent=2) + "\n"

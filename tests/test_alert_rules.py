@@ -28,6 +28,8 @@ from tests.prometheus_server import (
 )
 from tests.tools import holds_within
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "prometheus"
 ALERTS_FILE = RULES_DIR / "alerts.yml"
@@ -191,7 +193,6 @@ def prometheus(
         yield server
 
 
-@pytest.mark.slow
 def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometheus) -> None:
     def all_evaluated() -> bool:
         return all(rule["health"] != "unknown" for rule in prometheus.rules())
@@ -204,7 +205,6 @@ def test_prometheus_evaluates_every_rule_without_error(prometheus: Prometheus) -
     assert health == {name: ("ok", "") for name in alert_names()}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("alertname", "selector"),
     [

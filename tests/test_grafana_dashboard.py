@@ -24,6 +24,8 @@ from tests.prometheus_releases import PrometheusRelease
 from tests.prometheus_server import Prometheus, running_prometheus
 from tests.tools import holds_within
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_FILE = REPO / "grafana" / "cognito-import-jobs.json"
 PROVISIONING_DIR = REPO / "grafana" / "provisioning"
@@ -411,7 +413,6 @@ def test_provisioning_points_grafana_at_the_dashboard_folder() -> None:
     assert source["jsonData"]["timeInterval"] == "60s"
 
 
-@pytest.mark.slow
 def test_every_panel_query_returns_data(prometheus: Prometheus, variables: dict[str, str]) -> None:
     queries = panel_queries(load_dashboard())
     errors: dict[str, str] = {}
@@ -441,7 +442,6 @@ def test_every_panel_query_returns_data(prometheus: Prometheus, variables: dict[
     assert empty == []
 
 
-@pytest.mark.slow
 def test_pool_variable_lists_every_pool_by_name(
     prometheus: Prometheus, pools: dict[str, str], variables_before_quota: dict[str, str]
 ) -> None:
@@ -459,7 +459,6 @@ def test_pool_variable_lists_every_pool_by_name(
     assert set(options) == scraped
 
 
-@pytest.mark.slow
 def test_recent_jobs_table_shows_every_column_for_every_job(
     prometheus: Prometheus, variables: dict[str, str]
 ) -> None:
@@ -478,7 +477,6 @@ def test_recent_jobs_table_shows_every_column_for_every_job(
     assert jobs("D") <= listed
 
 
-@pytest.mark.slow
 def test_jobs_by_status_matrix_has_a_row_per_pool_and_a_column_per_status(
     prometheus: Prometheus, variables: dict[str, str], pools: dict[str, str]
 ) -> None:
@@ -498,7 +496,6 @@ def test_jobs_by_status_matrix_has_a_row_per_pool_and_a_column_per_status(
     )
 
 
-@pytest.mark.slow
 def test_job_and_instance_variables_list_the_scraped_exporter(
     variables_before_quota: dict[str, str], exporter_address: str
 ) -> None:
@@ -508,7 +505,6 @@ def test_job_and_instance_variables_list_the_scraped_exporter(
     assert variables_before_quota["instance"] == prometheus_regex_alternation([exporter_address])
 
 
-@pytest.mark.slow
 def test_the_quota_row_repeats_for_each_account_and_region_with_data(
     prometheus: Prometheus, variables: dict[str, str], quota_scopes: list[str]
 ) -> None:
@@ -539,7 +535,6 @@ def test_the_quota_row_repeats_for_each_account_and_region_with_data(
         assert len(throttles["A"]) == 1
 
 
-@pytest.mark.slow
 def test_pools_not_reporting_lists_the_failing_pool_with_its_error_code(
     prometheus: Prometheus, variables: dict[str, str]
 ) -> None:

@@ -4,7 +4,7 @@ TypeScript object literal of that type and compiled with `tsc --strict --noEmit`
 the schema lacks, a missing one or a value of the wrong type is a compile error.
 
 The versions are pinned in tests/grafana_schema/package-lock.json and installed into
-.cache/grafana-schema/ by scripts/install/30-grafana-schema.sh.
+.cache/grafana-schema/ by scripts/install/40-grafana-schema.sh.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from tests.tools import require_tool
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_FILE = REPO / "grafana" / "cognito-import-jobs.json"
@@ -76,7 +78,7 @@ def installed_tsc() -> Path:
         if version != pinned_version(package) or not os.access(tsc, os.X_OK):
             reason = (
                 f"{package} {pinned_version(package)} is not installed in {INSTALLED.parent}:"
-                " run scripts/install/30-grafana-schema.sh"
+                " run scripts/install/40-grafana-schema.sh"
             )
             if os.environ.get("CI"):
                 pytest.fail(reason)
@@ -161,14 +163,12 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> Errors:
     return compile_errors(tsc, tmp_path_factory.mktemp("grafana-schema"), sources)
 
 
-@pytest.mark.slow
 def test_the_dashboard_type_checks_as_grafanas_dashboard(verdicts: Errors) -> None:
     assert verdicts["shipped"] == []
     # the schema's own files compile too: no error outside the dashboards
     assert set(verdicts) == {"shipped", *BREAKAGES}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_the_schema_check_refuses_what_grafanas_schema_refuses(
     verdicts: Errors, breakage: str

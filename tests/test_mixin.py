@@ -16,6 +16,7 @@ import yaml
 
 from scripts.generate_mixin import (
     ALERTS_FILE,
+    CHART_ALERTS_FILE,
     DASHBOARDS_DIR,
     PROMETHEUS_RULE_FILE,
     REPO,
@@ -55,6 +56,7 @@ def test_the_shipped_files_are_what_the_mixin_gives() -> None:
     assert set(rendered) == {
         ALERTS_FILE,
         PROMETHEUS_RULE_FILE,
+        CHART_ALERTS_FILE,
         DASHBOARDS_DIR / "cognito-import-jobs.json",
     }
     for path, text in rendered.items():

@@ -34,6 +34,8 @@ from tests.prometheus_server import Prometheus, running_prometheus_with
 from tests.simulated import config_yaml, populate, serving
 from tests.tools import wait_until
 
+pytestmark = pytest.mark.slow
+
 Json = dict[str, Any]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -145,7 +147,6 @@ def replicas(workdir: Path, models: list[SimulatedCognito]) -> Iterator[list[Run
         yield running
 
 
-@pytest.mark.slow
 def test_three_replicas_with_the_readme_hashmod_scrape_every_pool_once_and_exactly(
     prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
@@ -364,7 +365,6 @@ def calls_in_intervals(model: SimulatedCognito, first: Prometheus, intervals: in
     return sum(1 for at in model.list_call_times() if start <= at < end)
 
 
-@pytest.mark.slow
 def test_an_ha_pair_costs_one_collection_per_interval_with_cache_ttl_of_half_the_interval(
     prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:

@@ -21,6 +21,8 @@ from tests.prometheus_server import Prometheus, running_prometheus_with
 from tests.recording_proxy import RecordingProxy, recording_proxy
 from tests.simulated import config_yaml, populate, serving
 
+pytestmark = pytest.mark.slow
+
 POOL_SIZES = {"eu-west-1_Small7": 7, "us-east-1_Pages61": 61}
 SCRAPES_PER_PROTOCOL = 3
 # Prometheus 3's scrape protocols, the media type each asks for first (config.go's
@@ -94,7 +96,6 @@ def scraped(
                 yield server, proxy
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
 def test_each_protocol_is_asked_for_and_answered_in_a_format_prometheus_reads(
     scraped: tuple[Prometheus, RecordingProxy], protocol: str
@@ -112,7 +113,6 @@ def test_each_protocol_is_asked_for_and_answered_in_a_format_prometheus_reads(
     assert up["value"][1] == "1"
 
 
-@pytest.mark.slow
 def test_every_protocol_brings_the_same_series(
     scraped: tuple[Prometheus, RecordingProxy],
 ) -> None:
