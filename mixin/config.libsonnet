@@ -17,6 +17,10 @@
     // this many days (fractions allowed).
     certificateExpiryDays: 14,
 
+    // Where the alerts' runbooks are: each alert's runbook_url is this, '#' and the alert's
+    // name in lower case, the anchor of its heading in the README.
+    runbookUrlBase: 'https://github.com/cognito-import-exporter/cognito-import-exporter/blob/main/README.md',
+
     dashboardUid: 'cognito-import-jobs',
     dashboardTitle: 'Amazon Cognito user import jobs',
     dashboardTags: ['aws', 'cognito', 'cognito-import-exporter'],

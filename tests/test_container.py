@@ -30,6 +30,8 @@ import pytest
 from exporter import __version__
 from tests.tools import free_port, require_tool, wait_until
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
