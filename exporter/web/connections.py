@@ -47,7 +47,8 @@ class Connections:
         self._tls = tls
         self._last_tls: ssl.SSLContext | None = None
         self._cap = cap
-        self._links: dict[Link, asyncio.Task[None]] = {}
+        # each connection, with the socket it was accepted on and its TLS handshake
+        self._links: dict[Link, tuple[socket.socket, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
         self._told_full = False
 
@@ -78,10 +79,11 @@ class Connections:
         for link in list(self._links):
             link.stop()
         await self._wait_until_empty(grace)
-        for link, handshake in list(self._links.items()):
-            handshake.cancel()
-            link.abandon()
-        await self._wait_until_empty(0.3)
+        work = [task for link in self._links for task in link.work]
+        for link in list(self._links):
+            self._end(link)
+        if work:  # cancelled: each ends at its next step
+            await asyncio.wait(work, timeout=0.3)
 
     async def _wait_until_empty(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -121,7 +123,7 @@ class Connections:
         link = Link(self._settings, open_session, self._forget, loop)
         context = self._tls() or self._last_tls
         self._last_tls = context
-        self._links[link] = loop.create_task(self._connect(link, sock, context))
+        self._links[link] = (sock, loop.create_task(self._connect(link, sock, context)))
 
     async def _connect(
         self, link: Link, sock: socket.socket, context: ssl.SSLContext | None
@@ -148,12 +150,17 @@ class Connections:
         idle = [link for link in self._links if link.idle and not link.closing]
         if not idle:
             return False
-        oldest = min(idle, key=lambda link: link.last_active)
-        handshake = self._links.pop(oldest)
-        handshake.cancel()
-        oldest.abort()
-        self._changed.set()
+        self._end(min(idle, key=lambda link: link.last_active))
         return True
+
+    def _end(self, link: Link) -> None:
+        sock, handshake = self._links.pop(link)
+        if handshake.done():
+            link.abandon()
+        else:
+            handshake.cancel()  # it may not have started: the socket is closed here
+            sock.close()
+        self._changed.set()
 
     def _tell_full(self, reason: str) -> None:
         if self._told_full:

@@ -48,14 +48,15 @@ class Http2Session:
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
-        self._h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
+        self._h2.initiate_connection()
+        # in force once the client acknowledges them; until then h2's own cap of 100 holds
+        # and streams past `max_streams` are refused one by one
+        self._h2.update_settings(
+            {
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_streams,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_bytes,
-            },
+            }
         )
-        self._h2.initiate_connection()
         self._streams: dict[int, _Stream] = {}
         self._stopping = False
         self._idle_timer = link.loop.call_later(limits.keep_alive_timeout, self._time_out_idle)

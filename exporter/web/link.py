@@ -112,6 +112,11 @@ class Link(asyncio.Protocol):
         return self._session is None or self._session.idle
 
     @property
+    def work(self) -> list[asyncio.Task[None]]:
+        """The answers under way."""
+        return list(self._tasks)
+
+    @property
     def writable(self) -> bool:
         return self._writable.is_set() and not self.closing
 

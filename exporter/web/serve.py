@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 _PORT = re.compile(r"[0-9]{1,5}")
 MAX_CONNECTIONS = 4096
-BACKLOG = 128
+BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 
 
 class ListenAddressError(ValueError):
