@@ -32,6 +32,8 @@ import trustme
 
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
+from exporter.web.link import Limits
+from exporter.web.webconfig import WebConfig
 from tests.exporter_process import (
     RunningExporter,
     http_get,
@@ -41,7 +43,9 @@ from tests.exporter_process import (
 )
 from tests.simulated import config_yaml, populate
 from tests.tools import free_port, wait_until
+from tests.web_server import serving
 
+MIB = 2**20
 POOLS = tuple(f"eu-west-1_Attack{index}" for index in range(8))
 IO_TIMEOUT = 10.0  # ServerSettings.io_timeout
 
@@ -113,10 +117,10 @@ class H2Client:
     """A raw HTTP/2 client over TLS that does only what it is told (no flow-control
     updates unless asked)."""
 
-    def __init__(self, target: Target, window: int | None = None) -> None:
-        context = ssl.create_default_context(cafile=target.ca)
+    def __init__(self, port: int, ca: str | None, window: int | None = None) -> None:
+        context = ssl.create_default_context(cafile=ca)
         context.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
         assert self.sock.selected_alpn_protocol() == "h2"
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
@@ -214,7 +218,7 @@ def test_stalled_http2_streams_are_reset_at_the_write_timeout_with_bounded_memor
     tls: Target,
 ) -> None:
     before = rss(tls)
-    clients = [H2Client(tls, window=0) for _ in range(4)]
+    clients = [H2Client(tls.port, tls.ca, window=0) for _ in range(4)]
     try:
         opened = [client.request("/metrics", 100) for client in clients]
         peak = [before]
@@ -240,6 +244,42 @@ def test_stalled_http2_streams_are_reset_at_the_write_timeout_with_bounded_memor
     assert took < IO_TIMEOUT + 10
     assert grown < 128  # the held answer bytes are bounded at 96 MiB in total
     assert http_get(f"{tls.exporter.base_url}/-/healthy", ca_file=tls.ca) == "Healthy\n"
+
+
+def test_answer_bytes_held_for_stalled_streams_are_bounded_per_connection_and_in_total(
+    tmp_path: Path,
+) -> None:
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    server.set_alpn_protocols(["h2", "http/1.1"])
+    ca = str(tmp_path / "ca.pem")
+    authority.cert_pem.write_to_path(ca)
+    web = WebConfig(ssl_context=server)
+    limits = Limits(held_per_connection=16 * MIB, held_in_total=40 * MIB)
+
+    def big(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x" * (4 * MIB)]
+
+    with serving(big, web=lambda: web, limits=limits, workers=8) as served:
+        clients = [H2Client(served.port, ca, window=0) for _ in range(4)]
+        try:
+            for client in clients:
+                client.request("/metrics", 8)
+            assert pump(clients, lambda: sum(len(c.statuses) for c in clients) == 32, 20)
+            held = served.held.held
+        finally:
+            for client in clients:
+                client.close()
+    answered = [sorted(client.statuses.values()).count(b"200") for client in clients]
+    refused = sum(sorted(client.statuses.values()).count(b"503") for client in clients)
+    print(f"32 stalled answers of 4 MiB: {answered} held per connection, {refused} refused")
+    # 16 MiB a connection is 4 answers; 40 MiB in all is 10 answers
+    assert max(answered) <= 4
+    assert sum(answered) == 10
+    assert refused == 22
+    assert held == 40 * MIB
 
 
 # --- 2: health and reload never wait behind scrapes -------------------------------------
@@ -360,7 +400,7 @@ def test_reset_streams_call_nothing_count_nothing_and_log_nothing(tls: Target) -
     latency = tls.model.faults.latency = 0.5
     tls.model.reset_calls()
     log_before = tls.exporter.log()
-    clients = [H2Client(tls) for _ in range(3)]
+    clients = [H2Client(tls.port, tls.ca) for _ in range(3)]
     try:
         for client in clients:
             client.request(f"/probe?target={POOLS[0]}", 100, reset=True)
@@ -373,7 +413,7 @@ def test_reset_streams_call_nothing_count_nothing_and_log_nothing(tls: Target) -
         for client in clients:
             client.close()
     # a connection closed with its streams in flight: the probes no worker started never run
-    closing = H2Client(tls)
+    closing = H2Client(tls.port, tls.ca)
     closing.request(f"/probe?target={POOLS[1]}", 30)
     wait_until(lambda: tls.model.calls["ListUserImportJobs"] >= 1, 10, "probes under way")
     closing.close()
