@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.client
+import logging
 import resource
 import selectors
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 import psutil
@@ -134,6 +136,7 @@ class H2Client:
         self.ended: set[int] = set()
         self.statuses: dict[int, bytes] = {}
         self.closed = False
+        self.goaway: int | None = None
 
     def request(self, path: str, count: int, reset: bool = False) -> list[int]:
         streams = []
@@ -170,6 +173,8 @@ class H2Client:
                 self.statuses[event.stream_id] = dict(event.headers or [])[b":status"]
             elif isinstance(event, h2.events.StreamEnded):
                 self.ended.add(event.stream_id)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.goaway = event.error_code
         with contextlib.suppress(OSError):
             self.flush()
 
@@ -246,16 +251,62 @@ def test_stalled_http2_streams_are_reset_at_the_write_timeout_with_bounded_memor
     assert http_get(f"{tls.exporter.base_url}/-/healthy", ca_file=tls.ca) == "Healthy\n"
 
 
-def test_answer_bytes_held_for_stalled_streams_are_bounded_per_connection_and_in_total(
-    tmp_path: Path,
-) -> None:
+def tls_web_config(tmp_path: Path) -> tuple[WebConfig, str]:
+    """A web config serving TLS (HTTP/2 and HTTP/1.1 by ALPN), and its CA's file."""
     authority = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(server)
     server.set_alpn_protocols(["h2", "http/1.1"])
     ca = str(tmp_path / "ca.pem")
     authority.cert_pem.write_to_path(ca)
-    web = WebConfig(ssl_context=server)
+    return WebConfig(ssl_context=server), ca
+
+
+def ok(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\n"]
+
+
+def test_a_rapid_reset_flood_ends_the_connection(tmp_path: Path) -> None:
+    web, ca = tls_web_config(tmp_path)
+    calls: list[str] = []
+
+    def counted(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        calls.append(str(environ["PATH_INFO"]))
+        return ok(environ, start_response)
+
+    with serving(counted, web=lambda: web) as served:
+        client = H2Client(served.port, ca)
+        try:
+            for _ in range(12):
+                client.request("/metrics", 100, reset=True)
+            assert pump([client], lambda: client.closed, 10)
+        finally:
+            client.close()
+    assert client.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert len(calls) <= 4  # only what a worker started before its reset arrived
+
+
+def test_a_tls_client_that_half_closes_is_not_logged_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    web, ca = tls_web_config(tmp_path)
+    context = ssl.create_default_context(cafile=ca)
+    with serving(ok, web=lambda: web) as served:
+        for _ in range(20):
+            raw = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as client:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                client.shutdown(socket.SHUT_WR)
+                with contextlib.suppress(OSError):
+                    client.recv(4096)
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+def test_answer_bytes_held_for_stalled_streams_are_bounded_per_connection_and_in_total(
+    tmp_path: Path,
+) -> None:
+    web, ca = tls_web_config(tmp_path)
     limits = Limits(held_per_connection=16 * MIB, held_in_total=40 * MIB)
 
     def big(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:

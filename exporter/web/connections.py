@@ -25,6 +25,8 @@ from exporter.web.link import Link, Peer, Session, Settings
 log = logging.getLogger(__name__)
 
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+# the client gave up between its handshake and the accept, or a signal came
+_CLIENT_GONE = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR))
 _RESOURCE_RETRY = 1.0
 
 
@@ -51,6 +53,7 @@ class Connections:
         self._links: dict[Link, tuple[socket.socket, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
         self._told_full = False
+        self._told_failing = False
 
     def __len__(self) -> int:
         return len(self._links)
@@ -102,9 +105,12 @@ class Connections:
             try:
                 sock, _ = await loop.sock_accept(listening)
             except OSError as error:
-                if error.errno not in _OUT_OF_RESOURCES:
-                    continue  # the client gave up before it was accepted
-                self._tell_full("out of file descriptors")
+                if error.errno in _CLIENT_GONE:
+                    continue
+                if error.errno in _OUT_OF_RESOURCES:
+                    self._tell_full("out of file descriptors")
+                else:
+                    self._tell_failing(error)
                 if not self._evict_idle():
                     self._changed.clear()
                     with contextlib.suppress(TimeoutError):
@@ -161,6 +167,11 @@ class Connections:
             handshake.cancel()  # it may not have started: the socket is closed here
             sock.close()
         self._changed.set()
+
+    def _tell_failing(self, error: OSError) -> None:
+        if not self._told_failing:
+            self._told_failing = True
+            log.error("accepting connections failed", extra={"fields": {"error": error.strerror}})
 
     def _tell_full(self, reason: str) -> None:
         if self._told_full:

@@ -25,6 +25,9 @@ _HOP_BY_HOP = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
 _NO_BODY = frozenset((204, 304))
+# Streams a client may reset within one I/O timeout before its connection is closed: resetting
+# costs it one frame and the server a task (the "rapid reset" attack, CVE-2023-44487).
+MAX_RESETS = 1000
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Http2Session:
         )
         self._streams: dict[int, _Stream] = {}
         self._stopping = False
+        self._resets = 0
+        self._resets_since = link.loop.time()
         self._idle_timer = link.loop.call_later(limits.keep_alive_timeout, self._time_out_idle)
         self._flush()
 
@@ -74,6 +79,8 @@ class Http2Session:
             self._link.close()
             return
         for event in events:
+            if self._link.closing:
+                return
             self._handle(event)
         self._pump()
         self._flush()
@@ -115,6 +122,7 @@ class Http2Session:
                 stream.task = self._link.start(self._respond(event.stream_id, stream))
         elif isinstance(event, h2.events.StreamReset):
             self._drop(event.stream_id)
+            self._count_reset()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._link.close()
 
@@ -225,6 +233,16 @@ class Http2Session:
         if stream.held:
             self._link.release(stream.held)
             stream.held = 0
+
+    def _count_reset(self) -> None:
+        now = self._link.loop.time()
+        if now - self._resets_since > self._settings.limits.io_timeout:
+            self._resets, self._resets_since = 0, now
+        self._resets += 1
+        if self._resets > MAX_RESETS:
+            self._h2.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            self._flush()
+            self._link.close()
 
     def _time_out_stream(self, stream_id: int) -> None:
         """A request that did not arrive, or an answer the client took nothing of."""

@@ -100,6 +100,7 @@ class Link(asyncio.Protocol):
         self._on_closed = on_closed
         self._transport: asyncio.Transport | None = None
         self._session: Session | None = None
+        self._tls = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._stalled: asyncio.TimerHandle | None = None
@@ -127,6 +128,7 @@ class Link(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=WRITE_CHUNK)
         tls = transport.get_extra_info("ssl_object")
+        self._tls = tls is not None
         peer = Peer(
             "https" if tls is not None else "http",
             _address(transport.get_extra_info("peername")),
@@ -138,12 +140,21 @@ class Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_active = self.loop.time()
         if self._session is not None and not self.closing:
-            self._session.data_received(data)
+            try:
+                self._session.data_received(data)
+            except Exception as error:  # a bug on one connection ends it alone, in one line
+                _log_once(error)
+                self.abort()
 
     def eof_received(self) -> bool:
         if self._session is not None and not self.closing:
-            self._session.eof_received()
-        return True  # keep writing: a client that half-closed still gets its answer
+            try:
+                self._session.eof_received()
+            except Exception as error:
+                _log_once(error)
+                self.abort()
+        # keep writing: a client that half-closed still gets its answer (TLS cannot)
+        return not self._tls
 
     def pause_writing(self) -> None:
         self._writable.clear()
