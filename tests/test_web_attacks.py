@@ -441,6 +441,51 @@ def test_idle_connections_past_the_descriptor_limit_leave_health_answered(
     assert log.count("too many connections") == (1 if hard == 128 else 0)
 
 
+SERVE_AT_A_LOW_LIMIT = """
+import resource, sys
+from exporter.logs import configure
+from tests.web_server import serving
+from tests.test_web_attacks import ok
+configure("info", "logfmt", sys.stderr)
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+with serving(ok, cap=1000) as served:
+    print(served.port, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_running_out_of_descriptors_is_said_once_and_idle_connections_make_room() -> None:
+    """A cap above the descriptor limit (as when something else holds descriptors): accepting
+    fails with EMFILE, which is logged once and answered by closing idle connections."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AT_A_LOW_LIMIT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    idle = []
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        for _ in range(100):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        took = []
+        for _ in range(5):
+            started = time.monotonic()
+            assert exchange(port, b"GET / HTTP/1.0\r\n\r\n").endswith(b"ok\n")
+            took.append(time.monotonic() - started)
+    finally:
+        for connection in idle:
+            connection.close()
+        _, errors = server.communicate("", timeout=20)
+    print(f"descriptor limit 48, 100 idle connections: {took}")
+    assert max(took) < 1.0
+    assert errors.count("too many connections") == 1
+    assert "out of file descriptors" in errors
+    assert len(errors.splitlines()) == 1
+
+
 # --- 4: work whose client is gone --------------------------------------------------------
 
 

@@ -21,6 +21,9 @@ from exporter.web.exchange import Answer, Request
 log = logging.getLogger(__name__)
 
 WRITE_CHUNK = 64 * 1024
+# Protocol frames (pings, settings acks, resets) a client asks for and does not read: past
+# this, it is cut off rather than buffered for.
+MAX_UNREAD = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class Link(asyncio.Protocol):
         """Write `data` (small: protocol frames) without waiting for the client."""
         if data and not self.closing and self._transport is not None:
             self._transport.write(data)
+            if self._transport.get_write_buffer_size() > MAX_UNREAD:
+                self.abort()
 
     def hold(self, size: int) -> bool:
         """Count `size` bytes of an answer as held; False (nothing counted) if over a bound."""
