@@ -591,6 +591,15 @@ def exchange(port: int, request: bytes, half_close: bool = False) -> bytes:
         (b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n", b"405"),
         (b"GET relative HTTP/1.1\r\nHost: x\r\n", b"400"),
         (b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n", b"501"),
+        (
+            b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n",
+            b"400",
+        ),
+        (
+            b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n",
+            b"400",
+        ),
     ],
 )
 def test_request_forms(plain: Target, request_bytes: bytes, status: bytes) -> None:

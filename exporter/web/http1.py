@@ -89,8 +89,12 @@ class Http1Session:
             return
         self._head = head
         self._body = bytearray()
+        names = {name for name, _ in head.headers}
         length = _content_length(head)
-        if length is not None and length > self._settings.limits.max_body_bytes:
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 6.1: the framing a proxy in front may have read otherwise (smuggling)
+            self._refuse(400, "Bad Request: both Transfer-Encoding and Content-Length")
+        elif length is not None and length > self._settings.limits.max_body_bytes:
             self._refuse(413, "Content Too Large")
         elif self._h11.they_are_waiting_for_100_continue:
             self._link.write_now(

@@ -107,6 +107,7 @@ class Link(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._stalled: asyncio.TimerHandle | None = None
+        self._closing_limit: asyncio.TimerHandle | None = None
         self._held = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -173,8 +174,9 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        if self._stalled is not None:
-            self._stalled.cancel()
+        for timer in (self._stalled, self._closing_limit):
+            if timer is not None:
+                timer.cancel()
         self._writable.set()
         if self._session is not None:
             self._session.closed()
@@ -244,7 +246,9 @@ class Link(asyncio.Protocol):
             return
         self.closing = True
         self._transport.close()
-        self.loop.call_later(self.settings.limits.io_timeout, self._transport.abort)
+        self._closing_limit = self.loop.call_later(
+            self.settings.limits.io_timeout, self._transport.abort
+        )
 
     def abort(self) -> None:
         self.closing = True
