@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from exporter.web.connections import Connections
 from exporter.web.front import Front
-from exporter.web.link import HeldBytes, Limits, Settings
+from exporter.web.link import HeldBytes, Limits, Serving
 from exporter.web.routes import WsgiApp
 from exporter.web.serve import ServerSettings, lanes, listen
 from exporter.web.webconfig import WebConfig
@@ -54,7 +54,7 @@ def serving(
 
     async def main() -> None:
         stop = asyncio.Event()
-        connections = Connections(Settings(front, limits, held), tls, cap)
+        connections = Connections(Serving(front, limits, held), tls, cap)
         box.append((connections, stop))
         ready.set()
         await connections.serve([listening], stop.wait, settings.shutdown_grace)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from exporter.web.http1 import Http1Session
 from exporter.web.http2 import Http2Session
-from exporter.web.link import Link, Peer, Session, Settings
+from exporter.web.link import Link, Peer, Serving, Session
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ _RESOURCE_RETRY = 1.0
 
 def open_session(link: Link, peer: Peer, alpn: str | None) -> Session:
     if alpn == "h2":
-        return Http2Session(link, link.settings, peer)
-    return Http1Session(link, link.settings, peer)
+        return Http2Session(link, link.serving, peer)
+    return Http1Session(link, link.serving, peer)
 
 
 class Connections:
@@ -41,11 +41,11 @@ class Connections:
 
     def __init__(
         self,
-        settings: Settings,
+        serving: Serving,
         tls: Callable[[], ssl.SSLContext | None],
         cap: int,
     ) -> None:
-        self._settings = settings
+        self._serving = serving
         self._tls = tls
         self._last_tls: ssl.SSLContext | None = None
         self._cap = cap
@@ -122,11 +122,13 @@ class Connections:
                     sock.close()
                     continue
             self._start(sock)
+            # sock_accept does not yield while connections wait: let the new ones be read
+            await asyncio.sleep(0)
 
     def _start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
-        link = Link(self._settings, open_session, self._forget, loop)
+        link = Link(self._serving, open_session, self._forget, loop)
         context = self._tls() or self._last_tls
         self._last_tls = context
         self._links[link] = (sock, loop.create_task(self._connect(link, sock, context)))
@@ -140,7 +142,7 @@ class Connections:
                 lambda: link,
                 sock,
                 ssl=context,
-                ssl_handshake_timeout=self._settings.limits.io_timeout if context else None,
+                ssl_handshake_timeout=self._serving.limits.io_timeout if context else None,
             )
         except (OSError, TimeoutError, asyncio.CancelledError):
             # a failed or abandoned handshake: nothing was asked, nothing to log

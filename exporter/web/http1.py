@@ -12,25 +12,25 @@ import contextlib
 import h11
 
 from exporter.web.exchange import Answer, Request, text_answer
-from exporter.web.link import Link, Peer, Settings
+from exporter.web.link import Link, Peer, Serving
 
 _NO_BODY = frozenset((204, 304))
 
 
 class Http1Session:
-    def __init__(self, link: Link, settings: Settings, peer: Peer) -> None:
+    def __init__(self, link: Link, serving: Serving, peer: Peer) -> None:
         self._link = link
-        self._settings = settings
+        self._serving = serving
         self._peer = peer
         self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=settings.limits.max_header_bytes
+            h11.SERVER, max_incomplete_event_size=serving.limits.max_header_bytes
         )
         self._head: h11.Request | None = None
         self._body = bytearray()
         self._answering: asyncio.Task[None] | None = None
         self._peer_closed = False
         self._stopping = False
-        self._timer = link.loop.call_later(settings.limits.keep_alive_timeout, self._time_out)
+        self._timer = link.loop.call_later(serving.limits.keep_alive_timeout, self._time_out)
 
     @property
     def idle(self) -> bool:
@@ -39,7 +39,7 @@ class Http1Session:
 
     def data_received(self, data: bytes) -> None:
         if self.idle:
-            self._arm(self._settings.limits.io_timeout)  # the request must arrive within it
+            self._arm(self._serving.limits.io_timeout)  # the request must arrive within it
         self._h11.receive_data(data)
         self._read()
 
@@ -78,7 +78,7 @@ class Http1Session:
                 self._begin(event)
             elif isinstance(event, h11.Data):
                 self._body.extend(event.data)
-                if len(self._body) > self._settings.limits.max_body_bytes:
+                if len(self._body) > self._serving.limits.max_body_bytes:
                     self._refuse(413, "Content Too Large")
             elif isinstance(event, h11.EndOfMessage) and self._head is not None:
                 self._answer(self._head, bytes(self._body))
@@ -94,7 +94,7 @@ class Http1Session:
         if b"transfer-encoding" in names and b"content-length" in names:
             # RFC 9112 6.1: the framing a proxy in front may have read otherwise (smuggling)
             self._refuse(400, "Bad Request: both Transfer-Encoding and Content-Length")
-        elif length is not None and length > self._settings.limits.max_body_bytes:
+        elif length is not None and length > self._serving.limits.max_body_bytes:
             self._refuse(413, "Content Too Large")
         elif self._h11.they_are_waiting_for_100_continue:
             self._link.write_now(
@@ -119,7 +119,7 @@ class Http1Session:
         self._answering = self._link.start(self._respond(request))
 
     async def _respond(self, request: Request) -> None:
-        answer = await self._settings.front.answer(request)
+        answer = await self._serving.front.answer(request)
         try:
             await self._send(request.method, answer)
         except (ConnectionError, h11.LocalProtocolError):
@@ -136,7 +136,7 @@ class Http1Session:
         except h11.LocalProtocolError:
             self._link.close()
             return
-        self._arm(self._settings.limits.keep_alive_timeout)
+        self._arm(self._serving.limits.keep_alive_timeout)
         self._link.resume_reading()
         self._read()
 

@@ -18,7 +18,7 @@ import h2.exceptions
 import h2.settings
 
 from exporter.web.exchange import Answer, Request, text_answer
-from exporter.web.link import Link, Peer, Settings
+from exporter.web.link import Link, Peer, Serving
 
 # RFC 9113 8.2.2: connection-specific fields are not sent over HTTP/2
 _HOP_BY_HOP = frozenset(
@@ -43,11 +43,11 @@ class _Stream:
 
 
 class Http2Session:
-    def __init__(self, link: Link, settings: Settings, peer: Peer) -> None:
+    def __init__(self, link: Link, serving: Serving, peer: Peer) -> None:
         self._link = link
-        self._settings = settings
+        self._serving = serving
         self._peer = peer
-        limits = settings.limits
+        limits = serving.limits
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
@@ -113,7 +113,7 @@ class Http2Session:
             stream = self._streams.get(event.stream_id)
             if stream is not None and stream.task is None and not stream.answered:
                 stream.body.extend(event.data or b"")
-                if len(stream.body) > self._settings.limits.max_body_bytes:
+                if len(stream.body) > self._serving.limits.max_body_bytes:
                     self._send(event.stream_id, "POST", text_answer(413, "Content Too Large"))
         elif isinstance(event, h2.events.StreamEnded):
             stream = self._streams.get(event.stream_id)
@@ -127,12 +127,12 @@ class Http2Session:
             self._link.close()
 
     def _open(self, stream_id: int, raw: list[tuple[bytes, bytes]] | list[tuple[str, str]]) -> None:
-        if self._stopping or len(self._streams) >= self._settings.limits.max_streams:
+        if self._stopping or len(self._streams) >= self._serving.limits.max_streams:
             self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         headers = [(_text(name), _text(value)) for name, value in raw]
         timer = self._link.loop.call_later(
-            self._settings.limits.io_timeout, self._time_out_stream, stream_id
+            self._serving.limits.io_timeout, self._time_out_stream, stream_id
         )
         self._streams[stream_id] = _Stream(headers, timer)
         self._idle_timer.cancel()
@@ -150,7 +150,7 @@ class Http2Session:
             body=bytes(stream.body),
             authority=pseudo.get(":authority"),
         )
-        answer = await self._settings.front.answer(request)
+        answer = await self._serving.front.answer(request)
         stream.task = None
         if stream_id in self._streams:
             self._send(stream_id, request.method, answer)
@@ -209,7 +209,7 @@ class Http2Session:
     def _progress(self, stream_id: int, stream: _Stream) -> None:
         stream.timer.cancel()
         stream.timer = self._link.loop.call_later(
-            self._settings.limits.io_timeout, self._time_out_stream, stream_id
+            self._serving.limits.io_timeout, self._time_out_stream, stream_id
         )
 
     def _finish(self, stream_id: int) -> None:
@@ -220,7 +220,7 @@ class Http2Session:
                 self._link.close()
             else:
                 self._idle_timer = self._link.loop.call_later(
-                    self._settings.limits.keep_alive_timeout, self._time_out_idle
+                    self._serving.limits.keep_alive_timeout, self._time_out_idle
                 )
 
     def _drop(self, stream_id: int) -> None:
@@ -236,7 +236,7 @@ class Http2Session:
 
     def _count_reset(self) -> None:
         now = self._link.loop.time()
-        if now - self._resets_since > self._settings.limits.io_timeout:
+        if now - self._resets_since > self._serving.limits.io_timeout:
             self._resets, self._resets_since = 0, now
         self._resets += 1
         if self._resets > MAX_RESETS:

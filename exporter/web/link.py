@@ -59,7 +59,10 @@ class HeldBytes:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Serving:
+    """What every connection of a server shares: the front that answers, the limits, and
+    the count of answer bytes held."""
+
     front: Answerer
     limits: Limits
     held: HeldBytes
@@ -90,13 +93,13 @@ class Session(Protocol):
 class Link(asyncio.Protocol):
     def __init__(
         self,
-        settings: Settings,
+        serving: Serving,
         open_session: Callable[[Link, Peer, str | None], Session],
         on_closed: Callable[[Link], None],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.loop = loop
-        self.settings = settings
+        self.serving = serving
         self._open_session = open_session
         self.last_active = loop.time()
         self.closing = False
@@ -162,7 +165,7 @@ class Link(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writable.clear()
-        self._stalled = self.loop.call_later(self.settings.limits.io_timeout, self.abort)
+        self._stalled = self.loop.call_later(self.serving.limits.io_timeout, self.abort)
 
     def resume_writing(self) -> None:
         self.last_active = self.loop.time()
@@ -205,16 +208,16 @@ class Link(asyncio.Protocol):
 
     def hold(self, size: int) -> bool:
         """Count `size` bytes of an answer as held; False (nothing counted) if over a bound."""
-        if self._held + size > self.settings.limits.held_per_connection:
+        if self._held + size > self.serving.limits.held_per_connection:
             return False
-        if not self.settings.held.take(size):
+        if not self.serving.held.take(size):
             return False
         self._held += size
         return True
 
     def release(self, size: int) -> None:
         self._held -= size
-        self.settings.held.give_back(size)
+        self.serving.held.give_back(size)
 
     @contextlib.contextmanager
     def holding(self, size: int) -> Iterator[bool]:
@@ -247,7 +250,7 @@ class Link(asyncio.Protocol):
         self.closing = True
         self._transport.close()
         self._closing_limit = self.loop.call_later(
-            self.settings.limits.io_timeout, self._transport.abort
+            self.serving.limits.io_timeout, self._transport.abort
         )
 
     def abort(self) -> None:

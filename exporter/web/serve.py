@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from exporter.web.connections import Connections
 from exporter.web.front import Front
-from exporter.web.link import HeldBytes, Limits, Settings
+from exporter.web.link import HeldBytes, Limits, Serving
 from exporter.web.routes import ANSWERED_AT_ONCE, RELOAD_PATH, WsgiApp
 from exporter.web.webconfig import WebConfig
 
@@ -161,7 +161,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
     limits = settings.limits()
-    connections = Connections(Settings(front, limits, HeldBytes(limits.held_in_total)), tls, cap)
+    connections = Connections(Serving(front, limits, HeldBytes(limits.held_in_total)), tls, cap)
     log.info("listening", extra={"fields": {"address": settings.listen_address}})
     if on_started is not None:
         on_started()
