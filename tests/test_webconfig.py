@@ -21,18 +21,17 @@ import requests
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from hypercorn.config import Config as HypercornConfig
 
 from exporter.config.problems import ConfigError
 from exporter.web.auth import BasicAuth, RateLimit
 from exporter.web.certificate_expiry import CertificateExpiryCollector
 from exporter.web.certificates import first_certificate_der, not_after
-from exporter.web.connections import serve_connections
+from exporter.web.exchange import Request
 from exporter.web.front import Front
 from exporter.web.routes import WsgiApp
-from exporter.web.serve import FollowingSSLContext, TlsHypercornConfig
 from exporter.web.webconfig import WebConfig, load_web_config
-from tests.tools import free_port, h2_get, listening, wait_until
+from tests import web_server
+from tests.tools import h2_get
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -636,40 +635,16 @@ def protect(
 def call(
     front: Front, path: str = "/metrics", method: str = "GET", authorization: str | None = None
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    """One request through the front as hypercorn would make it: (status, headers, body)."""
-    headers = [(b"host", b"localhost")]
+    """One request through the front: (status, headers, body) as the server sends them."""
+    headers = [("host", "localhost")]
     if authorization is not None:
-        headers.append((b"authorization", authorization.encode("latin-1")))
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 10209),
-        "extensions": {},
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(front(scope, receive, send))  # type: ignore[arg-type]
-    start = next(message for message in sent if message["type"] == "http.response.start")
-    body = b"".join(
-        message.get("body", b"") for message in sent if message["type"] == "http.response.body"
-    )
-    pairs = [(name.decode(), value.decode()) for name, value in start["headers"]]
-    return start["status"], pairs, body
+        headers.append(("authorization", authorization))
+    request = Request(method, path, tuple(headers), "1.1", client=("127.0.0.1", 40000))
+    answer = asyncio.run(front.answer(request))
+    pairs = [(name.lower(), value) for name, value in answer.headers]
+    if all(name != "content-length" for name, _ in pairs):
+        pairs.append(("content-length", str(len(answer.body))))
+    return answer.status, pairs, b"" if method == "HEAD" else answer.body
 
 
 class Recorder:
@@ -770,7 +745,7 @@ def test_rate_limit_refuses_past_the_burst_until_tokens_come_back() -> None:
     assert [call(protected)[0] for _ in range(3)] == [200, 200, 429]
 
 
-# --- real HTTPS through hypercorn -------------------------------------------------------
+# --- real HTTPS through the server -------------------------------------------------------
 
 
 def ok_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -784,36 +759,8 @@ def serving(
 ) -> Iterator[int]:
     """The server serving the front before `app` on 127.0.0.1, in a thread of its own, with
     `web` or whatever `current` returns when it is given."""
-    port = free_port()
-    base = HypercornConfig()
-    base.bind = [f"127.0.0.1:{port}"]
-    base.accesslog = None
-    follow = current or (lambda: web)
-    config = TlsHypercornConfig.from_config(base, lambda: follow().ssl_context)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(
-                serve_connections(protect(app, follow), config, stop.wait, write_timeout=10)
-            )
-        except BaseException as error:
-            failures.append(error)
-
-    thread = threading.Thread(target=run, name="hypercorn", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: listening(port), 10, "hypercorn listening")
-        yield port
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-        loop.close()
-    assert failures == []
+    with web_server.serving(app, web=current or (lambda: web)) as served:
+        yield served.port
 
 
 def tls_client(pki: Pki, **settings: Any) -> ssl.SSLContext:
@@ -968,24 +915,6 @@ def test_http2_requests_get_the_same_protection(pki: Pki) -> None:
         headers, body = h2_get(port, client, [("authorization", basic("alice", PASSWORD))])
         assert (headers[0], body) == ((b":status", b"200"), b"ok\n")
         assert (b"x-frame-options", b"deny") in headers
-
-
-def test_tls_hypercorn_config_keeps_the_base_settings(pki: Pki) -> None:
-    base = HypercornConfig()
-    base.bind = ["127.0.0.1:1"]
-    base.keep_alive_timeout = 7
-    web = web_config(pki, "keep", TLS)
-    config = TlsHypercornConfig.from_config(base, lambda: web.ssl_context)
-    assert (config.bind, config.keep_alive_timeout, config.ssl_enabled) == (
-        ["127.0.0.1:1"],
-        7,
-        True,
-    )
-    context = config.create_ssl_context()
-    assert isinstance(context, FollowingSSLContext)
-    assert context.last is web.ssl_context
-    plain = TlsHypercornConfig(lambda: WebConfig().ssl_context)
-    assert (plain.ssl_enabled, plain.create_ssl_context()) == (False, None)
 
 
 def test_tls_settings_follow_a_reload_for_new_connections(pki: Pki) -> None:

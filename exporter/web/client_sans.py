@@ -40,7 +40,7 @@ def _san_matches(value: str, allowed: frozenset[str]) -> bool:
 
 class _SanCheckingSSLObject(ssl.SSLObject):
     """Ends the handshake with an error unless the verified client certificate carries one
-    of `allowed_sans`. asyncio and trio (hence hypercorn) wrap connections with wrap_bio(),
+    of `allowed_sans`. asyncio wraps the server's connections with wrap_bio(),
     which creates the context's `sslobject_class`."""
 
     allowed_sans: ClassVar[frozenset[str]] = frozenset()
