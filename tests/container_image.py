@@ -24,8 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 CONTAINERS_CONF = REPO / "tests" / "podman" / "containers.conf"
 BASE_ROOTFS = REPO / ".cache" / "images" / "debian-bookworm-slim.tar"
-# The image ID podman gave the imported root filesystem, so a remade one is imported again.
+# The image ID podman gave the imported root filesystem and the settings it was imported with,
+# so a remade root filesystem or new settings are imported again.
 BASE_IMPORTED_ID = BASE_ROOTFS.with_suffix(".id")
+# What Debian's official image sets; an imported root filesystem has no environment.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGE = f"localhost/cognito-import-exporter:{__version__}"
 # The host's trust store, which holds the CA of a TLS-intercepting proxy where there is one.
 HOST_CERTS = Path("/etc/ssl/certs")
@@ -79,7 +82,7 @@ def imported_base() -> str:
     """The base image, imported from the cached root filesystem unless already there."""
     rootfs = require_base_rootfs()
     name = base_image_name()
-    known = BASE_IMPORTED_ID.read_text().strip() if BASE_IMPORTED_ID.exists() else ""
+    recorded = BASE_IMPORTED_ID.read_text().split() if BASE_IMPORTED_ID.exists() else []
     present = subprocess.run(
         [require_tool("podman"), "image", "inspect", "--format", "{{.Id}}", name],
         env=podman_env(),
@@ -88,10 +91,18 @@ def imported_base() -> str:
         timeout=60,
         check=False,
     )
-    if known and present.returncode == 0 and present.stdout.strip() == known:
+    if present.returncode == 0 and recorded == [present.stdout.strip(), BASE_PATH]:
         return name
-    imported = podman("import", "--quiet", "--change", 'CMD ["bash"]', str(rootfs), name)
-    BASE_IMPORTED_ID.write_text(imported.stdout.strip().removeprefix("sha256:") + "\n")
+    imported = podman(
+        "import",
+        "--quiet",
+        *("--change", f"ENV PATH={BASE_PATH}"),
+        *("--change", 'CMD ["bash"]'),
+        str(rootfs),
+        name,
+    )
+    image_id = imported.stdout.strip().removeprefix("sha256:")
+    BASE_IMPORTED_ID.write_text(f"{image_id} {BASE_PATH}\n")
     return name
 
 

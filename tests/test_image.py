@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import resource
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 import requests
 
 from exporter import __version__
-from tests.container_image import BuiltImage, built_image, podman
+from tests.container_image import CONTAINERS_CONF, BuiltImage, built_image, podman
 from tests.test_lock import RUNTIME_LOCK, pins
 from tests.tools import free_port, holds_within
 
@@ -194,3 +196,31 @@ def test_image_has_no_compiler_pip_sources_or_caches(image: BuiltImage) -> None:
 
 def test_image_size_stays_lean(image: BuiltImage) -> None:
     assert image.size_bytes < MAX_IMAGE_BYTES
+
+
+def test_image_path_puts_the_virtualenv_before_debians_directories(image: BuiltImage) -> None:
+    inspected = podman("image", "inspect", "--format", "{{json .Config.Env}}", image.name)
+    env = json.loads(inspected.stdout)
+    paths = [entry.removeprefix("PATH=") for entry in env if entry.startswith("PATH=")]
+    assert paths == ["/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def test_podman_asks_for_no_more_files_or_processes_than_the_machine_grants() -> None:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    settings = tomllib.loads(CONTAINERS_CONF.read_text(encoding="utf-8"))
+    asked = {
+        name: [int(n) for n in limits.split(":")]
+        for name, _, limits in (u.partition("=") for u in settings["containers"]["default_ulimits"])
+    }
+    granted = {
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
+    }
+    assert {name: all(n <= granted[name][0] for n in asked[name]) for name in asked} == {
+        "nofile": True,
+        "nproc": True,
+    }
+    assert settings["engine"]["runtime"] == "runc"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Podman and runc, which build and run the image in tests/test_image.py, and the image's base:
+# Podman, runc and catatonit (the pause process of podman's pods), which build and run the image
+# (tests/test_image.py, tests/test_kit_under_podman.py), and the image's base:
 # no registry need be reachable, so debian:bookworm-slim is made the way Debian's official one
 # is, with mmdebstrap (minbase, merged /usr, no documentation, manual pages or locales, no apt
 # lists), into .cache/images/. The test imports it into podman under the Dockerfile's name.
@@ -7,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 missing=()
-for tool in podman runc mmdebstrap; do
+for tool in podman runc catatonit mmdebstrap; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
