@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from exporter import __version__
 from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings, profile_problems
@@ -84,6 +84,8 @@ class Runtime:
         # same answer.
         self.exporter_registry = CollectorRegistry(auto_describe=True)
         self.metrics = ExporterMetrics(self.exporter_registry, __version__)
+        # process_* (CPU, memory, descriptors, start time), as every exporter serves them
+        ProcessCollector(registry=self.exporter_registry)
         self.registry.register(RegistryCollector(self.exporter_registry))
         # One gate for the life of the process: the clients' hooks point at it, so clients
         # survive reloads; a reload only changes its rates.
@@ -254,7 +256,7 @@ class Runtime:
             discovery.start()
         # the budgets before the first scrape: GetCallerIdentity and GetProvisionedLimit
         if self._budgets_started:
-            self._budgets.refresh()
+            self._budgets.refresh(reread_quotas=False)
         else:
             self._budgets.start()
             self._budgets_started = True

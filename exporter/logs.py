@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.redaction import SECRETS, safe_error_text
+from exporter.redaction import SECRETS, safe_error_text, safe_traceback
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -28,7 +28,7 @@ LEVELS = {
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"}
 
 
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
+def _fields(record: logging.LogRecord, tracebacks: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         + f".{int(record.msecs):03d}Z",
@@ -41,20 +41,29 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         fields.update(extra)
     if record.exc_info and record.exc_info[0] is not None:
         fields["error_type"] = record.exc_info[0].__name__
+        if tracebacks and record.exc_info[1] is not None:
+            fields["traceback"] = safe_traceback(record.exc_info[1])
     return {
         key: SECRETS(value) if isinstance(value, str) else value for key, value in fields.items()
     }
 
 
 class LogfmtFormatter(logging.Formatter):
+    """`tracebacks`: where an exception was raised goes with its line (debug only)."""
+
+    def __init__(self, tracebacks: bool = False) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in _fields(record).items())
+        fields = _fields(record, self.tracebacks)
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(LogfmtFormatter):
     def format(self, record: logging.LogRecord) -> str:
         # ASCII: line and paragraph separators and other Unicode controls come out escaped
-        return json.dumps(_fields(record), default=str, ensure_ascii=True)
+        return json.dumps(_fields(record, self.tracebacks), default=str, ensure_ascii=True)
 
 
 _LOGFMT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -83,9 +92,13 @@ class _LibrariesAtWarning(logging.Filter):
 
 
 def _log_thread_failure(failure: threading.ExceptHookArgs) -> None:
-    """A thread that fails logs one line, never a traceback that could carry a secret."""
+    """A thread that fails logs one line; at debug with where it failed, never with a
+    message or source text that could carry a secret."""
     logging.getLogger("exporter").error(
         "a background thread failed",
+        exc_info=(failure.exc_type, failure.exc_value, failure.exc_traceback)
+        if failure.exc_value is not None
+        else None,
         extra={
             "fields": {
                 "thread": failure.thread.name if failure.thread else "",
@@ -98,7 +111,10 @@ def _log_thread_failure(failure: threading.ExceptHookArgs) -> None:
 
 def configure(level: str, fmt: str, stream: Any = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    tracebacks = LEVELS[level] <= logging.DEBUG
+    handler.setFormatter(
+        JsonFormatter(tracebacks) if fmt == "json" else LogfmtFormatter(tracebacks)
+    )
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import traceback
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
@@ -70,3 +71,11 @@ def safe_error_text(error: BaseException) -> str:
     text = lines[0] if lines and lines[0].strip() else type(error).__name__
     text = SECRETS(_URL.sub("<url>", text))[:MAX_ERROR_TEXT]
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def safe_traceback(error: BaseException) -> str:
+    """Where `error` was raised, frame by frame (file, line, function), then its safe text;
+    the source lines and the rest of the message are left out."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames]
+    return " <- ".join(reversed(where)) + f": {type(error).__name__}: {safe_error_text(error)}"

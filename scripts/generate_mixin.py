@@ -3,8 +3,9 @@
     .venv/bin/python scripts/generate_mixin.py           # write them
     .venv/bin/python scripts/generate_mixin.py --check   # exit 1 when one is out of date
 
-prometheus/alerts.yml, deploy/kubernetes/prometheusrule.yaml and grafana/*.json are its
-output; edit the mixin, never them. `_config` overrides, as jsonnet, render other selectors.
+prometheus/alerts.yml, deploy/kubernetes/prometheusrule.yaml, the Helm chart's
+charts/cognito-import-exporter/files/alerts.yml and grafana/*.json are its output; edit the mixin,
+never them. `_config` overrides, as jsonnet, render other selectors.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 MIXIN = REPO / "mixin"
 ALERTS_FILE = REPO / "prometheus" / "alerts.yml"
 PROMETHEUS_RULE_FILE = REPO / "deploy" / "kubernetes" / "prometheusrule.yaml"
+CHART_ALERTS_FILE = REPO / "charts" / "cognito-import-exporter" / "files" / "alerts.yml"
 DASHBOARDS_DIR = REPO / "grafana"
 
 GENERATED = "# Generated from mixin/ by scripts/generate_mixin.py; do not edit.\n"
@@ -30,6 +32,9 @@ ALERTS_HEADER = (
     + GENERATED
     + "#\n#   promtool check rules prometheus/alerts.yml\n"
     "#   promtool test rules prometheus/alerts.test.yml\n"
+)
+CHART_ALERTS_HEADER = (
+    "# The alert rules of the chart's PrometheusRule (templates/prometheusrule.yaml).\n" + GENERATED
 )
 PROMETHEUS_RULE_HEADER = (
     GENERATED
@@ -44,7 +49,7 @@ spec:
 )
 # jsonnet sorts every object's keys; rules read better in the order Prometheus' docs use
 RULE_KEYS = ("alert", "record", "expr", "for", "labels", "annotations")
-ANNOTATION_KEYS = ("summary", "description", "runbook")
+ANNOTATION_KEYS = ("summary", "description", "runbook_url")
 
 Json = dict[str, Any]
 
@@ -62,7 +67,7 @@ def evaluate(config_overrides: str = "") -> Json:
 
 
 class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks, so expressions and runbooks stay readable."""
+    """Multi-line strings as literal blocks, so expressions stay readable."""
 
 
 def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
@@ -91,11 +96,11 @@ def rule_groups(document: Json) -> Json:
     return {"groups": groups}
 
 
-def alerts_text(document: Json) -> str:
+def alerts_text(document: Json, header: str = ALERTS_HEADER) -> str:
     body = yaml.dump(
         rule_groups(document), Dumper=_BlockDumper, sort_keys=False, width=100, indent=2
     )
-    return ALERTS_HEADER + body
+    return header + body
 
 
 def prometheus_rule_text(document: Json) -> str:
@@ -117,6 +122,7 @@ def render(config_overrides: str = "") -> dict[Path, str]:
     files = {
         ALERTS_FILE: alerts_text(document),
         PROMETHEUS_RULE_FILE: prometheus_rule_text(document),
+        CHART_ALERTS_FILE: alerts_text(document, CHART_ALERTS_HEADER),
     }
     for name, dashboard in document["dashboards"].items():
         files[DASHBOARDS_DIR / name] = json.dumps(dashboard, indent=2) + "\n"

@@ -1,7 +1,7 @@
 """The repository's Dockerfile built with podman, for the tests that run the image.
 
 No image registry need be reachable: the Dockerfile's base, debian:bookworm-slim, is imported
-from the root filesystem that scripts/install/40-podman.sh makes with mmdebstrap (as Debian
+from the root filesystem that scripts/install/50-podman.sh makes with mmdebstrap (as Debian
 makes the official image) into .cache/images/. Podman runs with the project's containers.conf
 (tests/podman/containers.conf), passed in CONTAINERS_CONF; nothing system-wide changes.
 """
@@ -72,7 +72,7 @@ def base_image_name() -> str:
 def require_base_rootfs() -> Path:
     if BASE_ROOTFS.is_file():
         return BASE_ROOTFS
-    reason = f"{BASE_ROOTFS} is missing: scripts/install/40-podman.sh makes it"
+    reason = f"{BASE_ROOTFS} is missing: scripts/install/50-podman.sh makes it"
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)

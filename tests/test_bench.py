@@ -12,6 +12,8 @@ import pytest
 
 from bench.scrape_bench import Row, critical_path, max_in_window, median_run, parse_plan
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_POOLS = 5
 SMALL_PAGES_PER_POOL = 3  # 130 jobs in pages of 50, what an answer holds at most

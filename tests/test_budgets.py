@@ -13,6 +13,7 @@ import pytest
 
 from exporter.cognito.accounts import RESOURCE_READ
 from exporter.collect.budgets import CALL_SECONDS, UNTOLD_RETRY_SECONDS
+from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import samples, value
 from tests.simulated import (
@@ -383,3 +384,31 @@ def test_a_discovered_pool_in_a_replica_region_is_dropped_and_counted(
         assert len(multi) == 1
         assert "no longer collected" in multi[0]
         runtime.close()
+
+
+@pytest.mark.usefixtures("sts_at_the_simulator")
+def test_reloads_read_the_quota_only_of_accounts_and_regions_never_read(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    model.accounts = {"AKIAFIRST": "210987654321", "AKIASECOND": "210987654321"}
+    model.provisioned_limits[("210987654321", "eu-west-1")] = 40
+    model.provisioned_limits[("210987654321", "eu-central-1")] = 30
+    text = two_sets_of_one_account(
+        endpoint, POOLS, requests_per_second="auto", timeout="30s", quota_share=0.5
+    )
+    runtime, app = exporter_for(text)
+    assert model.calls["GetProvisionedLimit"] == 1
+    for _ in range(20):
+        runtime.apply(load_text(text))
+    assert model.calls["GetProvisionedLimit"] == 1
+    assert model.calls["GetCallerIdentity"] == 2
+    # a new region is read once; a new share is applied to the rate already read
+    wider = text.replace("quota_share: 0.5", "quota_share: 0.25") + (
+        "  - {id: eu-central-1_Budget9, credentials: first}\n"
+    )
+    runtime.apply(load_text(wider))
+    assert model.calls["GetProvisionedLimit"] == 2
+    parsed = samples(call(app, "/exporter-metrics")[2].decode())
+    assert value(parsed, BUDGET, account_id="210987654321", region="eu-west-1") == 10
+    assert value(parsed, BUDGET, account_id="210987654321", region="eu-central-1") == 7.5
+    runtime.close()

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from exporter import __version__
 from tests.tools import require_tool
 
@@ -136,6 +138,7 @@ def final_stage() -> Stage:
 # --- lint and the declared contract ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_hadolint_reports_nothing_at_info_level() -> None:
     hadolint = require_tool("hadolint")
     result = subprocess.run(

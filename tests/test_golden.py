@@ -16,9 +16,20 @@ GOLDEN = Path(__file__).parent / "testdata" / "metrics.prom"
 # values that depend on the moment the test runs, not on what the exporter was asked
 _MOMENTARY = re.compile(
     r"^(cognito_user_import_scrape_duration_seconds"
-    r"|cognito_user_import_config_last_reload_success_timestamp_seconds)(\{[^}]*\})? .*$",
+    r"|cognito_user_import_config_last_reload_success_timestamp_seconds"
+    r"|process_[a-z_]+)(\{[^}]*\})? .*$",
     re.MULTILINE,
 )
+
+
+PROCESS_SERIES = {
+    "process_cpu_seconds_total",
+    "process_max_fds",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_virtual_memory_bytes",
+}
 
 
 def masked(exposition: str) -> str:
@@ -45,4 +56,6 @@ def test_the_whole_metrics_answer_matches_the_golden_file(tmp_path: Path) -> Non
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(exposition)
     assert exposition == GOLDEN.read_text()
-    assert exposition.count("<masked>") == 4
+    # the two momentary series above, and the process' CPU, memory, descriptors and start
+    assert exposition.count("<masked>") == 4 + len(PROCESS_SERIES)
+    assert set(re.findall(r"^(process_[a-z_]+) ", exposition, re.MULTILINE)) >= PROCESS_SERIES

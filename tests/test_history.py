@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import replace
 
@@ -343,3 +344,56 @@ def test_max_jobs_bounds_jobs_whatever_the_last_page_carries(trailing_token: boo
         else:
             outcome = history().scan(pages, max_pages, 5, NOW, max_jobs=max_jobs)
             assert outcome.statuses == truth(jobs)[0]
+
+
+def test_a_restart_keeping_more_recent_jobs_reads_the_tail_to_find_them() -> None:
+    jobs = newest_first([job(i) for i in range(30)])
+    pages = PagedList(jobs, page_size=5)
+    before = history(keep=2)
+    before.scan(pages, 20, pages.page_size, NOW)
+    after = history(keep=8)
+    after.restore(before.state(), NOW + 60)
+    pages.calls = 0
+    outcome = after.scan(pages, 20, pages.page_size, NOW + 60)
+    assert outcome.full
+    assert [item.job_id for item in outcome.jobs] == [item.job_id for item in jobs[:8]]
+    # a restart that keeps as many as before stays on one call
+    again = history(keep=8)
+    again.restore(after.state(), NOW + 120)
+    pages.calls = 0
+    assert not again.scan(pages, 20, pages.page_size, NOW + 120).full
+    assert pages.calls == 1
+
+
+def test_full_reads_stay_spread_after_an_outage_of_every_pool() -> None:
+    interval, pools = 4.0, 12
+    jobs = newest_first([job(i) for i in range(9)])
+    pages = PagedList(jobs, page_size=3)
+
+    def failing(token: str | None) -> Page:
+        raise DeadlineExceeded("the endpoint is down")
+
+    histories = [
+        PoolHistory(f"eu-west-1_Pool{index}", keep_recent=2, full_scan_interval=interval)
+        for index in range(pools)
+    ]
+    full_reads_by_scrape: list[int] = []
+    for second in range(40):
+        now = NOW + second
+        down = 10 <= second < 15
+        reads = 0
+        for pool in histories:
+            with contextlib.suppress(DeadlineExceeded):
+                reads += pool.scan(Pages(failing) if down else pages, 20, 3, now).full
+        full_reads_by_scrape.append(reads)
+    before, recovery, after = (
+        full_reads_by_scrape[4:10],
+        full_reads_by_scrape[15],
+        full_reads_by_scrape[16:40],
+    )
+    assert sum(before) > 0
+    assert max(before) < pools
+    assert recovery == pools  # every pool missed its read while down
+    # then back in their places of the stagger: each pool once an interval, never all at once
+    assert sum(after) == pools * len(after) / interval
+    assert max(after) < pools

@@ -20,6 +20,7 @@ import requests
 
 from tests.container_image import BuiltImage, base_image_name, built_image, podman
 from tests.podman_pod import playable, playing, pod_exists
+from tests.prometheus_releases import PrometheusRelease
 from tests.prometheus_server import running_prometheus
 from tests.test_kubernetes import (
     CONFIG_DIR,
@@ -68,7 +69,7 @@ def ready(url: str) -> bool:
 
 
 def test_kit_plays_as_a_pod_that_prometheus_scrapes_and_stops_cleanly(
-    image: BuiltImage, tmp_path: Path
+    image: BuiltImage, prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
     host_port = free_port()
     objects = kit_for_podman(image, host_port)
@@ -89,7 +90,7 @@ def test_kit_plays_as_a_pod_that_prometheus_scrapes_and_stops_cleanly(
             "--config.check",
             f"--config.file={CONFIG_DIR}/config.yaml",
         ).stdout
-        with running_prometheus(tmp_path, [target]) as prometheus:
+        with running_prometheus(tmp_path, prometheus_release, [target]) as prometheus:
             scraped = prometheus.vector("cognito_user_import_scrape_success")
 
         started = time.monotonic()

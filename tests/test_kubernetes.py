@@ -143,7 +143,7 @@ def test_exporter_runs_the_release_image_with_the_mounted_config(objects: list[J
         f"--config.file={CONFIG_DIR}/config.yaml",
         f"--web.listen-address=:{EXPORTER_PORT}",
         "--log.format=json",
-        f"--storage.path={STATE_DIR}",
+        f"--storage.path={STATE_DIR}/histories",
     ]
     assert exporter["ports"] == [
         {"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}

@@ -6,8 +6,12 @@ import threading
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporter.app import Runtime
+from exporter.cognito.clients import ClientFactory, ClientSettings
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.scraper import Scraper
 from exporter.config.load import load_text
 from exporter.config.model import Config
 from exporter.demo.service import SimulatedCognito
@@ -212,3 +216,34 @@ def test_every_pool_stays_exact_with_one_call_in_four_throttled(
 def test_describe_makes_no_api_call(model: SimulatedCognito, endpoint: str) -> None:
     exporter(config_for(endpoint))
     assert model.calls["ListUserImportJobs"] == 0
+
+
+def test_a_wall_clock_stepped_back_stops_no_full_read(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    """What an NTP correction does to the wall clock must not move the full-read schedule."""
+    config = config_for(endpoint, full_resync_interval="2s")
+    wall_offset = 0.0
+
+    def wall_clock() -> float:
+        return time.time() + wall_offset
+
+    metrics = ExporterMetrics(CollectorRegistry(), "test")
+    scraper = Scraper(
+        config.pools,
+        config.scrape,
+        ClientFactory(config.credentials, ClientSettings()),
+        metrics,
+        wall_clock=wall_clock,
+    )
+    clock = time.monotonic
+    first = scraper.collect(clock() + 20)
+    assert all(result.success for result in first.results)
+    wall_offset = -86400.0
+    full_reads = 0
+    # every pool's next full read falls within 2 s of monotonic time, wherever the wall clock is
+    scrapes_until = clock() + 2.5
+    while clock() < scrapes_until:
+        snapshot = scraper.collect(clock() + 20)
+        full_reads += sum(1 for r in snapshot.results if r.outcome is not None and r.outcome.full)
+    assert full_reads >= len(POOLS)

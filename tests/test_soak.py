@@ -8,11 +8,14 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
 from tests.simulated import assert_exact, config_yaml, populate
+
+pytestmark = pytest.mark.slow
 
 POOLS = tuple(f"eu-west-1_Soak{index}" for index in range(6))
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "150"))

@@ -10,6 +10,7 @@ from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageStat
 
 from exporter.cognito.jobs import Job
@@ -328,6 +329,7 @@ def simulated_problems(model: SimulatedCognito, now: float) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_chromium_shows_the_problems_first_with_their_console_links(tmp_path: Path) -> None:
     binary = require_tool("chromium")
     model = SimulatedCognito(seed=13)

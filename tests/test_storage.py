@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from exporter.app import Runtime
+from exporter.collect.storage import HistoryStore
 from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
 from exporter.web.routes import ExporterApp
@@ -255,3 +257,63 @@ def test_an_account_that_cannot_be_told_at_a_restart_spoils_no_stored_history(
         assert accounts == {"210987654321"}
     # a full read of 21 pages a pool, then one call a pool at each restart, STS down or not
     assert calls == [21 * len(POOLS), len(POOLS), len(POOLS)]
+
+
+def _owner(_: object) -> None:
+    return None
+
+
+def test_a_link_planted_where_the_probe_writes_is_never_written_through(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "histories"
+    folder.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    # every name a probe of this process could take, as a pid-1 container would have it
+    for name in (f".probe-{os.getpid()}", ".probe-1", ".probe"):
+        (folder / name).symlink_to(victim)
+    HistoryStore.open(str(folder), _owner)
+    assert victim.read_bytes() == b"precious"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        ".probe",
+        ".probe-1",
+        f".probe-{os.getpid()}",
+    ]
+
+
+def test_temporary_files_left_by_a_killed_writer_are_removed_at_start(
+    tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    folder = tmp_path / "histories"
+    folder.mkdir(mode=0o700)
+    hour_ago = time.time() - 3600
+    leftovers = [
+        folder / f".eu-west-1_Kept{index}.json.{index}.140{index}.tmp" for index in range(3)
+    ]
+    for leftover in leftovers:
+        leftover.write_bytes(b"{")
+        os.utime(leftover, (hour_ago, hour_ago))
+    in_flight = folder / ".eu-west-1_Kept9.json.77.1401.tmp"  # another exporter writing now
+    in_flight.write_bytes(b"{")
+    kept = folder / "eu-west-1_Kept0.json"
+    kept.write_bytes(b"{}")
+    os.utime(kept, (hour_ago, hour_ago))
+    HistoryStore.open(str(folder), _owner)
+    assert sorted(path.name for path in folder.iterdir()) == [in_flight.name, kept.name]
+    assert log_stream.getvalue().count("temporary files left by an interrupted write") == 1
+
+
+def test_a_folder_writable_by_others_is_warned_about_once(
+    tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    HistoryStore.open(str(shared), _owner)
+    private = tmp_path / "private"
+    HistoryStore.open(str(private), _owner)
+    assert private.stat().st_mode & 0o777 == 0o700
+    lines = [line for line in log_stream.getvalue().splitlines() if "writable by other" in line]
+    assert len(lines) == 1
+    assert f"folder={shared}" in lines[0]

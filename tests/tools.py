@@ -20,10 +20,12 @@ def require_tool(name: str) -> str:
     """Return the tool's path; skip when it is missing, unless under CI where that fails."""
     path = shutil.which(name)
     if path is None:
-        venv_bin = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv", "bin")
-        candidate = os.path.join(venv_bin, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
+        repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        # the virtualenv's tools, and those scripts/install/ puts into .cache/bin
+        for folder in (os.path.join(repo, ".venv", "bin"), os.path.join(repo, ".cache", "bin")):
+            candidate = os.path.join(folder, name)
+            if os.access(candidate, os.X_OK):
+                return candidate
         if os.environ.get("CI"):
             pytest.fail(f"{name} is required under CI but is not installed")
         pytest.skip(f"{name} is not installed")

@@ -89,8 +89,9 @@ class Budgets:
         account = known[1] if known is not None else None
         return AccountRegion(account or f"credentials:{credentials}", region)
 
-    def refresh(self) -> None:
-        """Tell the accounts not yet known, then set every account and region's budget."""
+    def refresh(self, *, reread_quotas: bool = True) -> None:
+        """Tell the accounts not yet known, then set every account and region's budget.
+        Without `reread_quotas` (a reload), only quotas never read are asked for."""
         with self._lock:
             config, clients = self._config, self._clients
         if config is None or clients is None:
@@ -108,9 +109,12 @@ class Budgets:
             )
         budgeted = set(first_key)
         if scrape.requests_per_second == "auto":
-            quotas = _each(
-                list(first_key), lambda budget: self._quota(budget, clients, first_key[budget])
-            )
+            known = {} if reread_quotas else dict(self._last_quota)
+            unknown = [budget for budget in first_key if budget not in known]
+            quotas = {
+                **{budget: known[budget] for budget in first_key if budget in known},
+                **_each(unknown, lambda budget: self._quota(budget, clients, first_key[budget])),
+            }
             rates = {budget: quota * scrape.quota_share for budget, quota in quotas.items()}
         else:
             rates = dict.fromkeys(first_key, float(scrape.requests_per_second))

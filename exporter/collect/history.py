@@ -17,6 +17,7 @@ the next steady scan picks them up.
 
 from __future__ import annotations
 
+import math
 import operator
 import threading
 import zlib
@@ -161,8 +162,11 @@ class PoolHistory:
         # interval, spread over the pools, not for every pool at once; so does one due further
         # off than an interval (a clock that was ahead, an interval shortened since)
         on_schedule = now < state.next_full_scan <= now + self._full_scan_interval
-        spread = now + self._full_scan_interval * (self._spread() - 0.5)
-        self._next_full_scan = state.next_full_scan if on_schedule else spread
+        self._next_full_scan = state.next_full_scan if on_schedule else self._spread_from(now)
+        # written while fewer recent jobs were kept than now: the tail must be read to find them
+        tail_jobs = sum(self._tail.statuses.values())
+        if len(self._tail_recent) < min(self._keep_recent, tail_jobs):
+            self._next_full_scan = 0.0
         self._scanned = True
 
     def full_scan_due(self, now: float) -> bool:
@@ -254,7 +258,7 @@ class PoolHistory:
         self._scanned = True
         if full:
             self._ordered = ordered
-            self._next_full_scan = now + self._full_scan_interval * self._stagger()
+            self._next_full_scan = self._next_after_full_read(now)
             self._last_full_scan = now
         everything = self._tail + Totals.of(self._head)
         return ScanOutcome(
@@ -288,11 +292,18 @@ class PoolHistory:
             added += _growth(still_in_tail, self._tail.users)
         return added
 
-    def _stagger(self) -> float:
-        """Spread the pools' first full re-reads over the interval instead of all at once."""
-        if self._next_full_scan:
-            return 1.0
-        return self._spread()
+    def _next_after_full_read(self, now: float) -> float:
+        """The first read takes the pool's place in the stagger; a read that was due keeps
+        it, however late (after an outage every pool is late, and they must not stay in step)."""
+        due, interval = self._next_full_scan, self._full_scan_interval
+        if not due:
+            return now + interval * self._spread()
+        if due <= now and interval > 0:
+            return due + interval * (math.floor((now - due) / interval) + 1)
+        return now + interval
+
+    def _spread_from(self, now: float) -> float:
+        return now + self._full_scan_interval * (self._spread() - 0.5)
 
     def _spread(self) -> float:
         return 0.5 + (zlib.crc32(self.pool_id.encode()) % 1000) / 2000

@@ -148,7 +148,7 @@ class PoolCollector:
             history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
             if store is not None and not state.stored_history_read:
                 state.stored_history_read = True
-                store.load(pool, history, self._wall_clock())
+                store.load(pool, history, self._clock(), self._wall_clock())
             client = self._clients.client(
                 ClientKey(pool.credentials, pool.region, pool.endpoint_url)
             )
@@ -159,7 +159,7 @@ class PoolCollector:
                     reader,
                     page_bound(pool.max_jobs, pool.page_size),
                     jobs_per_page(pool.page_size),
-                    self._wall_clock(),
+                    self._clock(),  # schedules full reads: a wall clock stepped back stops none
                     max_jobs=pool.max_jobs,
                 )
             if history.describe_denied and not denied_before:
@@ -169,7 +169,7 @@ class PoolCollector:
                     extra={"fields": {"user_pool_id": pool.id}},
                 )
             if store is not None:
-                store.save(pool, history)
+                store.save(pool, history, self._clock(), self._wall_clock())
             return outcome
         finally:
             history.lock.release()

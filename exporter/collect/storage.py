@@ -14,9 +14,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
+import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,10 @@ FORMAT = 1
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_STORED_JOBS = 20_000
 MAX_COUNT = 2**63
+TEMPORARY_SUFFIX = ".tmp"
+# a write lasts milliseconds: a temporary file this old belongs to no live writer (another
+# exporter sharing the folder included), only to a process killed while writing
+LEFTOVER_AGE_SECONDS = 60.0
 
 
 class StorageError(Exception):
@@ -61,17 +69,26 @@ class HistoryStore:
         folder = Path(path)
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            probe = folder / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # a name of its own, created exclusively: a planted link is never written through
+            descriptor, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+            os.close(descriptor)
+            os.unlink(probe)
         except OSError as error:
             raise StorageError(
                 f"--storage.path {path}: cannot write there ({error.strerror or error})"
             ) from None
+        if folder.stat().st_mode & stat.S_IWOTH:
+            log.warning(
+                "the storage folder is writable by other users, who can fill it or spoil "
+                "stored histories (they are then ignored); give it a folder of its own",
+                extra={"fields": {"folder": str(folder)}},
+            )
+        _remove_leftovers(folder)
         return cls(folder, owner)
 
-    def load(self, pool: Pool, history: PoolHistory, now: float) -> bool:
-        """Restore `pool`'s history from its file, if there is a sound one of this pool."""
+    def load(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> bool:
+        """Restore `pool`'s history from its file, if there is a sound one of this pool.
+        The history keeps time by `now`'s clock (monotonic); the file by the wall clock."""
         path = self._path(pool)
         try:
             data = read_regular_file(str(path), MAX_FILE_BYTES)
@@ -84,21 +101,24 @@ class HistoryStore:
         except (orjson.JSONDecodeError, ValueError) as error:
             self._ignored(pool, safe_error_text(error))
             return False
-        history.restore(state, now)
+        history.restore(_shifted(state, now - wall_now), now)
         with self._lock:
             self._written[pool.id] = data
         log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
         return True
 
-    def save(self, pool: Pool, history: PoolHistory) -> None:
+    def save(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> None:
         """Write `pool`'s history if it changed since it was last written. Failures are
         logged once while any pool's writes fail, and change nothing else."""
-        data = orjson.dumps(self._document(pool, history.state()))
+        state = _shifted(history.state(), wall_now - now, whole_seconds=True)
+        data = orjson.dumps(self._document(pool, state))
         with self._lock:
             if self._written.get(pool.id) == data:
                 return
         path = self._path(pool)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary = path.with_name(
+            f".{path.name}.{os.getpid()}.{threading.get_ident()}{TEMPORARY_SUFFIX}"
+        )
         try:
             # one left by a process that died with this pid (pid 1 in every container) goes;
             # then a new file of our own, never through a link someone put there
@@ -224,6 +244,39 @@ class HistoryStore:
                     }
                 },
             )
+
+
+def _shifted(state: HistoryState, offset: float, whole_seconds: bool = False) -> HistoryState:
+    """`state` with its times moved to another clock. Stored in whole seconds, so the file of
+    an unchanged history stays byte for byte the same while the two clocks drift apart."""
+
+    def moved(when: float) -> float:
+        return float(round(when + offset)) if whole_seconds else when + offset
+
+    return replace(
+        state,
+        next_full_scan=moved(state.next_full_scan) if state.next_full_scan else 0.0,
+        last_full_scan=None if state.last_full_scan is None else moved(state.last_full_scan),
+    )
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Temporary files of processes killed while writing, which no one else removes."""
+    cutoff = time.time() - LEFTOVER_AGE_SECONDS
+    removed = 0
+    for entry in os.scandir(folder):
+        if not (entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX)):
+            continue
+        with contextlib.suppress(OSError):
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+    if removed:
+        log.info(
+            "temporary files left by an interrupted write removed",
+            extra={"fields": {"folder": str(folder), "files": removed}},
+        )
 
 
 def _record(job: Job) -> dict[str, Any]:

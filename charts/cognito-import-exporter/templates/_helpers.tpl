@@ -1,0 +1,173 @@
+{{/*
+The chart's name, or nameOverride.
+*/}}
+{{- define "cognito-import-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+A fully qualified name for the release's objects, at most 63 characters (DNS label).
+A release name that already contains the chart's name is used as it is.
+*/}}
+{{- define "cognito-import-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cognito-import-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cognito-import-exporter.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{/*
+Labels on every object.
+*/}}
+{{- define "cognito-import-exporter.labels" -}}
+helm.sh/chart: {{ include "cognito-import-exporter.chart" . }}
+{{ include "cognito-import-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: metrics
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels that select the release's pods.
+*/}}
+{{- define "cognito-import-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cognito-import-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "cognito-import-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cognito-import-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "cognito-import-exporter.image" -}}
+{{- with .Values.image.registry }}{{ . }}/{{ end }}
+{{- .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- with .Values.image.digest }}@{{ . }}{{ end }}
+{{- end }}
+
+{{/*
+Where the configuration comes from: "configMap" or "secret", and the object's name.
+*/}}
+{{- define "cognito-import-exporter.configSource" -}}
+{{- if .Values.config.existingSecret -}}
+secret
+{{- else if .Values.config.existingConfigMap -}}
+configMap
+{{- else if .Values.config.secret -}}
+secret
+{{- else -}}
+configMap
+{{- end }}
+{{- end }}
+
+{{- define "cognito-import-exporter.configName" -}}
+{{- .Values.config.existingSecret | default .Values.config.existingConfigMap | default (printf "%s-config" (include "cognito-import-exporter.fullname" .)) }}
+{{- end }}
+
+{{- define "cognito-import-exporter.webConfigEnabled" -}}
+{{- if or .Values.webConfig.existingSecret .Values.webConfig.inline }}true{{ end }}
+{{- end }}
+
+{{- define "cognito-import-exporter.webConfigName" -}}
+{{- .Values.webConfig.existingSecret | default (printf "%s-web-config" (include "cognito-import-exporter.fullname" .)) }}
+{{- end }}
+
+{{/*
+How the kubelet probes the exporter. The exporter's basic auth covers every endpoint, health
+included, and the kubelet's httpGet probes cannot read a header from a Secret: with basic auth
+on, "auto" runs files/probe.py in the container, which reads the credentials from the mounted
+Secret.
+*/}}
+{{- define "cognito-import-exporter.probeHandler" -}}
+{{- if ne .Values.probes.handler "auto" -}}
+{{ .Values.probes.handler }}
+{{- else if .Values.webConfig.basicAuth.existingSecret -}}
+exec
+{{- else -}}
+httpGet
+{{- end }}
+{{- end }}
+
+{{- define "cognito-import-exporter.probeAction" -}}
+{{- $handler := include "cognito-import-exporter.probeHandler" .root -}}
+{{- if eq $handler "httpGet" }}
+httpGet:
+  path: {{ .path }}
+  port: metrics
+  scheme: {{ .root.Values.webConfig.scheme }}
+{{- else if eq $handler "exec" }}
+exec:
+  command:
+    - python3
+    - -I
+    - -S
+    - -c
+    - {{ regexReplaceAll "(?m)^#.*\n" (.root.Files.Get "files/probe.py") "" | quote }}
+    - {{ printf "%s://127.0.0.1:%d%s" (lower .root.Values.webConfig.scheme) (int .root.Values.containerPort) .path | quote }}
+    - /etc/cognito-import-exporter/probe-auth
+{{- else }}
+tcpSocket:
+  port: metrics
+{{- end }}
+{{- end }}
+
+{{/*
+Basic auth for the ServiceMonitor's endpoints, from the same Secret the probes read.
+*/}}
+{{- define "cognito-import-exporter.endpointAuth" -}}
+scheme: {{ lower .Values.webConfig.scheme }}
+{{- with .Values.serviceMonitor.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.webConfig.basicAuth.existingSecret }}
+basicAuth:
+  username:
+    name: {{ . }}
+    key: {{ $.Values.webConfig.basicAuth.usernameKey }}
+  password:
+    name: {{ . }}
+    key: {{ $.Values.webConfig.basicAuth.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+Fails when a /probe target names a pool the inline configuration neither lists nor could
+discover or allow: the exporter would answer its every scrape with 404.
+*/}}
+{{- define "cognito-import-exporter.checkProbeTargets" -}}
+{{- if not (or .Values.config.existingConfigMap .Values.config.existingSecret) }}
+{{- $inline := .Values.config.inline | default dict }}
+{{- $probe := $inline.probe | default dict }}
+{{- if not (or $inline.discovery $probe.allow_unlisted) }}
+{{- $known := list }}
+{{- range $inline.pools }}{{ $known = append $known .id }}{{ end }}
+{{- range .Values.serviceMonitor.targets }}
+{{- if not (has .poolId $known) }}
+{{- fail (printf "serviceMonitor.targets: %s is not among config.inline.pools (and the configuration has no discovery or probe.allow_unlisted), so /probe would answer 404" .poolId) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
