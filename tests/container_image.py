@@ -91,7 +91,9 @@ def imported_base() -> str:
         timeout=60,
         check=False,
     )
-    if present.returncode == 0 and recorded == [present.stdout.strip(), BASE_PATH]:
+    made = rootfs.stat()
+    rootfs_version = f"{made.st_size}:{made.st_mtime_ns}"
+    if present.returncode == 0 and recorded == [present.stdout.strip(), BASE_PATH, rootfs_version]:
         return name
     imported = podman(
         "import",
@@ -102,7 +104,7 @@ def imported_base() -> str:
         name,
     )
     image_id = imported.stdout.strip().removeprefix("sha256:")
-    BASE_IMPORTED_ID.write_text(f"{image_id} {BASE_PATH}\n")
+    BASE_IMPORTED_ID.write_text(f"{image_id} {BASE_PATH} {rootfs_version}\n")
     return name
 
 

@@ -7,17 +7,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# Port publishing goes through the CNI plugins and iptables, which podman only recommends.
+packages=(podman runc catatonit containernetworking-plugins iptables mmdebstrap)
 missing=()
-for tool in podman runc catatonit mmdebstrap; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing ${missing[*]} from Debian"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    && apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null; then
+    echo "installed ${missing[*]} from Debian"
   else
-    echo "warning: ${missing[*]} missing and cannot be installed here; the image tests skip (or fail under CI)" >&2
+    echo "warning: ${missing[*]} missing and not installed; the image tests skip (or fail under CI)" >&2
     exit 0
   fi
 fi
@@ -27,6 +31,7 @@ if [ -s "$rootfs" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$rootfs")"
+log=.cache/images/mmdebstrap.log
 if ! mmdebstrap --quiet --format=tar --variant=minbase \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -40,9 +45,9 @@ if ! mmdebstrap --quiet --format=tar --variant=minbase \
   bookworm "$rootfs.partial" \
   "deb http://deb.debian.org/debian bookworm main" \
   "deb http://deb.debian.org/debian bookworm-updates main" \
-  "deb http://deb.debian.org/debian-security bookworm-security main"; then
+  "deb http://deb.debian.org/debian-security bookworm-security main" >"$log" 2>&1; then
   rm -f "$rootfs.partial"
-  echo "warning: the debian:bookworm-slim root filesystem could not be made; the image tests skip (or fail under CI)" >&2
+  echo "warning: the debian:bookworm-slim root filesystem could not be made (see $log); the image tests skip (or fail under CI)" >&2
   exit 0
 fi
 mv "$rootfs.partial" "$rootfs"
