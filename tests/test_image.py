@@ -224,3 +224,16 @@ def test_podman_asks_for_no_more_files_or_processes_than_the_machine_grants() ->
         "nproc": True,
     }
     assert settings["engine"]["runtime"] == "runc"
+
+
+def test_image_verifies_aws_endpoints_with_botocores_own_certificates(image: BuiltImage) -> None:
+    """The image has no ca-certificates package; botocore brings the CA bundle it verifies
+    AWS's certificates with (AWS_CA_BUNDLE names another, behind a TLS-intercepting proxy)."""
+    found = in_image(
+        image,
+        "/opt/venv/bin/python",
+        "-c",
+        "import os, botocore.httpsession as s; p = s.get_cert_path(True); "
+        "print(p, os.path.getsize(p) > 100_000)",
+    )
+    assert found == "/opt/venv/lib/python3.11/site-packages/botocore/cacert.pem True\n"
