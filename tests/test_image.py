@@ -42,12 +42,7 @@ IMAGE_PYTHON = (3, 11)
 
 @pytest.fixture(scope="module")
 def image() -> BuiltImage:
-    built = built_image()
-    print(
-        f"\nimage {built.name}: {built.size_bytes / 1e6:.1f} MB, "
-        f"built in {built.build_seconds:.1f} s"
-    )
-    return built
+    return built_image()
 
 
 def in_image(image: BuiltImage, *command: str) -> str:
@@ -125,7 +120,6 @@ def test_image_serves_the_demo_hardened_and_stops_cleanly_on_sigterm(image: Buil
         state = json.loads(podman("inspect", "--format", "{{json .State}}", container.name).stdout)
         logs = podman("logs", container.name)
 
-    print(f"\nstopped {stop_seconds:.1f} s after SIGTERM")
     assert (health.status_code, metrics.status_code, user) == (200, 200, "65532")
     assert f'cognito_user_import_exporter_build_info{{version="{__version__}"}} 1.0' in (
         metrics.text
