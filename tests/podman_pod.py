@@ -61,3 +61,6 @@ def playing(objects: list[Json], workdir: Path) -> Iterator[PlayedPod]:
         yield pod
     finally:
         podman("kube", "down", str(manifest), timeout=120)
+        # kube down leaves the volumes that kube play made of the ConfigMaps
+        for config_map in (obj for obj in objects if obj["kind"] == "ConfigMap"):
+            podman("volume", "rm", "--force", config_map["metadata"]["name"])
