@@ -2,7 +2,8 @@
 runs it: read-only root filesystem, uid 65532, no capabilities, no privilege escalation, /tmp
 and the storage path on their own volumes. It serves the demo, answers /metrics and
 /-/healthy, and stops cleanly on SIGTERM within the grace period. It holds what
-requirements.lock pins and nothing to build or test with.
+requirements.lock pins and nothing to build or test with. Against the simulator it reads a
+pool through its mounted configuration and keeps the pool's history on the storage volume.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
 
 from exporter import __version__
+from exporter.demo.service import SimulatedCognito
 from tests.container_image import CONTAINERS_CONF, BuiltImage, built_image, podman
+from tests.exporter_process import samples, value
+from tests.simulated import assert_exact, config_yaml, populate, serving
 from tests.test_lock import RUNTIME_LOCK, pins
 from tests.tools import free_port, holds_within
 
@@ -29,6 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PORT = 10209
 STATE_DIR = "/var/lib/cognito-import-exporter"
+CONFIG_DIR = "/etc/cognito-import-exporter"
+SIMULATED_POOL = "eu-west-1_Image0001"
 READY_DEADLINE_SECONDS = 60.0
 # Kubernetes' default terminationGracePeriodSeconds
 GRACE_PERIOD_SECONDS = 30
@@ -60,12 +67,24 @@ class Container:
 
 
 @contextmanager
-def running_as_kubernetes_would(image: BuiltImage, *args: str) -> Iterator[Container]:
-    """The image in a container hardened as the kit's securityContext asks, its port published
-    on loopback; removed afterwards with its state volume."""
+def running_as_kubernetes_would(
+    image: BuiltImage,
+    *args: str,
+    host_listen_port: int | None = None,
+    mounts: tuple[str, ...] = (),
+) -> Iterator[Container]:
+    """The image in a container hardened as the kit's securityContext asks, removed afterwards
+    with its state volume. Its port 10209 is published on loopback; with `host_listen_port` it
+    runs on the host's network instead (to reach a simulator on loopback), listening on that
+    port as `args` say."""
     name = f"cognito-import-exporter-test-{uuid.uuid4().hex[:8]}"
     state = f"{name}-state"
-    port = free_port()
+    if host_listen_port is None:
+        port = free_port()
+        network = [f"--publish=127.0.0.1:{port}:{PORT}"]
+    else:
+        port = host_listen_port
+        network = ["--network=host"]
     podman("volume", "create", state)
     try:
         podman(
@@ -76,10 +95,11 @@ def running_as_kubernetes_would(image: BuiltImage, *args: str) -> Iterator[Conta
             "--read-only-tmpfs=false",
             "--tmpfs=/tmp:rw,size=16m",
             f"--volume={state}:{STATE_DIR}:U",
+            *(f"--volume={mount}" for mount in mounts),
             f"--user={NONROOT}",
             "--cap-drop=all",
             "--security-opt=no-new-privileges",
-            f"--publish=127.0.0.1:{port}:{PORT}",
+            *network,
             image.name,
             *args,
         )
@@ -139,6 +159,34 @@ def test_image_serves_the_demo_hardened_and_stops_cleanly_on_sigterm(image: Buil
     assert (state["ExitCode"], state["OOMKilled"]) == (0, False), logs.stdout + logs.stderr
     assert stop_seconds < GRACE_PERIOD_SECONDS
     assert "Traceback" not in logs.stdout + logs.stderr
+
+
+def test_image_collects_the_pool_of_its_mounted_config_and_stores_its_history(
+    image: BuiltImage, tmp_path: Path
+) -> None:
+    model = SimulatedCognito(seed=7)
+    populate(model, SIMULATED_POOL, 90, seed=7, active_newest=2)
+    config = tmp_path / "config.yaml"
+    with serving(model) as endpoint:
+        config.write_text(config_yaml(endpoint, [SIMULATED_POOL]), encoding="utf-8")
+        config.chmod(0o644)
+        port = free_port()
+        with running_as_kubernetes_would(
+            image,
+            f"--config.file={CONFIG_DIR}/config.yaml",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.path={STATE_DIR}",
+            host_listen_port=port,
+            mounts=(f"{config}:{CONFIG_DIR}/config.yaml:ro",),
+        ) as container:
+            wait_until_healthy(container)
+            metrics = get(f"{container.url}/metrics")
+            stored = podman("exec", container.name, "find", STATE_DIR, "-type", "f").stdout
+
+    parsed = samples(metrics.text)
+    assert value(parsed, "cognito_user_import_scrape_success", user_pool_id=SIMULATED_POOL) == 1
+    assert_exact(parsed, model, SIMULATED_POOL)
+    assert len(stored.split()) == 1, stored
 
 
 def test_image_prints_the_package_version(image: BuiltImage) -> None:
