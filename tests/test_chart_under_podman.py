@@ -22,6 +22,7 @@ import base64
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "cognito-import-exporter"
-RELEASE = "cie"
 CONTAINER = "cognito-import-exporter"
 NONROOT_UID = 65532
 SIMULATED_POOL = "eu-west-1_Chart0001"
@@ -58,22 +58,8 @@ SCRAPE_USER = "prometheus"
 # The password whose bcrypt hash the chart's ci/web-config-inline-values.yaml holds.
 SCRAPE_PASSWORD = "example-password"
 SCRAPE_PASSWORD_HASH = "$2b$10$QMA0xfZLdcfpNdISuNiyy.qaf0eT5axKYRmkBTinxcUBlcLCHVU/K"
-SCRAPE_AUTH_SECRET = "cie-scrape-auth"
 
 Json = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    # values beyond those every scenario sets
-    values: Json
-    # objects made outside the chart, as an operator would
-    objects: tuple[Json, ...] = ()
-
-    @property
-    def basic_auth(self) -> bool:
-        return bool(self.values.get("webConfig", {}).get("basicAuth"))
 
 
 def opaque_secret(name: str, strings: dict[str, str]) -> Json:
@@ -86,23 +72,35 @@ def opaque_secret(name: str, strings: dict[str, str]) -> Json:
     }
 
 
-SCENARIOS = (
-    Scenario("default", {}),
-    Scenario(
-        "basic-auth",
-        {
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    basic_auth: bool
+
+    def values(self, release: str) -> Json:
+        """Values beyond those every scenario sets."""
+        if not self.basic_auth:
+            return {}
+        return {
             "webConfig": {
                 "inline": {"basic_auth_users": {SCRAPE_USER: SCRAPE_PASSWORD_HASH}},
-                "basicAuth": {"existingSecret": SCRAPE_AUTH_SECRET},
+                "basicAuth": {"existingSecret": scrape_auth_secret(release)},
             }
-        },
-        (
-            opaque_secret(
-                SCRAPE_AUTH_SECRET, {"username": SCRAPE_USER, "password": SCRAPE_PASSWORD}
-            ),
-        ),
-    ),
-)
+        }
+
+    def objects(self, release: str) -> list[Json]:
+        """Objects made outside the chart, as an operator would."""
+        if not self.basic_auth:
+            return []
+        credentials = {"username": SCRAPE_USER, "password": SCRAPE_PASSWORD}
+        return [opaque_secret(scrape_auth_secret(release), credentials)]
+
+
+def scrape_auth_secret(release: str) -> str:
+    return f"{release}-scrape-auth"
+
+
+SCENARIOS = (Scenario("default", basic_auth=False), Scenario("basic-auth", basic_auth=True))
 
 
 @pytest.fixture(scope="module")
@@ -110,22 +108,24 @@ def image() -> BuiltImage:
     return built_image()
 
 
-def podman_values(image: BuiltImage, endpoint: str, port: int, scenario: Scenario) -> Json:
+def podman_values(
+    image: BuiltImage, endpoint: str, port: int, scenario: Scenario, release: str
+) -> Json:
     repository, tag = image.name.rsplit(":", 1)
     return {
         "image": {"registry": "", "repository": repository, "tag": tag, "pullPolicy": "Never"},
         "config": {"inline": yaml.safe_load(config_yaml(endpoint, [SIMULATED_POOL]))},
         "containerPort": port,
         "extraArgs": [f"--web.listen-address=127.0.0.1:{port}"],
-        **scenario.values,
+        **scenario.values(release),
     }
 
 
-def rendered(values: Json, workdir: Path) -> list[Json]:
+def rendered(release: str, values: Json, workdir: Path) -> list[Json]:
     values_file = workdir / "values.yaml"
     values_file.write_text(yaml.safe_dump(values), encoding="utf-8")
     result = subprocess.run(
-        [require_tool("helm"), "template", RELEASE, str(CHART), "-f", str(values_file)],
+        [require_tool("helm"), "template", release, str(CHART), "-f", str(values_file)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -156,8 +156,8 @@ def secret_volumes_as_config_maps(spec: Json) -> None:
             }
 
 
-def chart_for_podman(objects: list[Json], scenario: Scenario) -> list[Json]:
-    played = [as_config_map(obj) for obj in [*scenario.objects, *playable(objects)]]
+def chart_for_podman(objects: list[Json], extra_objects: list[Json]) -> list[Json]:
+    played = [as_config_map(obj) for obj in [*extra_objects, *playable(objects)]]
     (deployment,) = [obj for obj in played if obj["kind"] == "Deployment"]
     spec = deployment["spec"]["template"]["spec"]
     spec["hostNetwork"] = True
@@ -168,18 +168,21 @@ def chart_for_podman(objects: list[Json], scenario: Scenario) -> list[Json]:
     return played
 
 
+def get(url: str, auth: tuple[str, str] | None = None) -> requests.Response:
+    return requests.get(url, auth=auth, timeout=5, proxies={"http": "", "https": ""})
+
+
 def answers(url: str, auth: tuple[str, str] | None) -> bool:
     try:
-        response = requests.get(url, auth=auth, timeout=5, proxies={"http": "", "https": ""})
+        return get(url, auth).status_code == 200
     except requests.RequestException:
         return False
-    return response.status_code == 200
 
 
-def exec_probe(exporter: str, readiness: Json, credentials_dir: str) -> int:
-    """The exit code of the rendered exec probe, run in the exporter's container with the
+def exec_probe(exporter: str, probe: Json, credentials_dir: str) -> int:
+    """The exit code of a rendered exec probe, run in the exporter's container with the
     credentials in that folder."""
-    *command, _ = readiness["exec"]["command"]
+    *command, _ = probe["exec"]["command"]
     result = subprocess.run(
         [require_tool("podman"), "exec", exporter, *command, credentials_dir],
         env=podman_env(),
@@ -189,6 +192,25 @@ def exec_probe(exporter: str, readiness: Json, credentials_dir: str) -> int:
         check=False,
     )
     return result.returncode
+
+
+def exec_probe_exits(exporter: str, container: Json) -> tuple[int, int, int]:
+    """The liveness and readiness probes' exit codes with the mounted credentials, and the
+    readiness probe's with a wrong password."""
+    wrong = "/tmp/wrong-credentials"
+    podman(
+        "exec",
+        exporter,
+        "sh",
+        "-c",
+        f"mkdir -p {wrong} && printf {SCRAPE_USER} > {wrong}/username"
+        f" && printf wrong > {wrong}/password",
+    )
+    return (
+        exec_probe(exporter, container["livenessProbe"], PROBE_AUTH_DIR),
+        exec_probe(exporter, container["readinessProbe"], PROBE_AUTH_DIR),
+        exec_probe(exporter, container["readinessProbe"], wrong),
+    )
 
 
 @contextmanager
@@ -216,46 +238,42 @@ def stop_pod(pod: PlayedPod) -> float:
 def test_chart_plays_as_a_pod_that_prometheus_scrapes_and_stops_cleanly(
     image: BuiltImage, prometheus_release: PrometheusRelease, scenario: Scenario, tmp_path: Path
 ) -> None:
+    # a release of its own, so runs side by side do not replace each other's pod
+    release = f"cie-{uuid.uuid4().hex[:8]}"
     port = free_port()
     target = f"127.0.0.1:{port}"
     auth = (SCRAPE_USER, SCRAPE_PASSWORD) if scenario.basic_auth else None
     with simulator() as endpoint:
-        objects = rendered(podman_values(image, endpoint, port, scenario), tmp_path)
+        values = podman_values(image, endpoint, port, scenario, release)
+        objects = rendered(release, values, tmp_path)
         (deployment,) = [obj for obj in objects if obj["kind"] == "Deployment"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        with playing(chart_for_podman(objects, scenario), tmp_path) as pod:
+        with playing(chart_for_podman(objects, scenario.objects(release)), tmp_path) as pod:
             exporter = pod.container(CONTAINER)
             assert holds_within(
                 lambda: answers(f"http://{target}/-/ready", auth), READY_DEADLINE_SECONDS
             ), podman("logs", exporter).stdout + podman("logs", exporter).stderr
+            unauthenticated = get(f"http://{target}/metrics").status_code
             user = podman("exec", exporter, "id", "-u").stdout.strip()
             capabilities = podman("exec", exporter, "grep", "^CapEff", "/proc/self/status").stdout
             write = podman("exec", exporter, "sh", "-c", "touch /opt/probe 2>&1; true").stdout
-            probe_exits: tuple[int, int] | None = None
-            if scenario.basic_auth:
-                wrong = "/tmp/wrong-credentials"
-                podman(
-                    "exec",
-                    exporter,
-                    "sh",
-                    "-c",
-                    f"mkdir -p {wrong} && printf {SCRAPE_USER} > {wrong}/username"
-                    f" && printf wrong > {wrong}/password",
-                )
-                probe_exits = (
-                    exec_probe(exporter, container["readinessProbe"], PROBE_AUTH_DIR),
-                    exec_probe(exporter, container["readinessProbe"], wrong),
-                )
+            probe_exits = exec_probe_exits(exporter, container) if scenario.basic_auth else None
             with running_prometheus_with(
-                tmp_path, prometheus_release, scrape_config(target, scenario), "up == 1"
+                tmp_path,
+                prometheus_release,
+                scrape_config(target, scenario),
+                f'up{{job="{SCRAPE_JOB}"}} == 1',
             ) as prometheus:
                 scraped = prometheus.vector("cognito_user_import_scrape_success")
 
-            def stored() -> bool:
-                found = podman("exec", exporter, "find", HISTORIES_DIR, "-type", "f").stdout
-                return len(found.split()) == 1
+            def stored_by_owner() -> list[str]:
+                found = podman(
+                    "exec", exporter, "find", HISTORIES_DIR, "-type", "f", "-printf", "%u\\n"
+                )
+                return found.stdout.split()
 
-            history_stored = holds_within(stored, STORED_DEADLINE_SECONDS, interval=0.5)
+            history_stored = holds_within(lambda: bool(stored_by_owner()), STORED_DEADLINE_SECONDS)
+            history_owners = stored_by_owner()
             stop_seconds = stop_pod(pod)
             state = json.loads(podman("inspect", "--format", "{{json .State}}", exporter).stdout)
             logs = podman("logs", exporter)
@@ -263,13 +281,13 @@ def test_chart_plays_as_a_pod_that_prometheus_scrapes_and_stops_cleanly(
     assert user == str(NONROOT_UID)
     assert capabilities.split() == ["CapEff:", "0000000000000000"]
     assert "Read-only file system" in write
-    if scenario.basic_auth:
-        assert probe_exits == (0, 1)
+    assert unauthenticated == (401 if scenario.basic_auth else 200)
+    assert probe_exits == ((0, 0, 1) if scenario.basic_auth else None)
     assert [(series["metric"]["user_pool_id"], series["value"][1]) for series in scraped] == [
         (SIMULATED_POOL, "1")
     ]
     assert {series["metric"]["job"] for series in scraped} == {SCRAPE_JOB}
-    assert history_stored
+    assert (history_stored, history_owners) == (True, [str(NONROOT_UID)])
     assert (state["ExitCode"], stop_seconds < GRACE_PERIOD_SECONDS) == (0, True), (
         logs.stdout + logs.stderr
     )
