@@ -65,6 +65,11 @@ def playing(objects: list[Json], workdir: Path) -> Iterator[PlayedPod]:
         # a play that failed leaves no pod to take down, and its own error to tell
         if pod_exists(pod.name):
             podman("kube", "down", str(manifest), timeout=120)
-        # kube down leaves the volumes that kube play made of the ConfigMaps
+        # kube down leaves the volumes that kube play made of the ConfigMaps, and the Secrets
         for config_map in (obj for obj in objects if obj["kind"] == "ConfigMap"):
             podman("volume", "rm", "--force", config_map["metadata"]["name"])
+        played_secrets = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret"}
+        if played_secrets:
+            present = set(podman("secret", "ls", "--format", "{{.Name}}").stdout.split())
+            for name in sorted(played_secrets & present):
+                podman("secret", "rm", name)

@@ -34,7 +34,7 @@ import requests
 import yaml
 
 from exporter.demo.service import SimulatedCognito
-from tests.container_image import BuiltImage, built_image, podman, podman_env
+from tests.container_image import BuiltImage, built_image, imported_base, podman, podman_env
 from tests.podman_pod import PlayedPod, playable, playing, pod_exists
 from tests.prometheus_releases import PrometheusRelease
 from tests.prometheus_server import SCRAPE_JOB, running_prometheus_with
@@ -291,4 +291,43 @@ def test_chart_plays_as_a_pod_that_prometheus_scrapes_and_stops_cleanly(
     assert (state["ExitCode"], stop_seconds < GRACE_PERIOD_SECONDS) == (0, True), (
         logs.stdout + logs.stderr
     )
+    assert not pod_exists(pod.name)
+
+
+def test_a_played_secret_is_gone_after_the_teardown(tmp_path: Path) -> None:
+    """kube down leaves the Secrets kube play made; playing removes them."""
+    require_tool("podman")
+    name = f"secret-play-{uuid.uuid4().hex[:8]}"
+    labels = {"app.kubernetes.io/name": name}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": imported_base(),
+                            "command": ["sh", "-c", 'trap "exit 0" TERM; sleep infinity & wait'],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    secret = opaque_secret(f"{name}-credentials", {"password": SCRAPE_PASSWORD})
+
+    def secrets() -> set[str]:
+        return set(podman("secret", "ls", "--format", "{{.Name}}").stdout.split())
+
+    with playing([secret, deployment], tmp_path) as pod:
+        while_playing = secrets()
+
+    assert f"{name}-credentials" in while_playing
+    assert f"{name}-credentials" not in secrets()
     assert not pod_exists(pod.name)
