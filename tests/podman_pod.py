@@ -5,7 +5,7 @@ Podman plays Pods, Deployments, ConfigMaps, Secrets and PersistentVolumeClaims; 
 It honours the securityContext (user, read-only root, capabilities), emptyDir and configMap
 volumes, and publishes a container port only where it names a hostPort. Podman 4.3 plays a
 Secret but cannot mount one as a volume (it crashes without `optional`, mounts nothing with
-`optional: true`; fixed in 4.4).
+`optional: true`; later releases mount it).
 """
 
 from __future__ import annotations

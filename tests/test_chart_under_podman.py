@@ -11,7 +11,8 @@ runs on the host's network (to reach the simulator), where the exporter listens 
 (an extra --web.listen-address, which overrides the chart's) and declares no port (podman
 maps none there); and each Secret is played as a ConfigMap of the same keys, because podman
 4.3 cannot mount a Secret as a volume (it crashes on one without `optional` and mounts
-nothing with `optional: true`; fixed in 4.4). The files the container sees are the same.
+nothing with `optional: true`; later releases mount it). The files the container sees are
+the same.
 Podman runs no probes without systemd: the test runs the rendered exec probe itself with
 `podman exec`.
 """
