@@ -17,7 +17,7 @@ import requests
 import trustme
 
 from exporter.demo.service import SimulatedCognito
-from exporter.web.auth import BasicAuth
+from exporter.web.auth import BasicAuth, SuccessCache, Verdict
 from tests.exporter_process import basic_auth_header, http_get, running_exporter
 from tests.simulated import config_yaml, populate
 from tests.tools import h2_get
@@ -117,7 +117,8 @@ def test_a_flood_of_wrong_passwords_never_delays_an_honest_client(
             stop.set()
             for thread in flooders:
                 thread.join(timeout=60)
-    assert set(refused) == {401}
+    # wrong passwords are refused; past the checks that may wait, told to come back
+    assert set(refused) == {401, 503}
     assert len(refused) > 80
     assert max(waits) < 1.0, waits
     assert metrics_took < 2.0
@@ -133,7 +134,7 @@ def test_a_wrong_password_takes_as_long_for_a_known_user_as_for_an_unknown_one()
 
     async def timed(user: str) -> float:
         started = time.monotonic()
-        assert await auth.verify(header(user)) is False
+        assert await auth.verify(header(user)) is Verdict.REFUSED
         return time.monotonic() - started
 
     async def measure() -> dict[str, float]:
@@ -154,8 +155,8 @@ def test_bcrypt_checks_beyond_the_queue_are_refused_at_once() -> None:
     auth = BasicAuth({"user": hashed}, max_waiting=2)
     wrong = "Basic " + base64.b64encode(b"user:wrong").decode()
 
-    async def flood() -> list[tuple[bool, float]]:
-        async def one() -> tuple[bool, float]:
+    async def flood() -> list[tuple[Verdict, float]]:
+        async def one() -> tuple[Verdict, float]:
             started = time.monotonic()
             verdict = await auth.verify(wrong)
             return verdict, time.monotonic() - started
@@ -163,10 +164,33 @@ def test_bcrypt_checks_beyond_the_queue_are_refused_at_once() -> None:
         return await asyncio.gather(*(one() for _ in range(10)))
 
     outcomes = asyncio.run(flood())
-    assert [verdict for verdict, _ in outcomes] == [False] * 10
-    quick = [took for _, took in outcomes if took < 0.01]
-    # one check running and two waiting: the seven others are refused without waiting
-    assert len(quick) == 7
+    # one check running and two waiting: the seven others are told at once to come back,
+    # never that their password is wrong
+    assert sorted(verdict.value for verdict, _ in outcomes) == ["busy"] * 7 + ["refused"] * 3
+    assert all(took < 0.01 for verdict, took in outcomes if verdict is Verdict.BUSY)
+
+
+def test_a_reload_keeps_honest_clients_remembered_through_a_flood(tmp_path: Path) -> None:
+    """A flood of wrong passwords fills the checks; a client remembered before a reload
+    that kept its user's hash is let in at once, and one never checked is told 503."""
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(10)).decode()
+    successes = SuccessCache()
+    before = BasicAuth({"user": hashed}, successes=successes, max_waiting=0)
+    honest = "Basic " + base64.b64encode(b"user:right").decode()
+    other = "Basic " + base64.b64encode(b"other:right").decode()
+    wrong = "Basic " + base64.b64encode(b"user:wrong").decode()
+
+    async def scenario() -> list[Verdict]:
+        assert await before.verify(honest) is Verdict.GRANTED
+        reloaded = BasicAuth({"user": hashed, "other": hashed}, successes=successes, max_waiting=0)
+        flood = asyncio.gather(*(reloaded.verify(wrong) for _ in range(3)))
+        await asyncio.sleep(0)  # the flood takes the one check that may run
+        during = [await reloaded.verify(honest), await reloaded.verify(other)]
+        await flood
+        rotated = BasicAuth({"user": bcrypt.hashpw(b"right", bcrypt.gensalt(4)).decode()})
+        return [*during, await rotated.verify(wrong)]
+
+    assert asyncio.run(scenario()) == [Verdict.GRANTED, Verdict.BUSY, Verdict.REFUSED]
 
 
 @pytest.mark.parametrize("protocol", ["HTTP/1.1", "HTTP/2"])

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from exporter.config.problems import ConfigError
-from exporter.web.auth import BasicAuth, RateLimit
+from exporter.web.auth import BasicAuth, RateLimit, SuccessCache
 from exporter.web.certificate_expiry import CertificateExpiryCollector
 from exporter.web.certificates import first_certificate_der, not_after
 from exporter.web.exchange import Request
@@ -520,7 +520,7 @@ def bcrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
 
 
 def test_basic_auth_accepts_the_right_password_only(bcrypt_calls: list[Any]) -> None:
-    auth = BasicAuth({"alice": HASH})
+    auth = BasicAuth({"alice": HASH}, successes=SuccessCache())
     assert auth.check(basic("alice", PASSWORD)) is True
     assert auth.check(basic("alice", "wrong")) is False
     assert auth.check(basic("mallory", PASSWORD)) is False
@@ -556,12 +556,12 @@ def test_basic_auth_accepts_the_right_password_only(bcrypt_calls: list[Any]) -> 
 def test_malformed_authorization_headers_are_refused_without_bcrypt(
     header: str | None, bcrypt_calls: list[Any]
 ) -> None:
-    assert BasicAuth({"alice": HASH}).check(header) is False
+    assert BasicAuth({"alice": HASH}, successes=SuccessCache()).check(header) is False
     assert bcrypt_calls == []
 
 
 def test_success_is_cached_and_failure_never_is(bcrypt_calls: list[Any]) -> None:
-    auth = BasicAuth({"alice": HASH})
+    auth = BasicAuth({"alice": HASH}, successes=SuccessCache())
     assert [auth.check(basic("alice", PASSWORD)) for _ in range(3)] == [True, True, True]
     assert len(bcrypt_calls) == 1
     assert [auth.check(basic("alice", "wrong")) for _ in range(3)] == [False, False, False]
@@ -569,7 +569,7 @@ def test_success_is_cached_and_failure_never_is(bcrypt_calls: list[Any]) -> None
 
 
 def test_the_cache_keeps_the_most_recent_successes(bcrypt_calls: list[Any]) -> None:
-    auth = BasicAuth({"alice": HASH, "bob": HASH, "carol": HASH}, cache_size=2)
+    auth = BasicAuth({"alice": HASH, "bob": HASH, "carol": HASH}, successes=SuccessCache(size=2))
     for user in ("alice", "bob", "alice", "carol"):
         assert auth.check(basic(user, PASSWORD)) is True
     assert [password for password, _ in bcrypt_calls] == [PASSWORD.encode()] * 3
@@ -583,7 +583,7 @@ def test_the_cache_keeps_the_most_recent_successes(bcrypt_calls: list[Any]) -> N
 def test_unknown_users_cost_a_bcrypt_check_against_the_costliest_hash(
     bcrypt_calls: list[Any],
 ) -> None:
-    auth = BasicAuth({"alice": HASH, "bob": OTHER_HASH})
+    auth = BasicAuth({"alice": HASH, "bob": OTHER_HASH}, successes=SuccessCache())
     assert auth.check(basic("mallory", "other password")) is False
     assert auth.check(basic("mallory", "other password")) is False
     assert bcrypt_calls == [(b"other password", OTHER_HASH.encode())] * 2
@@ -591,7 +591,9 @@ def test_unknown_users_cost_a_bcrypt_check_against_the_costliest_hash(
 
 def test_bcrypt_reads_the_first_72_bytes_as_htpasswd_does() -> None:
     long_password = "p" * 72 + "-and-more"
-    auth = BasicAuth({"alice": bcrypt.hashpw(b"p" * 72, bcrypt.gensalt(4)).decode()})
+    auth = BasicAuth(
+        {"alice": bcrypt.hashpw(b"p" * 72, bcrypt.gensalt(4)).decode()}, successes=SuccessCache()
+    )
     assert auth.check(basic("alice", long_password)) is True
     assert auth.check(basic("alice", "p" * 71)) is False
 
@@ -601,7 +603,7 @@ def test_basic_auth_repr_names_users_only() -> None:
 
 
 def test_concurrent_checks_agree(bcrypt_calls: list[Any]) -> None:
-    auth = BasicAuth({"alice": HASH})
+    auth = BasicAuth({"alice": HASH}, successes=SuccessCache())
     results: list[bool] = []
     lock = threading.Lock()
 
@@ -1120,6 +1122,16 @@ def errors(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(1 for record in caplog.records if text in record.getMessage())
 
 
+def refusals(caplog: pytest.LogCaptureFixture, reason: str) -> int:
+    """Versions of a file kept out, for `reason`."""
+    return sum(
+        1
+        for record in caplog.records
+        if "cannot be used" in record.getMessage()
+        and reason in getattr(record, "fields", {}).get("problems", "")
+    )
+
+
 def test_renewed_certificate_files_are_served_from_the_next_connection(
     rotation: Rotation,
 ) -> None:
@@ -1240,8 +1252,8 @@ def test_a_changed_web_config_applies_to_the_next_request_and_a_broken_one_is_sk
         path.write_text(TLS.replace("server", str(tmp_path / "nowhere")))  # would turn TLS on
         assert fetch(url, auth=("bob", PASSWORD))[0] == 200
         assert errors(caplog, "web config file changed but cannot be used") == 2
-        path.write_text("")
-        assert fetch(url)[0] == 200
+        path.write_text("")  # no users: switching authentication off waits for a reload
+        assert fetch(url)[0] == 401
 
 
 def test_pem_files_with_text_around_the_blocks_load_as_openssl_reads_them(pki: Pki) -> None:
@@ -1294,3 +1306,84 @@ def test_expiry_is_read_from_utc_and_generalized_times(year: int) -> None:
     assert not_after(der) == expiry.timestamp()
     assert not_after(der[:40]) is None
     assert first_certificate_der(b"no certificate here") is None
+
+
+def _healthy_over(
+    port: int, client: ssl.SSLContext, session: ssl.SSLSession | None
+) -> tuple[str, ssl.SSLSession | None, bool]:
+    """The status line of /-/healthy (or the error that ended the connection), the session to
+    resume later, and whether this one was resumed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with client.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls:
+                tls.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(65536):
+                    answer += chunk
+                status = answer.split(b"\r\n", 1)[0].decode().rstrip()
+                return status, tls.session, bool(tls.session_reused)
+        except (ssl.SSLError, OSError) as error:
+            return type(error).__name__, None, False
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_session_of_a_client_ca_since_replaced_is_never_resumed(
+    rotation: Rotation, pki: Pki, version: ssl.TLSVersion
+) -> None:
+    client_ca = rotation.dir / "client-ca.pem"
+    client_ca.write_bytes(Path(pki.ca).read_bytes())
+    rotation.config.write_text(
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.pem\n"
+    )
+    web = load_web_config(str(rotation.config))
+    client = tls_client(pki, maximum_version=version)
+    client.load_cert_chain(pki.client)
+    with serving(web, current=web.latest) as port:
+        status, session, _ = _healthy_over(port, client, None)
+        assert status == "HTTP/1.1 200"
+        status, session, reused = _healthy_over(port, client, session)
+        assert (status, reused) == ("HTTP/1.1 200", True)  # resumption itself works
+        staged = rotation.dir / ".client-ca.new"
+        staged.write_bytes(Path(pki.foreign_ca).read_bytes())
+        staged.replace(client_ca)  # the client's CA is no longer trusted
+        status, _, reused = _healthy_over(port, client, session)
+    assert not reused
+    assert status != "HTTP/1.1 200"
+
+
+def test_a_web_config_that_would_switch_authentication_off_waits_for_a_reload(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("exporter.web.webconfig.RECHECK_SECONDS", 0.0)
+    path = tmp_path / "web.yml"
+    with_users = f"basic_auth_users:\n  alice: {HASH}\n"
+    path.write_text(with_users)
+    web = load_web_config(str(path))
+    with serving(web, current=web.latest) as port:
+        url = f"http://127.0.0.1:{port}/metrics"
+        for caught in ("", "basic_auth_users:\n", "# being rewritten\n"):
+            path.write_text(caught)  # a rewrite caught before its users were written
+            assert fetch(url)[0] == 401
+            assert fetch(url, auth=("alice", PASSWORD))[0] == 200
+            path.write_text(with_users)
+            assert fetch(url, auth=("alice", PASSWORD))[0] == 200
+    assert refusals(caplog, "switching off basic authentication needs a reload") == 3
+    path.write_text("")
+    assert load_web_config(str(path)).basic_auth is None  # what a reload (SIGHUP) reads
+
+
+def test_client_certificate_verification_is_not_switched_off_without_a_reload(
+    rotation: Rotation, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    (rotation.dir / "client-ca.pem").write_bytes(Path(pki.ca).read_bytes())
+    required = (
+        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.pem\n"
+    )
+    rotation.config.write_text(required)
+    web = load_web_config(str(rotation.config))
+    anonymous = tls_client(pki)
+    with serving(web, current=web.latest) as port:
+        assert _healthy_over(port, anonymous, None)[0] != "HTTP/1.1 200"
+        rotation.config.write_text(TLS)  # cut short before client_auth_type
+        assert _healthy_over(port, anonymous, None)[0] != "HTTP/1.1 200"
+    assert refusals(caplog, "switching off client certificate verification needs a reload") == 1

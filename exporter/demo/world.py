@@ -20,7 +20,7 @@ from exporter.demo.lifecycle import Lifecycle
 from exporter.demo.model import DEFAULT_ACCOUNT_ID
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
-from exporter.web.serve import parse_listen_address
+from exporter.web.serve import ALL_INTERFACES, parse_listen_address
 from exporter.web.webconfig import load_web_config
 
 DEMO_POOLS = (
@@ -157,7 +157,7 @@ def run_demo(
     endpoint = simulator.start()
     config = demo_config(endpoint)
     host, port = parse_listen_address(listen_address)
-    shown_host = "localhost" if host in ("0.0.0.0", "::") else host
+    shown_host = "localhost" if host in ALL_INTERFACES else host
 
     def announce() -> None:
         scheme = "https" if runtime.web_config.ssl_context is not None else "http"

@@ -3,10 +3,11 @@ before a request may queue for a worker.
 
 bcrypt is slow on purpose, so it never runs on a request worker or in the event loop: checks
 run one at a time on a thread of their own, at most MAX_WAITING_CHECKS wait for it, and a
-request that finds the queue full is refused at once. Honest clients are cached after their
-first check and never wait behind a flood of wrong passwords. A refused check takes as long
-as a check against the costliest hash, whichever user it named, so its time tells nothing of
-which users exist.
+request that finds the queue full is told to come back (503), never that its password is
+wrong. Honest clients are remembered after their first check, across reloads of an
+unchanged user, and never wait behind a flood of wrong passwords. A refused check takes as
+long as a check against the costliest hash, whichever user it named, so its time tells
+nothing of which users exist.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import enum
 import hashlib
 import secrets
 import threading
@@ -32,6 +34,49 @@ _FLOOR_MARGIN = 1.25
 _BCRYPT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bcrypt")
 
 
+class Verdict(enum.Enum):
+    GRANTED = "granted"
+    REFUSED = "refused"
+    BUSY = "busy"  # too many checks waiting: nothing was learnt of the password
+
+
+class SuccessCache:
+    """Credentials that passed a check, under a salted SHA-256 of user, hash and password
+    (the least recently used dropped past `size`). One for the process, so a reload that
+    keeps a user's hash keeps its clients remembered: a changed hash or password, or a
+    removed user, never matches an entry again."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._salt = secrets.token_bytes(32)
+        self._size = size
+        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, user: str, hashed: bytes, password: bytes) -> bytes:
+        digest = hashlib.sha256(self._salt)
+        for part in (user.encode(), hashed, password):
+            digest.update(len(part).to_bytes(4, "big"))
+            digest.update(part)
+        return digest.digest()
+
+    def __contains__(self, key: bytes) -> bool:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return True
+            return False
+
+    def add(self, key: bytes) -> None:
+        with self._lock:
+            self._entries[key] = None
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+SUCCESSES = SuccessCache()
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """A token bucket shared by all requests: `burst` tokens, one more every `interval`."""
@@ -44,25 +89,21 @@ class BasicAuth:
     """Checks `Authorization: Basic ...` against bcrypt hashes.
 
     Unknown users are checked against the costliest configured hash and refused whatever
-    the outcome. Successful checks are remembered (up to `cache_size`, least recently used
-    dropped first) under a salted SHA-256 of user, hash and password, so a scraper does not
-    pay for bcrypt on every request; failures are never remembered.
+    the outcome. Successful checks are remembered in `successes`, so a scraper does not pay
+    for bcrypt on every request; failures are never remembered.
     """
 
     def __init__(
         self,
         users: Mapping[str, str],
-        cache_size: int = 1024,
+        successes: SuccessCache = SUCCESSES,
         max_waiting: int = MAX_WAITING_CHECKS,
     ) -> None:
         if not users:
             raise ValueError("BasicAuth needs at least one user")
         self._hashes = {name: hashed.encode("ascii") for name, hashed in users.items()}
         self._decoy = max(self._hashes.values(), key=lambda hashed: int(hashed[4:6]))
-        self._salt = secrets.token_bytes(32)
-        self._cache_size = cache_size
-        self._cache: OrderedDict[bytes, None] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._successes = successes
         self._max_waiting = max_waiting
         self._checks_in_flight = 0
         self._refusal_floor: float | None = None
@@ -84,16 +125,16 @@ class BasicAuth:
         matched, _ = _bcrypt_matches(attempt.password, attempt.hashed)
         return self._verdict(attempt, matched)
 
-    async def verify(self, authorization_header: str | None) -> bool:
+    async def verify(self, authorization_header: str | None) -> Verdict:
         """The verdict for a request, awaited in the event loop."""
         attempt = self._attempt(authorization_header)
         if attempt is None:
-            return False
+            return Verdict.REFUSED
         if attempt.cached:
-            return True
+            return Verdict.GRANTED
         started = time.monotonic()
         if self._checks_in_flight > self._max_waiting:
-            return False  # the queue is full: refused at once, nothing learnt from it
+            return Verdict.BUSY
         self._checks_in_flight += 1
         try:
             loop = asyncio.get_running_loop()
@@ -110,10 +151,10 @@ class BasicAuth:
         finally:
             self._checks_in_flight -= 1
         if self._verdict(attempt, matched):
-            return True
+            return Verdict.GRANTED
         floor = self._refusal_floor or 0.0
         await asyncio.sleep(max(0.0, started + floor - time.monotonic()))
-        return False
+        return Verdict.REFUSED
 
     def _attempt(self, header: str | None) -> _Attempt | None:
         credentials = parse_basic_credentials(header)
@@ -122,38 +163,19 @@ class BasicAuth:
         user, password = credentials
         known = self._hashes.get(user)
         hashed = known if known is not None else self._decoy
-        key = self._cache_key(user, hashed, password)
-        return _Attempt(known is not None, hashed, password, key, self._cached(key))
+        key = self._successes.key(user, hashed, password)
+        # an unknown user is checked against the decoy, never taken from what was remembered
+        cached = known is not None and key in self._successes
+        return _Attempt(known is not None, hashed, password, key, cached)
 
     def _verdict(self, attempt: _Attempt, matched: bool) -> bool:
         if not matched or not attempt.known:
             return False
-        self._remember(attempt.key)
+        self._successes.add(attempt.key)
         return True
 
     def _learn_floor(self, took: float) -> None:
         self._refusal_floor = max(self._refusal_floor or 0.0, took * _FLOOR_MARGIN)
-
-    def _cache_key(self, user: str, hashed: bytes, password: bytes) -> bytes:
-        digest = hashlib.sha256(self._salt)
-        for part in (user.encode(), hashed, password):
-            digest.update(len(part).to_bytes(4, "big"))
-            digest.update(part)
-        return digest.digest()
-
-    def _cached(self, key: bytes) -> bool:
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return True
-            return False
-
-    def _remember(self, key: bytes) -> None:
-        with self._cache_lock:
-            self._cache[key] = None
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from exporter.web.auth import RequestLimiter
+from exporter.web.auth import RequestLimiter, Verdict
 from exporter.web.exchange import Answer, Request, Target, accepts_gzip, parse_target, text_answer
 from exporter.web.routes import ARRIVED, DEADLINE, Environ, WsgiApp
 from exporter.web.webconfig import WebConfig
@@ -71,10 +71,16 @@ class Front:
             return target
         if web.rate_limit is not None and not self._limiter.allow(web.rate_limit):
             return text_answer(429, "Too Many Requests")
-        if web.basic_auth is not None and not await web.basic_auth.verify(
-            request.value("authorization")
-        ):
-            return text_answer(401, "Unauthorized", [("WWW-Authenticate", "Basic")])
+        if web.basic_auth is not None:
+            verdict = await web.basic_auth.verify(request.value("authorization"))
+            if verdict is Verdict.BUSY:
+                return text_answer(
+                    503,
+                    "Service Unavailable: too many password checks waiting",
+                    [("Retry-After", "1")],
+                )
+            if verdict is not Verdict.GRANTED:
+                return text_answer(401, "Unauthorized", [("WWW-Authenticate", "Basic")])
         gzip = accepts_gzip(request.value("accept-encoding"))
         if gzip is None:
             return text_answer(406, "Not Acceptable: neither gzip nor identity is accepted")

@@ -7,6 +7,7 @@ bounded pools of workers. SIGTERM and SIGINT stop the server, SIGHUP asks for a 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import resource
@@ -53,6 +54,9 @@ class ServerSettings:
         )
 
 
+ALL_INTERFACES = ("0.0.0.0", "::")
+
+
 def parse_listen_address(address: str) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` (all interfaces) or `[IPV6]:PORT`."""
     host, separator, port_text = address.rpartition(":")
@@ -84,12 +88,25 @@ def connection_cap(descriptors: int) -> int:
 
 
 def listen(address: str) -> socket.socket:
-    """A socket listening on `address` (an OSError if it cannot)."""
+    """A socket listening on `address` (an OSError if it cannot). All interfaces (`:PORT`,
+    `0.0.0.0` or `::`) means IPv4 and IPv6 alike where the host has IPv6, as in Go."""
     host, port = parse_listen_address(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if host in ALL_INTERFACES and socket.has_dualstack_ipv6():
+        try:
+            return _listening(socket.AF_INET6, "::", port)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise
+            # IPv6 switched off in this network namespace: IPv4 alone, as below
+    return _listening(socket.AF_INET6 if ":" in host else socket.AF_INET, host, port)
+
+
+def _listening(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host, port))
         sock.listen(BACKLOG)
     except OSError:

@@ -118,8 +118,22 @@ class WebConfig:
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
-        """What the server serves TLS with; None: plain HTTP."""
-        return self.tls.context if self.tls is not None else None
+        """What a new connection is served TLS with, of the newest good certificate files;
+        None: plain HTTP. A context of its own after each renewal, so no session of an
+        earlier one (perhaps verified against a client CA since replaced) is resumed."""
+        return self.tls.current_context() if self.tls is not None else None
+
+    @property
+    def client_verification(self) -> ssl.VerifyMode:
+        return self.tls.context.verify_mode if self.tls is not None else ssl.CERT_NONE
+
+    def weakens(self, newer: WebConfig) -> str | None:
+        """What `newer` would switch off of how clients are authenticated, if anything."""
+        if self.basic_auth is not None and newer.basic_auth is None:
+            return "basic authentication"
+        if newer.client_verification < self.client_verification:
+            return "client certificate verification"
+        return None
 
     @property
     def certificate_not_after(self) -> float | None:
@@ -152,7 +166,9 @@ class _FollowedFile:
     """A web config file's newest good version. Its stamp is looked at every RECHECK_SECONDS
     at most, and the file read only when the stamp changed. A version that does not load, or
     that would turn TLS on or off (a listening socket keeps its protocol), keeps the last
-    good one, with one log line per bad version."""
+    good one, with one log line per bad version. So does a version that would switch
+    authentication off: that takes a reload, which an operator asks for and a half-written
+    file cannot."""
 
     def __init__(
         self,
@@ -191,6 +207,11 @@ class _FollowedFile:
             return
         if (loaded.tls is not None) != self._tls_on:
             self._refuse(stamp, "turning TLS on or off needs a restart")
+            return
+        # a file caught half-written (empty, or cut before its users) must not open the door
+        weakened = self._current.weakens(loaded)
+        if weakened is not None:
+            self._refuse(stamp, f"switching off {weakened} needs a reload (SIGHUP)")
             return
         self._current, self._stamp, self._refused = loaded, stamp, None
         log.info("web config file changed; new connections use it")
