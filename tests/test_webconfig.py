@@ -4,6 +4,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import io
 import os
 import socket
 import ssl
@@ -23,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from exporter.config.problems import ConfigError
+from exporter.logs import configure
 from exporter.web.auth import BasicAuth, RateLimit, SuccessCache
 from exporter.web.certificate_expiry import CertificateExpiryCollector
 from exporter.web.certificates import first_certificate_der, not_after
@@ -1387,3 +1389,24 @@ def test_client_certificate_verification_is_not_switched_off_without_a_reload(
         rotation.config.write_text(TLS)  # cut short before client_auth_type
         assert _healthy_over(port, anonymous, None)[0] != "HTTP/1.1 200"
     assert refusals(caplog, "switching off client certificate verification needs a reload") == 1
+
+
+def test_a_client_turned_away_at_the_handshake_is_told_at_debug(pki: Pki) -> None:
+    stream = io.StringIO()
+    configure("debug", "logfmt", stream)
+    try:
+        web = web_config(
+            pki,
+            "required",
+            TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+        )
+        foreign = tls_client(pki, maximum_version=ssl.TLSVersion.TLSv1_2)
+        foreign.load_cert_chain(pki.foreign_client)
+        with serving(web) as port:
+            assert _healthy_over(port, foreign, None)[0] != "HTTP/1.1 200"
+    finally:
+        configure("warn", "logfmt", io.StringIO())
+    [line] = [line for line in stream.getvalue().splitlines() if "TLS handshake failed" in line]
+    assert "level=debug" in line
+    assert "peer=127.0.0.1:" in line
+    assert "reason=CERTIFICATE_VERIFY_FAILED" in line

@@ -137,6 +137,7 @@ class Connections:
         self, link: Link, sock: socket.socket, context: ssl.SSLContext | None
     ) -> None:
         loop = asyncio.get_running_loop()
+        peer = _peer(sock)  # asyncio closes the socket when the handshake fails
         try:
             await loop.connect_accepted_socket(
                 lambda: link,
@@ -144,8 +145,15 @@ class Connections:
                 ssl=context,
                 ssl_handshake_timeout=self._serving.limits.io_timeout if context else None,
             )
-        except (OSError, TimeoutError, asyncio.CancelledError):
-            # a failed or abandoned handshake: nothing was asked, nothing to log
+        except (OSError, TimeoutError, asyncio.CancelledError) as error:
+            # a failed or abandoned handshake: nothing was asked; why a TLS client was turned
+            # away (no certificate, another CA, no common version) is told at debug, since
+            # anyone can cause such lines
+            if isinstance(error, ssl.SSLError):
+                log.debug(
+                    "TLS handshake failed",
+                    extra={"fields": {"peer": peer, "reason": error.reason or str(error)}},
+                )
             sock.close()
             self._forget(link)
 
@@ -183,3 +191,11 @@ class Connections:
             "too many connections: the idle ones are closed to make room for new ones",
             extra={"fields": {"reason": reason, "cap": self._cap}},
         )
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        host, port, *_ = sock.getpeername()
+    except (OSError, ValueError):
+        return ""
+    return f"{host}:{port}"
