@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from exporter.app import Runtime
 from exporter.cognito.clients import ClientFactory, ClientSettings
 from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.pool import PoolTracker
 from exporter.collect.scraper import Scraper
 from exporter.config.load import load_text
 from exporter.config.model import Config
@@ -229,13 +230,13 @@ def test_a_wall_clock_stepped_back_stops_no_full_read(
         return time.time() + wall_offset
 
     metrics = ExporterMetrics(CollectorRegistry(), "test")
-    scraper = Scraper(
-        config.pools,
+    tracker = PoolTracker(
         config.scrape,
         ClientFactory(config.credentials, ClientSettings()),
         metrics,
         wall_clock=wall_clock,
     )
+    scraper = Scraper(config.pools, config.scrape, tracker)
     clock = time.monotonic
     first = scraper.collect(clock() + 20)
     assert all(result.success for result in first.results)

@@ -105,11 +105,11 @@ def collected(pool: Pool, recent: tuple[Job, ...], older: tuple[Job, ...] = ()) 
     """A successful result: `recent` as the collection chose them, `older` only in the
     pool's history (beyond max_jobs_per_pool)."""
     outcome = ScanOutcome({}, {}, recent + older, 1, 0, False, (), False)
-    return PoolResult(pool, True, 0.1, outcome=outcome, recent_jobs=recent)
+    return PoolResult(pool, 0.1, outcome=outcome, recent_jobs=recent)
 
 
 def failed(pool: Pool, code: str, message: str) -> PoolResult:
-    return PoolResult(pool, False, 0.1, error_code=code, error_message=message)
+    return PoolResult(pool, 0.1, error_code=code, error_message=message)
 
 
 def busy_jobs() -> tuple[Job, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ from exporter.cognito.accounts import (
     caller_account,
     provisioned_limit,
 )
-from exporter.cognito.clients import ClientFactory, ClientKey
+from exporter.cognito.clients import ClientFactory, ClientKey, client_keys
 from exporter.cognito.errors import error_code
 from exporter.collect.attempts import AccountRegion, AttemptGate, CallScope, calling_for
 from exporter.collect.metrics import ExporterMetrics
@@ -96,7 +96,7 @@ class Budgets:
             config, clients = self._config, self._clients
         if config is None or clients is None:
             return
-        targets = _targets(config)
+        targets = client_keys(config)
         names = sorted({key.credentials for key in targets})
         # at once, not one after another: an STS or Cognito that does not answer costs one
         # call's deadline at start, however many credential sets and regions there are
@@ -221,18 +221,6 @@ class Budgets:
             return
         self._warned.add(key)
         log.warning(message, extra={"fields": fields})
-
-
-def _targets(config: Config) -> dict[ClientKey, None]:
-    """The clients import jobs are read with: the pools' and discovery's."""
-    keys: Iterable[ClientKey] = (
-        *(ClientKey(pool.credentials, pool.region, pool.endpoint_url) for pool in config.pools),
-        *(
-            ClientKey(entry.credentials, entry.region, entry.endpoint_url)
-            for entry in config.discovery
-        ),
-    )
-    return dict.fromkeys(keys)
 
 
 def _each(items: Sequence[T], call: Callable[[T], R]) -> dict[T, R]:

@@ -169,9 +169,7 @@ class PoolDiscovery:
         self._found[index] = found
 
     def _matching_pools(self, index: int, entry: Discovery) -> Iterable[Pool]:
-        client = self._clients.client(
-            ClientKey(entry.credentials, entry.region, entry.endpoint_url)
-        )
+        client = self._clients.client(ClientKey.of(entry))
         pattern = entry.name_pattern
         wanted_tags = dict(entry.tags)
         for summary in listed_pools(client, self._call):

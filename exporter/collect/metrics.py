@@ -193,6 +193,17 @@ class ExporterMetrics:
         self.api_account_requests = _counter(API_ACCOUNT_REQUESTS, registry)
         self.api_account_throttles = _counter(API_ACCOUNT_THROTTLES, registry)
 
+    def forget_pool(self, pool_id: str) -> None:
+        """Remove the series of a pool no longer collected."""
+        codes = {
+            sample.labels["error_code"]
+            for family in self.api_errors.collect()
+            for sample in family.samples
+            if sample.labels.get("user_pool_id") == pool_id
+        }
+        for code in codes:
+            self.api_errors.remove(pool_id, code)
+
 
 def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
     metric = spec.instrument(registry)

@@ -147,6 +147,25 @@ class HistoryStore:
                 "pool histories are written again", extra={"fields": {"folder": str(self._folder)}}
             )
 
+    def remove(self, pool: Pool) -> None:
+        """Forget `pool`, which is no longer collected: its file and what is known of it."""
+        with self._lock:
+            self._written.pop(pool.id, None)
+            self._accounts.pop(pool.id, None)
+            self._failing.discard(pool.id)
+        try:
+            self._path(pool).unlink(missing_ok=True)
+        except OSError as error:
+            log.warning(
+                "cannot remove the stored history of a pool no longer collected",
+                extra={
+                    "fields": {
+                        "user_pool_id": pool.id,
+                        "error": error.strerror or type(error).__name__,
+                    }
+                },
+            )
+
     def _path(self, pool: Pool) -> Path:
         # pool ids are ASCII letters, digits, '-' and one '_': safe as file names
         return self._folder / f"{pool.id}.json"
