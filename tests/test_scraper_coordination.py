@@ -78,7 +78,8 @@ def scraper_of(
     pool_ids: tuple[str, ...], clock: SteppingClock, **scrape: float
 ) -> tuple[Scraper, FakeTracker]:
     tracker = FakeTracker()
-    scraper = Scraper([pool(pool_id) for pool_id in pool_ids], Scrape(**scrape), tracker, clock.now)
+    settings = Scrape.model_validate(scrape)
+    scraper = Scraper([pool(pool_id) for pool_id in pool_ids], settings, tracker, clock.now)
     return scraper, tracker
 
 
