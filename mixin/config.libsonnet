@@ -14,6 +14,10 @@
     // jobs that were not started within 24 to 48 hours).
     jobExpiringHours: 20,
 
+    // Where the alerts' runbooks are: each alert's runbook_url is this, '#' and the alert's
+    // name in lower case, the anchor of its heading in the README.
+    runbookUrlBase: 'https://github.com/cognito-import-exporter/cognito-import-exporter/blob/main/README.md',
+
     dashboardUid: 'cognito-import-jobs',
     dashboardTitle: 'Amazon Cognito user import jobs',
     dashboardTags: ['aws', 'cognito', 'cognito-import-exporter'],

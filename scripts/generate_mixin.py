@@ -49,7 +49,7 @@ spec:
 )
 # jsonnet sorts every object's keys; rules read better in the order Prometheus' docs use
 RULE_KEYS = ("alert", "record", "expr", "for", "labels", "annotations")
-ANNOTATION_KEYS = ("summary", "description", "runbook")
+ANNOTATION_KEYS = ("summary", "description", "runbook_url")
 
 Json = dict[str, Any]
 
@@ -67,7 +67,7 @@ def evaluate(config_overrides: str = "") -> Json:
 
 
 class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks, so expressions and runbooks stay readable."""
+    """Multi-line strings as literal blocks, so expressions stay readable."""
 
 
 def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:

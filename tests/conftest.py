@@ -10,6 +10,7 @@ import pytest
 
 from exporter.demo.service import SimulatedCognito
 from exporter.logs import configure
+from tests.prometheus_releases import MAJOR_VERSIONS, PrometheusRelease, release_of
 from tests.prometheus_server import running_demo
 from tests.simulated import serving
 
@@ -40,3 +41,10 @@ def exporter_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`host:port` of the demo (the exporter and its simulator) running for the module."""
     with running_demo(tmp_path_factory.mktemp("exporter")) as address:
         yield address
+
+
+@pytest.fixture(scope="module", params=MAJOR_VERSIONS, ids=lambda major: f"prometheus{major}")
+def prometheus_release(request: pytest.FixtureRequest) -> PrometheusRelease:
+    """Each Prometheus release in turn (2.x and 3.x): its prometheus and promtool binaries."""
+    major: int = request.param
+    return release_of(major)

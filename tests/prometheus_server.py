@@ -18,7 +18,8 @@ from typing import Any
 import requests
 import yaml
 
-from tests.tools import free_port, holds_within, require_tool
+from tests.prometheus_releases import PrometheusRelease
+from tests.tools import free_port, holds_within
 
 REPO = Path(__file__).resolve().parent.parent
 SCRAPE_JOB = "cognito-import-exporter"
@@ -155,13 +156,15 @@ def running_demo(workdir: Path) -> Iterator[str]:
 @contextmanager
 def running_prometheus(
     workdir: Path,
+    release: PrometheusRelease,
     scrape_targets: Sequence[str],
     rule_files: Sequence[Path] = (),
     job_name: str = SCRAPE_JOB,
     scrape_interval_seconds: int = 1,
     scraped: str | None = None,
 ) -> Iterator[Prometheus]:
-    """A Prometheus scraping the targets as job_name and evaluating the rule files.
+    """A Prometheus of that release scraping the targets as job_name and evaluating the rule
+    files.
 
     Its configuration, data and log are in workdir. It is handed out once it is ready and the
     PromQL expression scraped returns data; by default that is once the last scrape of the
@@ -179,18 +182,18 @@ def running_prometheus(
         settings["evaluation_interval"] = interval
         document["rule_files"] = [str(path) for path in rule_files]
     scraped_expr = f'up{{job="{job_name}"}} == 1' if scraped is None else scraped
-    with running_prometheus_with(workdir, document, scraped_expr) as server:
+    with running_prometheus_with(workdir, release, document, scraped_expr) as server:
         yield server
 
 
 @contextmanager
 def running_prometheus_with(
-    workdir: Path, document: Json, scraped: str | None
+    workdir: Path, release: PrometheusRelease, document: Json, scraped: str | None
 ) -> Iterator[Prometheus]:
-    """A Prometheus with the whole configuration `document`, its data and log in workdir,
-    handed out once it is ready and the PromQL expression `scraped` returns data (at once
-    when it is None: the first scrapes come up to 5 s later, when discovery first reports)."""
-    binary = require_tool("prometheus")
+    """A Prometheus of that release with the whole configuration `document`, its data and log
+    in workdir, handed out once it is ready and the PromQL expression `scraped` returns data
+    (at once when it is None: the first scrapes come up to 5 s later, when discovery first
+    reports)."""
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(document), encoding="utf-8")
 
@@ -199,7 +202,7 @@ def running_prometheus_with(
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
-                binary,
+                release.prometheus,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address={address}",

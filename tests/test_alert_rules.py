@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.prometheus_releases import PrometheusRelease
 from tests.prometheus_server import (
     JobKey,
     Prometheus,
     running_prometheus,
 )
-from tests.tools import holds_within, require_tool
+from tests.tools import holds_within
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ CONFIG_FILE = RULES_DIR / "prometheus.yml"
 
 ALERT_COUNT = 11
 SEVERITIES = {"critical", "warning", "info"}
-ANNOTATIONS = {"summary", "description", "runbook"}
+ANNOTATIONS = {"summary", "description", "runbook_url"}
 SCRAPE_JOB = "cognito-import-exporter"
 
 PROMTOOL_TIMEOUT_SECONDS = 120
@@ -61,9 +62,11 @@ def alert_names() -> set[str]:
     return {rule["alert"] for rule in alert_rules(load_yaml(ALERTS_FILE))}
 
 
-def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
+def promtool(
+    release: PrometheusRelease, *args: str, cwd: Path = RULES_DIR
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [require_tool("promtool"), *args],
+        [release.promtool, *args],
         capture_output=True,
         text=True,
         timeout=PROMTOOL_TIMEOUT_SECONDS,
@@ -72,23 +75,25 @@ def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[s
     )
 
 
-def test_rules_pass_promtool_check() -> None:
-    result = promtool("check", "rules", ALERTS_FILE.name)
+def test_rules_pass_promtool_check(prometheus_release: PrometheusRelease) -> None:
+    result = promtool(prometheus_release, "check", "rules", ALERTS_FILE.name)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {ALERT_COUNT} rules found" in result.stdout
     assert len(alert_rules(load_yaml(ALERTS_FILE))) == ALERT_COUNT
 
 
-def test_rule_unit_tests_pass() -> None:
-    result = promtool("test", "rules", TESTS_FILE.name)
+def test_rule_unit_tests_pass(prometheus_release: PrometheusRelease) -> None:
+    result = promtool(prometheus_release, "test", "rules", TESTS_FILE.name)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1].strip() == "SUCCESS"
 
 
-def test_example_prometheus_config_passes_promtool_check() -> None:
-    result = promtool("check", "config", CONFIG_FILE.name)
+def test_example_prometheus_config_passes_promtool_check(
+    prometheus_release: PrometheusRelease,
+) -> None:
+    result = promtool(prometheus_release, "check", "config", CONFIG_FILE.name)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: prometheus.yml is valid prometheus config file syntax" in result.stdout
@@ -137,27 +142,33 @@ def failed_cases(promtool_output: str) -> list[tuple[str, str]]:
     return failures
 
 
-def run_unit_tests_with_every_expr(expr: str, for_: str, workdir: Path) -> str:
+def run_unit_tests_with_every_expr(
+    release: PrometheusRelease, expr: str, for_: str, workdir: Path
+) -> str:
     rules = load_yaml(ALERTS_FILE)
     for rule in alert_rules(rules):
         rule["expr"] = expr
         rule["for"] = for_
     (workdir / ALERTS_FILE.name).write_text(yaml.safe_dump(rules), encoding="utf-8")
     shutil.copy(TESTS_FILE, workdir / TESTS_FILE.name)
-    result = promtool("test", "rules", TESTS_FILE.name, cwd=workdir)
+    result = promtool(release, "test", "rules", TESTS_FILE.name, cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 
-def test_unit_tests_catch_an_alert_that_never_fires(tmp_path: Path) -> None:
-    output = run_unit_tests_with_every_expr("vector(1) == 0", "0m", tmp_path)
+def test_unit_tests_catch_an_alert_that_never_fires(
+    prometheus_release: PrometheusRelease, tmp_path: Path
+) -> None:
+    output = run_unit_tests_with_every_expr(prometheus_release, "vector(1) == 0", "0m", tmp_path)
 
     caught = {name for name, kind in failed_cases(output) if kind == "firing"}
     assert caught == alert_names()
 
 
-def test_unit_tests_catch_an_alert_that_always_fires(tmp_path: Path) -> None:
-    output = run_unit_tests_with_every_expr("vector(1)", "0m", tmp_path)
+def test_unit_tests_catch_an_alert_that_always_fires(
+    prometheus_release: PrometheusRelease, tmp_path: Path
+) -> None:
+    output = run_unit_tests_with_every_expr(prometheus_release, "vector(1)", "0m", tmp_path)
 
     caught = {name for name, kind in failed_cases(output) if kind == "quiet"}
     assert caught == alert_names()
@@ -168,10 +179,13 @@ def test_unit_tests_catch_an_alert_that_always_fires(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prometheus(
-    exporter_address: str, tmp_path_factory: pytest.TempPathFactory
+    exporter_address: str,
+    prometheus_release: PrometheusRelease,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prometheus]:
     with running_prometheus(
         tmp_path_factory.mktemp("prometheus"),
+        prometheus_release,
         [exporter_address],
         rule_files=[ALERTS_FILE],
         job_name=SCRAPE_JOB,

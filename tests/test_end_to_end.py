@@ -7,8 +7,8 @@ from pathlib import Path
 
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
+from tests.prometheus_releases import PrometheusRelease
 from tests.simulated import assert_exact, config_yaml, populate, serving
-from tests.tools import require_tool
 
 POOL_SIZES = {
     "eu-west-1_Empty0": 0,
@@ -59,8 +59,7 @@ def test_every_pool_is_exact_and_a_missing_pool_is_isolated(tmp_path: Path) -> N
     assert f"user_pool_id={MISSING_POOL} error_code=ResourceNotFound" in log
 
 
-def test_exposition_passes_promtool(tmp_path: Path) -> None:
-    promtool = require_tool("promtool")
+def test_exposition_passes_promtool(prometheus_release: PrometheusRelease, tmp_path: Path) -> None:
     model = SimulatedCognito(seed=4)
     populate(model, "eu-west-1_Small7", 7, 1)
     with serving(model) as endpoint:
@@ -70,7 +69,7 @@ def test_exposition_passes_promtool(tmp_path: Path) -> None:
     assert "PreSignedUrl" not in exposition
     assert "X-Amz-Signature" not in exposition
     checked = subprocess.run(
-        [promtool, "check", "metrics"],
+        [prometheus_release.promtool, "check", "metrics"],
         input=exposition,
         capture_output=True,
         text=True,

@@ -24,7 +24,7 @@ from scripts.generate_mixin import (
     evaluate,
     render,
 )
-from tests.tools import require_tool
+from tests.prometheus_releases import PrometheusRelease
 
 DEFAULT_SELECTOR = 'job="cognito-import-exporter"'
 OTHER_SELECTOR = 'namespace="identity", job="cognito-sidecar"'
@@ -32,6 +32,12 @@ SEVERITIES = {"critical", "warning", "info"}
 # a metric's selector: the name, then its braces (range vectors and functions around it)
 METRIC_SELECTOR = re.compile(r"\b(cognito_user_import_\w+|up)\{([^}]*)\}")
 BARE_METRIC = re.compile(r"\b(cognito_user_import_\w+|up)\b(?!\{)")
+README = REPO / "README.md"
+RUNBOOK_URL_BASE = (
+    "https://github.com/cognito-import-exporter/cognito-import-exporter/blob/main/README.md"
+)
+HEADING = re.compile(r"^#{1,6} +(.+?) *#*$")
+FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 Json = dict[str, Any]
 
@@ -133,13 +139,70 @@ def test_alerts_follow_the_mixin_conventions(default: Json) -> None:
         assert re.fullmatch(r"(?:[A-Z][a-z0-9]*)+", name), name
         assert rule["labels"]["severity"] in SEVERITIES, name
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "description", "runbook"}, name
+        assert set(annotations) == {"summary", "description", "runbook_url"}, name
         # a static summary; the description says which pool, job or target
         assert "{{" not in annotations["summary"], name
         assert annotations["summary"].endswith("."), name
         if not rule["expr"].startswith("absent("):
             assert "{{ $labels." in annotations["description"], name
     assert default["rules"] == {"groups": []}
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation but hyphens and
+    underscores dropped, spaces made hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def readme_headings() -> dict[str, str]:
+    """anchor -> heading text of every heading in the README, as GitHub numbers repeated ones
+    (-1, -2, ...); lines in fenced code blocks are no headings."""
+    headings: dict[str, str] = {}
+    in_code = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+            continue
+        match = None if in_code else HEADING.match(line)
+        if match is None:
+            continue
+        anchor = github_anchor(match.group(1))
+        repeats = sum(
+            1 for known in headings if re.fullmatch(rf"{re.escape(anchor)}(-\d+)?", known)
+        )
+        headings[f"{anchor}-{repeats}" if repeats else anchor] = match.group(1)
+    return headings
+
+
+def test_every_alert_links_to_its_runbook_in_the_readme(default: Json) -> None:
+    headings = readme_headings()
+    for rule in alert_rules(default):
+        url = rule["annotations"]["runbook_url"]
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOK_URL_BASE, url
+        assert headings.get(anchor) == rule["alert"], f"{url}: no README heading {rule['alert']}"
+    assert len(alert_rules(default)) == 11
+
+
+def test_readme_anchors_are_githubs() -> None:
+    headings = readme_headings()
+    assert headings["security"] == "Security"
+    assert (
+        headings["finding-pools-and-spreading-the-work"] == "Finding pools and spreading the work"
+    )
+    assert headings["cognitouserimportjobfailed"] == "CognitoUserImportJobFailed"
+    assert headings["cognito-import-exporter"] == "cognito-import-exporter"
+    assert github_anchor("Scaling, on paper") == "scaling-on-paper"
+
+
+def test_the_runbook_base_comes_from_the_config() -> None:
+    wiki = "https://wiki.example.com/ops/cognito-import"
+    urls = {
+        rule["alert"]: rule["annotations"]["runbook_url"]
+        for rule in alert_rules(evaluate(f"{{ runbookUrlBase: {json.dumps(wiki)} }}"))
+    }
+    assert urls["CognitoUserImportJobFailed"] == f"{wiki}#cognitouserimportjobfailed"
+    assert all(url == f"{wiki}#{name.lower()}" for name, url in urls.items())
 
 
 def test_the_readme_example_builds_with_its_selector(tmp_path: Path) -> None:
@@ -178,16 +241,17 @@ tests:
 """  # noqa: E501
 
 
-def failing_alert_test(tmp_path: Path, pool_id: str, code: str) -> subprocess.CompletedProcess[str]:
+def failing_alert_test(
+    release: PrometheusRelease, tmp_path: Path, pool_id: str, code: str
+) -> subprocess.CompletedProcess[str]:
     """promtool's verdict on "the failing-collection alert stays quiet" for a pool that
     fails with `code`, under the probe split's selector."""
-    promtool = require_tool("promtool")
     document = evaluate(f"{{ cognitoImportSelector: {json.dumps(PROBE_SPLIT_SELECTOR)} }}")
     (tmp_path / "alerts.yml").write_text(alerts_text(document), encoding="utf-8")
     case = PROBE_SPLIT_CASE.replace("POOL", pool_id).replace("CODE", code)
     (tmp_path / "split.test.yml").write_text(case, encoding="utf-8")
     return subprocess.run(
-        [promtool, "test", "rules", "split.test.yml"],
+        [release.promtool, "test", "rules", "split.test.yml"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -197,12 +261,14 @@ def failing_alert_test(tmp_path: Path, pool_id: str, code: str) -> subprocess.Co
 
 
 def test_the_probe_split_leaves_replica_region_pools_out_of_the_failing_alert(
-    tmp_path: Path,
+    prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
-    quiet = failing_alert_test(tmp_path, "eu-west-1_Replica1", "OperationNotEnabled")
+    quiet = failing_alert_test(
+        prometheus_release, tmp_path, "eu-west-1_Replica1", "OperationNotEnabled"
+    )
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     # any other failure pages: promtool finds the alert it was told not to expect
-    paged = failing_alert_test(tmp_path, "eu-west-1_Denied1", "AccessDenied")
+    paged = failing_alert_test(prometheus_release, tmp_path, "eu-west-1_Denied1", "AccessDenied")
     assert paged.returncode == 1
     verdict = paged.stdout + paged.stderr
     assert 'alertname="CognitoUserImportScrapeFailing"' in verdict

@@ -29,9 +29,10 @@ import yaml
 from exporter.cognito.jobs import KNOWN_STATUSES
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import RunningExporter, running_exporter
+from tests.prometheus_releases import PrometheusRelease
 from tests.prometheus_server import Prometheus, running_prometheus_with
 from tests.simulated import config_yaml, populate, serving
-from tests.tools import require_tool, wait_until
+from tests.tools import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -147,9 +148,8 @@ def replicas(workdir: Path, models: list[SimulatedCognito]) -> Iterator[list[Run
 
 
 def test_three_replicas_with_the_readme_hashmod_scrape_every_pool_once_and_exactly(
-    tmp_path: Path,
+    prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
-    require_tool("prometheus")
     models = [simulated_pools(POOLS) for _ in range(REPLICAS)]
     expected_share = {pool_id: share_of(pool_id) for pool_id in POOLS}
     # the pool ids are chosen so that every replica has a share
@@ -176,7 +176,9 @@ def test_three_replicas_with_the_readme_hashmod_scrape_every_pool_once_and_exact
             f" and on () count(up{{{own_job}}} == 1) == {REPLICAS}"
             f" and on () min(count_over_time(up{{{own_job}}}[1m])) >= 3"
         )
-        with running_prometheus_with(tmp_path, document, every_target_up) as server:
+        with running_prometheus_with(
+            tmp_path, prometheus_release, document, every_target_up
+        ) as server:
             targets = server.get("/api/v1/targets")
             jobs = server.vector("cognito_user_import_jobs")
             users = server.vector("cognito_user_import_users_total")
@@ -292,7 +294,9 @@ def gap_between(phase: float, other: float) -> float:
 
 
 @contextmanager
-def ha_pair(workdir: Path, exporter: str) -> Iterator[tuple[Prometheus, Prometheus, float]]:
+def ha_pair(
+    workdir: Path, release: PrometheusRelease, exporter: str
+) -> Iterator[tuple[Prometheus, Prometheus, float]]:
     """Two Prometheus servers scraping the exporter, and the gap between their scrapes.
 
     Prometheus places a target's scrapes within the interval by a hash of the target, the host
@@ -310,7 +314,9 @@ def ha_pair(workdir: Path, exporter: str) -> Iterator[tuple[Prometheus, Promethe
                 directory.mkdir()
                 own = attempt_stack.enter_context(ExitStack())
                 document = pair_member(exporter, label)
-                server = own.enter_context(running_prometheus_with(directory, document, None))
+                server = own.enter_context(
+                    running_prometheus_with(directory, release, document, None)
+                )
                 started[label] = (own, server)
             for label, (_, server) in started.items():
                 wait_until(
@@ -360,9 +366,8 @@ def calls_in_intervals(model: SimulatedCognito, first: Prometheus, intervals: in
 
 
 def test_an_ha_pair_costs_one_collection_per_interval_with_cache_ttl_of_half_the_interval(
-    tmp_path: Path,
+    prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:
-    require_tool("prometheus")
     model = simulated_pools(HA_POOLS)
     config = tmp_path / "config.yaml"
     measured: dict[float, float] = {}
@@ -375,7 +380,7 @@ def test_an_ha_pair_costs_one_collection_per_interval_with_cache_ttl_of_half_the
         configure(0.0)
         with (
             running_exporter("--config.file", str(config), workdir=tmp_path) as exporter,
-            ha_pair(tmp_path, address_of(exporter)) as (first, second, gap),
+            ha_pair(tmp_path, prometheus_release, address_of(exporter)) as (first, second, gap),
         ):
             # no cache; one shorter than the gap between the servers' scrapes; half the
             # interval and more (below the interval, so each server still gets new data)

@@ -52,18 +52,18 @@ local timeseries(id, title, description, unit, gridPos, targets) = {
   },
 };
 
+// No `current`: Grafana picks the first option (All) on load. A null allValue leaves the key out,
+// so All stands for every option's value joined, as Grafana's schema has no null there.
 local variable(name, label, query, regex='', includeAll=true, allValue='.+', hide=0) = {
   name: name,
   label: label,
   type: 'query',
   datasource: datasource,
-  definition: query,
   query: { qryType: 3, query: query, refId: 'PrometheusVariableQueryEditor-VariableQuery' },
   regex: regex,
-  current: {},
   hide: hide,
   includeAll: includeAll,
-  allValue: allValue,
+  [if allValue != null then 'allValue']: allValue,
   multi: true,
   options: [],
   refresh: 2,
@@ -187,7 +187,6 @@ local bottom = std.foldl(function(lowest, p) std.max(lowest, p.gridPos.y + p.gri
             label: 'Data source',
             type: 'datasource',
             query: 'prometheus',
-            current: {},
             hide: 0,
             includeAll: false,
             multi: false,
