@@ -93,7 +93,7 @@ class Runtime:
         # survive reloads; a reload only changes its rates.
         self._gate = AttemptGate(
             self.metrics,
-            account_buckets=BucketRegistry(DEFAULT_QUOTA * Scrape().quota_share),
+            account_buckets=BucketRegistry(Scrape().account_rate(DEFAULT_QUOTA)),
             pool_buckets=BucketRegistry(Scrape().pool_requests_per_second),
         )
         self._budgets = Budgets(self._gate, self.metrics)

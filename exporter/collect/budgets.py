@@ -52,7 +52,7 @@ class Budgets:
         self._clients: ClientFactory | None = None
         self._accounts: dict[str, tuple[CredentialSet, str | None]] = {}
         self._budgeted: set[AccountRegion] = set()
-        self._quota_read: set[AccountRegion] = set()
+        # the quotas read successfully, with their api_quota series
         self._last_quota: dict[AccountRegion, float] = {}
         self._warned: set[Hashable] = set()
         self._stop = threading.Event()
@@ -68,13 +68,8 @@ class Budgets:
                 for name, known in self._accounts.items()
                 if config.credentials.get(name) == known[0]
             }
-            auto = config.scrape.requests_per_second == "auto"
-            default = (
-                DEFAULT_QUOTA * config.scrape.quota_share
-                if auto
-                else float(config.scrape.requests_per_second)
-            )
-        self._gate.set_rates(default, config.scrape.pool_requests_per_second)
+        scrape = config.scrape
+        self._gate.set_rates(scrape.account_rate(DEFAULT_QUOTA), scrape.pool_requests_per_second)
 
     def account_key(self, pool: Pool) -> AccountRegion:
         return self._budget_of(pool.credentials, pool.region)
@@ -86,8 +81,7 @@ class Budgets:
 
     def _budget_of(self, credentials: str, region: str) -> AccountRegion:
         known = self._accounts.get(credentials)
-        account = known[1] if known is not None else None
-        return AccountRegion(account or f"credentials:{credentials}", region)
+        return AccountRegion.of(known[1] if known is not None else None, credentials, region)
 
     def refresh(self, *, reread_quotas: bool = True) -> None:
         """Tell the accounts not yet known, then set every account and region's budget.
@@ -108,16 +102,15 @@ class Budgets:
                 self._budget_of(client_key.credentials, client_key.region), client_key
             )
         budgeted = set(first_key)
-        if scrape.requests_per_second == "auto":
+        quotas = dict.fromkeys(first_key, DEFAULT_QUOTA)
+        if scrape.reads_quota:
             known = {} if reread_quotas else dict(self._last_quota)
             unknown = [budget for budget in first_key if budget not in known]
             quotas = {
                 **{budget: known[budget] for budget in first_key if budget in known},
                 **_each(unknown, lambda budget: self._quota(budget, clients, first_key[budget])),
             }
-            rates = {budget: quota * scrape.quota_share for budget, quota in quotas.items()}
-        else:
-            rates = dict.fromkeys(first_key, float(scrape.requests_per_second))
+        rates = {budget: scrape.account_rate(quota) for budget, quota in quotas.items()}
         for budget, rate in rates.items():
             self._gate.set_account_rate(budget, rate)
             self._metrics.api_budget.labels(account_id=budget.account, region=budget.region).set(
@@ -131,10 +124,8 @@ class Budgets:
             self._metrics.api_budget.remove(gone.account, gone.region)
             self._metrics.api_account_requests.remove(gone.account, gone.region)
             self._metrics.api_account_throttles.remove(gone.account, gone.region)
-            if gone in self._quota_read:
+            if self._last_quota.pop(gone, None) is not None:
                 self._metrics.api_quota.remove(gone.account, gone.region, RESOURCE_READ)
-                self._quota_read.discard(gone)
-            self._last_quota.pop(gone, None)
         self._budgeted = budgeted
 
     def start(self) -> None:
@@ -211,7 +202,6 @@ class Budgets:
         self._metrics.api_quota.labels(
             account_id=budget.account, region=budget.region, category=RESOURCE_READ
         ).set(limit.provisioned)
-        self._quota_read.add(budget)
         self._last_quota[budget] = limit.provisioned
         self._warned.discard(("quota", budget))
         return limit.provisioned

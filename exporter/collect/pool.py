@@ -12,13 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
 from exporter.cognito.jobs import Job, PoolJobs
-from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
+from exporter.collect.attempts import (
+    AccountRegion,
+    CallScope,
+    calling_for,
+    failure_counted_by_attempt,
+)
 from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import DeadlineExceeded
@@ -57,6 +62,10 @@ class PoolResult:
         return cls(pool, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
 
 
+def _untold_account(pool: Pool) -> AccountRegion:
+    return AccountRegion.of(None, pool.credentials, pool.region)
+
+
 @dataclass(frozen=True)
 class CollectSettings:
     """What a reload changes for every pool: scrape settings and the clients."""
@@ -72,7 +81,7 @@ class _Shared:
     settings: Callable[[], CollectSettings]
     metrics: ExporterMetrics
     store: HistoryStore | None
-    account_key: Callable[[Pool], Hashable]
+    account_key: Callable[[Pool], AccountRegion]
     on_not_enabled: Callable[[Pool], bool]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
@@ -87,7 +96,7 @@ class PoolTracker:
         clients: ClientFactory,
         metrics: ExporterMetrics,
         *,
-        account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
+        account_key: Callable[[Pool], AccountRegion] = _untold_account,
         on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
         store: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
