@@ -304,7 +304,7 @@ class PoolHistory:
             previous = known.get(job.job_id)
             if previous is not None:
                 added += _growth(_users(job), _users(previous))
-            elif full and self._boundary is not None and not _newer_than(job, self._boundary):
+            elif full and self._boundary is not None and not self._boundary.created_before(job):
                 still_in_tail += _users(job)
             else:
                 added += _users(job)
@@ -337,7 +337,7 @@ class PoolHistory:
                 break
             previous = known.get(job.job_id)
             if previous is None:
-                if _older_than(job, boundary):
+                if boundary is not None and job.created_before(boundary):
                     continue
                 changes.append(StatusChange(job, None))
             elif previous.status != job.status:
@@ -355,21 +355,6 @@ def recent_jobs(jobs: Iterable[Job], now: float, window: float, limit: int) -> l
         if not job.terminal or (changed is not None and changed >= now - window):
             chosen.append(job)
     return chosen
-
-
-def _older_than(job: Job, boundary: Job | None) -> bool:
-    return (
-        boundary is not None
-        and job.created is not None
-        and boundary.created is not None
-        and job.created < boundary.created
-    )
-
-
-def _newer_than(job: Job, boundary: Job) -> bool:
-    return (
-        job.created is not None and boundary.created is not None and job.created > boundary.created
-    )
 
 
 def _start_of_terminal_run(jobs: list[Job]) -> int:
