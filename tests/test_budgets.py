@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.cognito.accounts import RESOURCE_READ
-from exporter.collect.budgets import CALL_SECONDS, UNTOLD_RETRY_SECONDS
+from exporter.collect.budgets import CALL_SECONDS, UNRESOLVED_RETRY_SECONDS
 from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import samples, value
@@ -250,8 +250,8 @@ def test_sets_whose_account_comes_to_be_told_join_its_budget_at_the_next_refresh
     runtime, app = exporter_for(two_sets_of_one_account(endpoint, POOLS, requests_per_second=6))
     parsed = samples(call(app, "/metrics")[2].decode())
     assert value(parsed, BUDGET, account_id="credentials:first", region="eu-west-1") == 6
-    # not told: asked again within a minute, not an hour
-    assert runtime.budgets.next_refresh_in() == UNTOLD_RETRY_SECONDS
+    # not resolved: asked again within a minute, not an hour
+    assert runtime.budgets.next_refresh_in() == UNRESOLVED_RETRY_SECONDS
     model.faults.caller_identity_error = None
     runtime.budgets.refresh()
     parsed = samples(call(app, "/metrics")[2].decode())

@@ -178,7 +178,7 @@ class AccountRegion:
     @classmethod
     def of(cls, account: str | None, credentials: str, region: str) -> AccountRegion:
         """The budget of calls with `credentials` in `region`, whose account is `account`
-        (None while it cannot be told)."""
+        (None while it cannot be resolved)."""
         return cls(account or f"credentials:{credentials}", region)
 
 

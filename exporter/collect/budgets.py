@@ -3,7 +3,7 @@ reaches the account.
 
 Cognito's quotas are per account and region, and the customer's own applications spend the
 same ones. Each credential set's account is known from the config (`account_id`), from its
-role's ARN, or read once with sts:GetCallerIdentity; a set whose account cannot be told gets a
+role's ARN, or read once with sts:GetCallerIdentity; a set whose account cannot be resolved gets a
 budget of its own. With `scrape.requests_per_second: auto` the budget is `quota_share` of the
 rate GetProvisionedLimit says Cognito enforces, read at start and every
 `quota_refresh_interval`; when that cannot be read, of the default quota (20 a second).
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUOTA = 20.0
 CALL_SECONDS = 10.0
 MAX_AT_ONCE = 32
-UNTOLD_RETRY_SECONDS = 60.0
+UNRESOLVED_RETRY_SECONDS = 60.0
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -59,7 +59,7 @@ class Budgets:
         self._thread: threading.Thread | None = None
 
     def configure(self, config: Config, clients: ClientFactory) -> None:
-        """The configuration in force; accounts already told stay known while their
+        """The configuration in force; accounts already resolved stay known while their
         credential set is unchanged."""
         with self._lock:
             self._config, self._clients = config, clients
@@ -75,7 +75,7 @@ class Budgets:
         return self._budget_of(pool.credentials, pool.region)
 
     def known_account(self, pool: Pool) -> str | None:
-        """The account the pool's credentials reach; None while it cannot be told."""
+        """The account the pool's credentials reach; None while it cannot be resolved."""
         known = self._accounts.get(pool.credentials)
         return known[1] if known is not None else None
 
@@ -84,7 +84,7 @@ class Budgets:
         return AccountRegion.of(known[1] if known is not None else None, credentials, region)
 
     def refresh(self, *, reread_quotas: bool = True) -> None:
-        """Tell the accounts not yet known, then set every account and region's budget.
+        """Resolve the accounts not yet known, then set every account and region's budget.
         Without `reread_quotas` (a reload), only quotas never read are asked for."""
         with self._lock:
             config, clients = self._config, self._clients
@@ -94,7 +94,7 @@ class Budgets:
         names = sorted({key.credentials for key in targets})
         # at once, not one after another: an STS or Cognito that does not answer costs one
         # call's deadline at start, however many credential sets and regions there are
-        _each(names, lambda name: self._tell_account(name, config.credentials[name], clients))
+        _each(names, lambda name: self._resolve_account(name, config.credentials[name], clients))
         scrape = config.scrape
         first_key: dict[AccountRegion, ClientKey] = {}
         for client_key in targets:
@@ -144,15 +144,15 @@ class Budgets:
             self.refresh()
 
     def next_refresh_in(self) -> float:
-        """quota_refresh_interval; sooner while a credential set's account is not told, since
+        """quota_refresh_interval; sooner while a credential set's account is not resolved, since
         its pools spend a budget of their own beside their account's until it is."""
         config = self._config
         interval = config.scrape.quota_refresh_interval if config is not None else 3600.0
         with self._lock:
-            untold = any(account is None for _, account in self._accounts.values())
-        return min(interval, UNTOLD_RETRY_SECONDS) if untold else interval
+            unresolved = any(account is None for _, account in self._accounts.values())
+        return min(interval, UNRESOLVED_RETRY_SECONDS) if unresolved else interval
 
-    def _tell_account(
+    def _resolve_account(
         self, name: str, credential_set: CredentialSet, clients: ClientFactory
     ) -> None:
         known = self._accounts.get(name)

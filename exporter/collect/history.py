@@ -181,7 +181,7 @@ class PoolHistory:
         max_pages: int,
         jobs_per_page: int,
         now: float,
-        max_jobs: int | None = None,
+        max_listed_jobs: int | None = None,
     ) -> ScanOutcome:
         """Bring the history up to date, one scan at a time. Raises on any failure, leaving
         the history as it was."""
@@ -197,7 +197,7 @@ class PoolHistory:
         pages_before = read.pages
         try:
             # max_pages bounds the whole read, resumed or not, so what it keeps is bounded
-            read_in_full(reader, max_pages, read, max_jobs)
+            read_in_full(reader, max_pages, read, max_listed_jobs)
         except PagingError:
             self._unfinished = None
             raise

@@ -62,7 +62,7 @@ class PoolResult:
         return cls(pool, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
 
 
-def _untold_account(pool: Pool) -> AccountRegion:
+def _unresolved_account(pool: Pool) -> AccountRegion:
     return AccountRegion.of(None, pool.credentials, pool.region)
 
 
@@ -96,7 +96,7 @@ class PoolTracker:
         clients: ClientFactory,
         metrics: ExporterMetrics,
         *,
-        account_key: Callable[[Pool], AccountRegion] = _untold_account,
+        account_key: Callable[[Pool], AccountRegion] = _unresolved_account,
         on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
         store: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -252,10 +252,10 @@ class TrackedPool:
             with calling_for(scope):
                 outcome = history.scan(
                     reader,
-                    page_bound(pool.max_jobs, pool.page_size),
+                    page_bound(pool.max_listed_jobs, pool.page_size),
                     jobs_per_page(pool.page_size),
                     clock(),  # schedules full reads: a wall clock stepped back stops none
-                    max_jobs=pool.max_jobs,
+                    max_listed_jobs=pool.max_listed_jobs,
                 )
             if history.describe_denied and not denied_before:
                 log.warning(

@@ -69,12 +69,12 @@ class SteadyRead:
 
 
 def read_in_full(
-    reader: ListReader, max_pages: int, read: FullRead, max_jobs: int | None = None
+    reader: ListReader, max_pages: int, read: FullRead, max_listed_jobs: int | None = None
 ) -> FullRead:
     """Page down from where `read` stands to the end of the list. On return `read.fresh`
     holds every job once, and `read.ordered` whether creation dates never rose down the list.
     A job seen twice is skipped: jobs created while a read pages shift the list down. More
-    than `max_jobs` jobs, or more than `max_pages` pages, end it as MaxPagesExceeded."""
+    than `max_listed_jobs` jobs, or more than `max_pages` pages, end it as MaxPagesExceeded."""
     for page in pages_of(reader, max_pages, read):
         if page.jobs and all(job.job_id in read.seen_ids for job in page.jobs):
             raise PagingError("PaginationLoop", "the service repeated a page of import jobs")
@@ -87,8 +87,8 @@ def read_in_full(
                 read.previous_created = job.created
             read.seen_ids.add(job.job_id)
             read.fresh.append(job)
-        if max_jobs is not None and len(read.fresh) > max_jobs:
-            raise PagingError("MaxPagesExceeded", f"more than {max_jobs} import jobs")
+        if max_listed_jobs is not None and len(read.fresh) > max_listed_jobs:
+            raise PagingError("MaxPagesExceeded", f"more than {max_listed_jobs} import jobs")
     return read
 
 
@@ -262,7 +262,7 @@ def jobs_per_page(page_size: int) -> int:
     return max(1, min(page_size, SERVICE_PAGE_JOBS))
 
 
-def page_bound(max_jobs: int, page_size: int) -> int:
-    """Pages a full read of `max_jobs` jobs takes, and one more: the service may send a token
+def page_bound(max_listed_jobs: int, page_size: int) -> int:
+    """Pages a full read of `max_listed_jobs` jobs takes, and one more: the service may send a token
     on the last page and answer the next call with no jobs."""
-    return -(-max_jobs // jobs_per_page(page_size)) + 1
+    return -(-max_listed_jobs // jobs_per_page(page_size)) + 1

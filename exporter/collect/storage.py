@@ -60,7 +60,7 @@ class HistoryStore:
         self._lock = threading.Lock()
         self._written: dict[str, bytes] = {}
         self._failing: set[str] = set()
-        # pool id -> the account its file was written for, kept while the account is not told
+        # pool id -> the account its file was written for, kept while the account is not resolved
         self._accounts: dict[str, str] = {}
 
     @classmethod
@@ -216,7 +216,7 @@ class HistoryStore:
             raise ValueError("written for another pool, region, endpoint or account")
         account = stored.get("account")
         same_place = {**stored, "account": None} == {**expected, "account": None}
-        # an account not told now (STS did not answer) cannot tell a file of another apart
+        # an account not resolved now (STS did not answer) cannot tell a file of another apart
         same_account = None in (account, expected["account"]) or account == expected["account"]
         if not (same_place and same_account):
             raise ValueError("written for another pool, region, endpoint or account")

@@ -26,7 +26,7 @@ class Pool:
     endpoint_url: str | None
     labels: tuple[tuple[str, str], ...]
     page_size: int
-    max_jobs: int
+    max_listed_jobs: int
 
 
 @dataclass(frozen=True)
@@ -115,5 +115,5 @@ def pool_with_defaults(
         endpoint_url=endpoint_url or defaults.endpoint_url,
         labels=labels,
         page_size=defaults.page_size,
-        max_jobs=defaults.max_jobs,
+        max_listed_jobs=defaults.max_jobs,
     )
