@@ -25,7 +25,7 @@ from exporter.collect.attempts import AttemptGate
 from exporter.collect.budgets import DEFAULT_QUOTA, Budgets
 from exporter.collect.collector import ImportJobsCollector
 from exporter.collect.discovery import PoolDiscovery
-from exporter.collect.metrics import ExporterMetrics, RegistryCollector
+from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.pool import PoolTracker
 from exporter.collect.ratelimit import BucketRegistry
 from exporter.collect.scraper import Scraper
@@ -88,7 +88,8 @@ class Runtime:
         self.metrics = ExporterMetrics(self.exporter_registry, __version__)
         # process_* (CPU, memory, descriptors, start time), as every exporter serves them
         ProcessCollector(registry=self.exporter_registry)
-        self.registry.register(RegistryCollector(self.exporter_registry))
+        # a registry is a collector of its own metrics
+        self.registry.register(self.exporter_registry)
         # One gate for the life of the process: the clients' hooks point at it, so clients
         # survive reloads; a reload only changes its rates.
         self._gate = AttemptGate(

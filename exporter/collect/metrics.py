@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 PREFIX = "cognito_user_import"
 
@@ -215,14 +213,3 @@ def _gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
     metric = spec.instrument(registry)
     assert isinstance(metric, Gauge), spec.name
     return metric
-
-
-class RegistryCollector(Collector):
-    """Another registry's metrics as one collector, so they are served both on their own and
-    as part of a larger answer."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterable[Metric]:
-        return self._registry.collect()
