@@ -29,7 +29,7 @@ from botocore.utils import parse_timestamp
 
 from exporter import __version__
 from exporter.cognito.errors import InvalidResponseError, error_code, service_code
-from exporter.config.model import Config
+from exporter.config.model import Config, Discovery, Pool
 from exporter.config.schema import CredentialSet
 from exporter.redaction import safe_error_text
 
@@ -68,29 +68,15 @@ class ClientKey:
     endpoint_url: str | None
 
     @classmethod
-    def of(cls, target: ClientTarget) -> ClientKey:
+    def of(cls, target: Pool | Discovery) -> ClientKey:
         """The client a configured pool or discovery entry is read with."""
         return cls(target.credentials, target.region, target.endpoint_url)
 
 
-class ClientTarget(Protocol):
-    """What is read with one client: a configured pool or a discovery entry."""
-
-    @property
-    def credentials(self) -> str: ...
-
-    @property
-    def region(self) -> str: ...
-
-    @property
-    def endpoint_url(self) -> str | None: ...
-
-
 def client_keys(config: Config) -> list[ClientKey]:
     """Every client a configuration reads import jobs and pools with, each once, in order."""
-    keys = [ClientKey.of(pool) for pool in config.pools]
-    keys += [ClientKey.of(entry) for entry in config.discovery]
-    return list(dict.fromkeys(keys))
+    targets: tuple[Pool | Discovery, ...] = (*config.pools, *config.discovery)
+    return list(dict.fromkeys(map(ClientKey.of, targets)))
 
 
 @dataclass(frozen=True)
