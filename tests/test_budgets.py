@@ -312,7 +312,7 @@ def test_a_role_names_its_account(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASOURCEEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "source-secret-not-real")
     text = (
-        config_yaml(endpoint, POOLS[:1])
+        config_yaml(endpoint, POOLS[:1], scrape={"requests_per_second": 10})
         .replace("credentials: test,", "credentials: role,")
         .replace(
             "credentials:\n",

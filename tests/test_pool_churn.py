@@ -17,8 +17,6 @@ from tests.simulated import config_yaml, populate
 
 ROUNDS = 30
 POOLS_A_ROUND = 10
-# the rate limits are not what this is about
-FAST = {"requests_per_second": 1000, "pool_requests_per_second": 1000}
 
 
 @pytest.fixture
@@ -40,7 +38,7 @@ def round_config(endpoint: str, model: SimulatedCognito, round_number: int) -> C
     pool_ids = [f"eu-west-1_r{round_number}p{index}" for index in range(POOLS_A_ROUND)]
     for seed, pool_id in enumerate(pool_ids[: POOLS_A_ROUND // 2]):
         populate(model, pool_id, 4, seed, active_newest=1)
-    return load_text(config_yaml(endpoint, pool_ids, scrape=FAST))
+    return load_text(config_yaml(endpoint, pool_ids))
 
 
 def test_pools_reloaded_away_leave_no_series_file_or_memory(
