@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.cognito.accounts import RESOURCE_READ
-from exporter.collect.budgets import CALL_SECONDS, UNRESOLVED_RETRY_SECONDS
+from exporter.collect import budgets
+from exporter.collect.budgets import UNRESOLVED_RETRY_SECONDS
 from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import samples, value
@@ -31,6 +32,8 @@ QUOTA = "cognito_user_import_api_quota_requests_per_second"
 BUDGET = "cognito_user_import_api_budget_requests_per_second"
 SENT = "cognito_user_import_api_account_requests_total"
 THROTTLED = "cognito_user_import_api_account_throttles_total"
+# a call's deadline in the tests of it: long enough for a busy machine, shorter than the real one
+CALL_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -165,7 +168,8 @@ def test_a_refresh_that_fails_keeps_the_rate_last_read(
     runtime, app = exporter_for(
         config_yaml(endpoint, POOLS[:1], scrape={"requests_per_second": "auto"})
     )
-    model.faults.provisioned_limit_error = "TooManyRequestsException"
+    # not retried, unlike throttling: what a failed refresh keeps is the point, not how it failed
+    model.faults.provisioned_limit_error = "NotAuthorizedException"
     runtime.budgets.refresh()
     parsed = samples(call(app, "/metrics")[2].decode())
     # quota and budget still agree: 100 read before, half of it spent
@@ -276,8 +280,9 @@ def silent_sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("silent_sts")
 def test_a_silent_sts_costs_one_call_deadline_at_start_however_many_sets(
-    model: SimulatedCognito, endpoint: str
+    model: SimulatedCognito, endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(budgets, "CALL_SECONDS", CALL_SECONDS)
     sets = 4
     lines = "".join(
         f"  set{index}: {{access_key_id: AKIASET{index}, secret_access_key: not-real}}\n"

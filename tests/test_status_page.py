@@ -396,6 +396,7 @@ def test_chromium_shows_the_problems_first_with_their_console_links(tmp_path: Pa
     assert any(red > 150 and green < 80 and blue < 80 for red, green, blue in colours)
 
 
+@pytest.mark.slow
 def test_status_page_renders_pools_and_recent_jobs(tmp_path: Path) -> None:
     binary = require_tool("chromium")
     with running_exporter("--demo", workdir=tmp_path) as demo:
