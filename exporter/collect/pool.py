@@ -212,8 +212,11 @@ class TrackedPool:
         return result
 
     def count_timeout(self) -> None:
-        """One collection of this pool ran out of time."""
-        self._shared.metrics.api_errors.labels(user_pool_id=self._label, error_code=TIMEOUT).inc()
+        """One collection of this pool ran out of time (a pool dropped since counts nothing)."""
+        errors = self._shared.metrics.api_errors
+        with self._lock:
+            if not self._dropped:
+                errors.labels(user_pool_id=self._label, error_code=TIMEOUT).inc()
 
     def drop(self) -> None:
         """The pool is no longer collected: its series, stored file and memory go. A
