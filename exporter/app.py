@@ -34,6 +34,7 @@ from exporter.config.model import Config, Pool
 from exporter.config.problems import ConfigError
 from exporter.config.schema import Scrape
 from exporter.redaction import SECRETS
+from exporter.web.certificate_expiry import CertificateExpiryCollector
 from exporter.web.routes import ExporterApp, ReloadOutcome
 from exporter.web.serve import ServerSettings, run
 from exporter.web.webconfig import WebConfig
@@ -88,6 +89,9 @@ class Runtime:
         self.metrics = ExporterMetrics(self.exporter_registry, __version__)
         # process_* (CPU, memory, descriptors, start time), as every exporter serves them
         ProcessCollector(registry=self.exporter_registry)
+        self.exporter_registry.register(
+            CertificateExpiryCollector(lambda: self.web_config.certificate_not_after)
+        )
         # a registry is a collector of its own metrics
         self.registry.register(self.exporter_registry)
         # One gate for the life of the process: the clients' hooks point at it, so clients
@@ -113,7 +117,7 @@ class Runtime:
     @property
     def web_config(self) -> WebConfig:
         generation = self._generation
-        return generation.web_config if generation is not None else WebConfig()
+        return generation.web_config.latest() if generation is not None else WebConfig()
 
     @property
     def scraper(self) -> Scraper:

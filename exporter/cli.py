@@ -126,7 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo:
             from exporter.demo.world import run_demo
 
-            return _exit_now(run_demo(args.listen_address, args.timeout_offset, reload_asked))
+            return _exit_now(
+                run_demo(
+                    args.listen_address, args.timeout_offset, reload_asked, args.web_config_file
+                )
+            )
         return _exit_now(
             serve_config(
                 args.config_file,
@@ -168,13 +172,18 @@ def _print_problems(problems: list[str]) -> int:
 
 
 def check_config(path: str, web_config_path: str = "") -> int:
-    """Every problem the files have that can be found without calling AWS."""
+    """Every problem the files have that can be found without calling AWS, both files'."""
+    problems: list[str] = []
     try:
         config = load(path)
+    except ConfigError as error:
+        problems += error.problems
+    else:
+        problems += profile_problems(config.credentials)
+    try:
         load_web_config(web_config_path or None)
     except ConfigError as error:
-        return _print_problems(error.problems)
-    problems = profile_problems(config.credentials)
+        problems += error.problems
     if problems:
         return _print_problems(problems)
     print(f"{path}: valid, {len(config.pools)} pools, {len(config.credentials)} credential sets")

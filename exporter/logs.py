@@ -122,6 +122,6 @@ def configure(level: str, fmt: str, stream: Any = None) -> None:
     root.addHandler(handler)
     root.setLevel(LEVELS[level])
     # the filter decides; these levels only spare the work of building records nobody sees
-    for noisy in ("botocore", "boto3", "urllib3", "hypercorn", "h2", "h11", "hpack", "asyncio"):
+    for noisy in ("botocore", "boto3", "urllib3", "h2", "h11", "hpack", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     threading.excepthook = _log_thread_failure

@@ -13,6 +13,9 @@
     // CognitoUserImportJobExpiring: a Created job older than this (Cognito expires Created
     // jobs that were not started within 24 to 48 hours).
     jobExpiringHours: 20,
+    // CognitoUserImportExporterCertificateExpiring: the served TLS certificate expires within
+    // this many days (fractions allowed).
+    certificateExpiryDays: 14,
 
     // Where the alerts' runbooks are: each alert's runbook_url is this, '#' and the alert's
     // name in lower case, the anchor of its heading in the README.

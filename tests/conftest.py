@@ -10,6 +10,7 @@ import pytest
 
 from exporter.demo.service import SimulatedCognito
 from exporter.logs import configure
+from tests.container_image import built_image
 from tests.prometheus_releases import MAJOR_VERSIONS, PrometheusRelease, release_of
 from tests.prometheus_server import running_demo
 from tests.simulated import serving
@@ -48,3 +49,13 @@ def prometheus_release(request: pytest.FixtureRequest) -> PrometheusRelease:
     """Each Prometheus release in turn (2.x and 3.x): its prometheus and promtool binaries."""
     major: int = request.param
     return release_of(major)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The container image's size and build time, when a test built it."""
+    if built_image.cache_info().currsize:
+        built = built_image()
+        terminalreporter.write_line(
+            f"image {built.name}: {built.size_bytes / 1e6:.1f} MB, "
+            f"built in {built.build_seconds:.1f} s (with the layers podman had cached)"
+        )

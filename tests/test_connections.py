@@ -4,7 +4,6 @@ client is slow to read its answer."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import os
@@ -12,14 +11,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from exporter.web.connections import serve_connections
-from exporter.web.front import Front
-from exporter.web.serve import ServerSettings, TlsHypercornConfig, hypercorn_config
-from exporter.web.webconfig import WebConfig
-from tests.tools import free_port, listening, wait_until
+from exporter.web.serve import ServerSettings
+from tests.tools import wait_until
+from tests.web_server import serving
 
 BIG = b"x" * (16 * 1024 * 1024)
 PROBES_MAY_END = threading.Event()
@@ -36,33 +32,12 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 @contextlib.contextmanager
 def server(settings: ServerSettings, workers: int = 4) -> Iterator[int]:
     """The exporter's server (its settings, front and connections) before `app`."""
-    port = int(settings.listen_address.rpartition(":")[2])
-    config = TlsHypercornConfig.from_config(hypercorn_config(settings), lambda: None)
-    pool = ThreadPoolExecutor(max_workers=workers)
-    probe_pool = ThreadPoolExecutor(max_workers=2)
-    front = Front(app, WebConfig, pool, budget=lambda header: 5.0, probe_workers=probe_pool)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve_connections(front, config, stop.wait, settings.io_timeout))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: listening(port), 10, "server listening")
-        yield port
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        loop.close()
-        pool.shutdown(wait=False)
-        probe_pool.shutdown(wait=False)
+    with serving(app, settings, workers=workers) as served:
+        yield served.port
 
 
 def settings(**changes: Any) -> ServerSettings:
-    return ServerSettings(f"127.0.0.1:{free_port()}", **changes)
+    return ServerSettings("127.0.0.1:0", **changes)
 
 
 def open_sockets() -> int:

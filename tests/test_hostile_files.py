@@ -394,8 +394,7 @@ def test_a_bcrypt_cost_that_would_stall_every_login_is_refused(tmp_path: Path) -
     ]
 
 
-@pytest.mark.parametrize("client_ca", ['""', '"\\u00e9"'])
-def test_a_client_ca_that_is_no_certificate_is_one_problem(tmp_path: Path, client_ca: str) -> None:
+def test_a_client_ca_that_is_no_certificate_is_one_problem(tmp_path: Path) -> None:
     authority = trustme.CA()
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
         str(tmp_path / "server.pem")
@@ -403,8 +402,6 @@ def test_a_client_ca_that_is_no_certificate_is_one_problem(tmp_path: Path, clien
     web = tmp_path / "web.yml"
     web.write_text(
         "tls_server_config: {cert_file: server.pem, key_file: server.pem, "
-        f"client_auth_type: RequireAndVerifyClientCert, client_ca: {client_ca}}}\n"
+        'client_auth_type: RequireAndVerifyClientCert, client_ca: "\\u00e9"}\n'
     )
-    assert problems_of(load_web_config, web) == [
-        "tls_server_config.client_ca: not PEM certificates"
-    ]
+    assert problems_of(load_web_config, web) == ["tls_server_config.client_ca: no PEM certificate"]

@@ -3,7 +3,9 @@
 kubectl kustomize renders the kit; the core objects are validated against the Kubernetes API
 schemas, and the rest is checked field by field: the exporter sidecar's hardening and probes,
 IRSA, the configuration it mounts, how the ServiceMonitor finds it, and the PrometheusRule,
-which must carry exactly the groups of prometheus/alerts.yml.
+which must carry exactly the groups of prometheus/alerts.yml. The native sidecar variant
+(deploy/kubernetes-native-sidecar) is the same kit with the exporter moved into the init
+containers with restartPolicy Always.
 
 Both files are generated from the monitoring mixin (tests/test_mixin.py keeps them so).
 """
@@ -25,6 +27,7 @@ from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 KIT = REPO / "deploy" / "kubernetes"
+NATIVE_SIDECAR_KIT = REPO / "deploy" / "kubernetes-native-sidecar"
 ALERTS_FILE = REPO / "prometheus" / "alerts.yml"
 PROMETHEUS_RULE_FILE = KIT / "prometheusrule.yaml"
 CONFIG_FILE = KIT / "config.yaml"
@@ -48,10 +51,10 @@ SCRAPE_JOB = "cognito-import-exporter"
 Json = dict[str, Any]
 
 
-def build_kit() -> list[Json]:
+def build_kit(kit: Path = KIT) -> list[Json]:
     kubectl = require_tool("kubectl")
     result = subprocess.run(
-        [kubectl, "kustomize", str(KIT)],
+        [kubectl, "kustomize", str(kit)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -64,6 +67,11 @@ def build_kit() -> list[Json]:
 @pytest.fixture(scope="module")
 def objects() -> list[Json]:
     return build_kit()
+
+
+@pytest.fixture(scope="module")
+def native_sidecar_objects() -> list[Json]:
+    return build_kit(NATIVE_SIDECAR_KIT)
 
 
 def the_one(objects: list[Json], kind: str) -> Json:
@@ -305,3 +313,48 @@ def test_prometheus_rule_carries_exactly_the_alert_rule_groups(objects: list[Jso
         "cognito-user-import-jobs",
         "cognito-import-exporter",
     ]
+
+
+def test_pod_mounts_no_service_account_token(objects: list[Json]) -> None:
+    pod_spec = the_one(objects, "Deployment")["spec"]["template"]["spec"]
+
+    assert pod_spec["automountServiceAccountToken"] is False
+
+
+# --- the native sidecar variant ---------------------------------------------------------------
+
+
+def test_native_sidecar_moves_only_the_exporter_into_the_init_containers(
+    objects: list[Json], native_sidecar_objects: list[Json]
+) -> None:
+    sidecar_spec = the_one(native_sidecar_objects, "Deployment")["spec"]["template"]["spec"]
+    (init_container,) = sidecar_spec["initContainers"]
+    classic = the_one(objects, "Deployment")
+    exporter = container(objects, EXPORTER)
+
+    assert init_container == {**exporter, "restartPolicy": "Always"}
+    assert [each["name"] for each in sidecar_spec["containers"]] == ["app"]
+    moved_back = yaml.safe_load(yaml.safe_dump(the_one(native_sidecar_objects, "Deployment")))
+    moved_back_spec = moved_back["spec"]["template"]["spec"]
+    del moved_back_spec["initContainers"]
+    moved_back_spec["containers"].append(exporter)
+    assert moved_back == classic
+    others = sorted(
+        (obj["kind"], obj["metadata"]["name"])
+        for obj in native_sidecar_objects
+        if obj["kind"] != "Deployment"
+    )
+    assert others == sorted(
+        (obj["kind"], obj["metadata"]["name"]) for obj in objects if obj["kind"] != "Deployment"
+    )
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_native_sidecar_validates_against_the_kubernetes_schemas(
+    native_sidecar_objects: list[Json], kubernetes_version: str
+) -> None:
+    deployment = the_one(native_sidecar_objects, "Deployment")
+
+    assert kubernetes_validate.validate(deployment, kubernetes_version, strict=True) == (
+        kubernetes_version
+    )

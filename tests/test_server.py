@@ -114,7 +114,19 @@ def test_landing_page_escapes_names_and_makes_no_collection(app: ExporterApp) ->
 
 @pytest.mark.parametrize(
     ("header", "budget"),
-    [(None, 25.0), ("10", 9.5), ("60", 25.0), ("0.2", 0.0), ("soon", 25.0), ("nan", 25.0)],
+    [
+        (None, 25.0),
+        ("10", 9.5),
+        ("60", 25.0),
+        ("0.2", 0.0),
+        ("soon", 25.0),
+        ("nan", 25.0),
+        # sent twice, the field lines are joined by commas (RFC 9110 5.3): the smallest counts
+        ("1,1", 0.5),
+        ("10, 4", 3.5),
+        ("soon, 10", 9.5),
+        ("inf", 25.0),
+    ],
 )
 def test_scrape_budget(header: str | None, budget: float) -> None:
     assert scrape_budget(header, 25.0, 0.5) == budget

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
+import os
 import socket
 import ssl
 import threading
@@ -17,17 +19,19 @@ import bcrypt
 import pytest
 import requests
 import trustme
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from hypercorn.config import Config as HypercornConfig
 
 from exporter.config.problems import ConfigError
 from exporter.web.auth import BasicAuth, RateLimit
-from exporter.web.connections import serve_connections
+from exporter.web.certificate_expiry import CertificateExpiryCollector
+from exporter.web.certificates import first_certificate_der, not_after
+from exporter.web.exchange import Request
 from exporter.web.front import Front
 from exporter.web.routes import WsgiApp
-from exporter.web.serve import FollowingSSLContext, TlsHypercornConfig
 from exporter.web.webconfig import WebConfig, load_web_config
-from tests.tools import free_port, h2_get, listening, wait_until
+from tests import web_server
+from tests.tools import h2_get
 
 PASSWORD = "correct horse"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -132,7 +136,7 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
             "basic_auth_users.bob:ops: a user name cannot contain ':'",
             "rate_limit.burst: must be at least 1 when interval is set "
             "(with 0 every request would be refused)",
-            "tls_server_config.key_file: required to serve TLS",
+            "tls_server_config.key_file: missing one of key or key_file",
         ],
     ),
     (
@@ -148,23 +152,7 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
     (
         "no_key_file",
         "tls_server_config:\n  cert_file: server.pem\n",
-        ["tls_server_config.key_file: required to serve TLS"],
-    ),
-    (
-        "tls_section_without_certificate",
-        "tls_server_config:\n  min_version: TLS13\n",
-        [
-            "tls_server_config.cert_file: required to serve TLS",
-            "tls_server_config.key_file: required to serve TLS",
-        ],
-    ),
-    (
-        "verify_without_client_ca",
-        TLS + "  client_auth_type: RequireAndVerifyClientCert\n",
-        [
-            "tls_server_config.client_ca_file: required with client_auth_type "
-            "RequireAndVerifyClientCert (the CA that signs client certificates)"
-        ],
+        ["tls_server_config.key_file: missing one of key or key_file"],
     ),
     (
         "client_ca_without_client_auth",
@@ -180,7 +168,7 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
         [
             "tls_server_config.client_auth_type: RequireAnyClientCert cannot be honoured: "
             "Python's ssl module verifies every client certificate it asks for; use "
-            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert"
         ],
     ),
     (
@@ -212,19 +200,39 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
     (
         "cipher_suites",
         TLS + "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_RC4_128_SHA,"
-        " TLS_AES_128_GCM_SHA256]\n",
+        " TLS_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_GCM_SHA256]\n",
         [
-            'tls_server_config.cipher_suites[1]: unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA"'
-            "; use one of TLS_RSA_WITH_AES_128_CBC_SHA, TLS_RSA_WITH_AES_256_CBC_SHA, "
-            "TLS_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384, "
-            "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, "
+            f'tls_server_config.cipher_suites[{index}]: unknown cipher suite "{name}"'
+            "; use one of TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, "
+            "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, "
             "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, "
             "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "
             "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, "
-            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-            "tls_server_config.cipher_suites[2]: TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite; "
-            "TLS 1.3 suites cannot be configured, cipher_suites applies to TLS 1.2 and below",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+            for index, name in (
+                (1, "TLS_RSA_WITH_RC4_128_SHA"),
+                (3, "TLS_RSA_WITH_AES_128_GCM_SHA256"),
+            )
+        ],
+    ),
+    (
+        "http2_without_its_required_suite",
+        TLS + "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]\n  max_version: TLS12\n",
+        [
+            "tls_server_config.cipher_suites: http2: TLSConfig.CipherSuites is missing an "
+            "HTTP/2-required AES_128_GCM_SHA256 cipher (need at least one of "
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); "
+            "add one or set http_server_config.http2 to false"
+        ],
+    ),
+    (
+        "only_tls13_suites_with_tls12",
+        TLS + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n  max_version: TLS12\n"
+        "http_server_config:\n  http2: false\n",
+        [
+            "tls_server_config.cipher_suites: only TLS 1.3 suites, which TLS 1.2 (max_version) "
+            "cannot use; every handshake would fail"
         ],
     ),
     (
@@ -244,15 +252,15 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
-        "inline_cert_and_key",
+        "inline_cert_and_key_not_pem",
         "tls_server_config:\n  cert: '-----BEGIN CERTIFICATE-----'\n"
         "  key: '-----BEGIN PRIVATE KEY----- MIIEvQIBADANBg'\n",
-        [
-            "tls_server_config.cert: inline certificates are not supported; "
-            "put the certificate in a file and set cert_file",
-            "tls_server_config.key: inline keys are not supported; put the key in a file "
-            "readable only by the exporter and set key_file",
-        ],
+        ["tls_server_config.cert: no PEM certificate"],
+    ),
+    (
+        "inline_key_not_pem",
+        "tls_server_config:\n  cert_file: server.pem\n  key: '-----BEGIN PRIVATE KEY-----'\n",
+        ["tls_server_config.key: no PEM private key"],
     ),
     (
         "key_of_another_certificate",
@@ -281,15 +289,9 @@ BAD_CONFIGS: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
-        "client_ca_twice",
-        TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
-        "  client_ca: '-----BEGIN CERTIFICATE-----'\n",
-        ["tls_server_config.client_ca: give either client_ca or client_ca_file"],
-    ),
-    (
         "inline_client_ca_not_pem",
         TLS + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca: nonsense\n",
-        ["tls_server_config.client_ca: not PEM certificates"],
+        ["tls_server_config.client_ca: no PEM certificate"],
     ),
     (
         "client_ca_without_certificates",
@@ -410,9 +412,7 @@ def test_problems_never_show_hashes_or_keys(pki: Pki) -> None:
         "basic_auth_users.alice: not a bcrypt hash (it should look like $2y$10$ followed by "
         """53 characters; make one with: htpasswd -nBC 10 "" | tr -d ':\\n')""",
         "basic_auth_users.bob: expected a string",
-        "tls_server_config.key: inline keys are not supported; put the key in a file "
-        "readable only by the exporter and set key_file",
-        "tls_server_config.cert_file: required to serve TLS",
+        "tls_server_config.cert_file: missing one of cert or cert_file",
     ]
 
 
@@ -635,40 +635,16 @@ def protect(
 def call(
     front: Front, path: str = "/metrics", method: str = "GET", authorization: str | None = None
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    """One request through the front as hypercorn would make it: (status, headers, body)."""
-    headers = [(b"host", b"localhost")]
+    """One request through the front: (status, headers, body) as the server sends them."""
+    headers = [("host", "localhost")]
     if authorization is not None:
-        headers.append((b"authorization", authorization.encode("latin-1")))
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 10209),
-        "extensions": {},
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(front(scope, receive, send))  # type: ignore[arg-type]
-    start = next(message for message in sent if message["type"] == "http.response.start")
-    body = b"".join(
-        message.get("body", b"") for message in sent if message["type"] == "http.response.body"
-    )
-    pairs = [(name.decode(), value.decode()) for name, value in start["headers"]]
-    return start["status"], pairs, body
+        headers.append(("authorization", authorization))
+    request = Request(method, path, tuple(headers), "1.1", client=("127.0.0.1", 40000))
+    answer = asyncio.run(front.answer(request))
+    pairs = [(name.lower(), value) for name, value in answer.headers]
+    if all(name != "content-length" for name, _ in pairs):
+        pairs.append(("content-length", str(len(answer.body))))
+    return answer.status, pairs, b"" if method == "HEAD" else answer.body
 
 
 class Recorder:
@@ -769,7 +745,7 @@ def test_rate_limit_refuses_past_the_burst_until_tokens_come_back() -> None:
     assert [call(protected)[0] for _ in range(3)] == [200, 200, 429]
 
 
-# --- real HTTPS through hypercorn -------------------------------------------------------
+# --- real HTTPS through the server -------------------------------------------------------
 
 
 def ok_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -783,36 +759,8 @@ def serving(
 ) -> Iterator[int]:
     """The server serving the front before `app` on 127.0.0.1, in a thread of its own, with
     `web` or whatever `current` returns when it is given."""
-    port = free_port()
-    base = HypercornConfig()
-    base.bind = [f"127.0.0.1:{port}"]
-    base.accesslog = None
-    follow = current or (lambda: web)
-    config = TlsHypercornConfig.from_config(base, lambda: follow().ssl_context)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(
-                serve_connections(protect(app, follow), config, stop.wait, write_timeout=10)
-            )
-        except BaseException as error:
-            failures.append(error)
-
-    thread = threading.Thread(target=run, name="hypercorn", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: listening(port), 10, "hypercorn listening")
-        yield port
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-        loop.close()
-    assert failures == []
+    with web_server.serving(app, web=current or (lambda: web)) as served:
+        yield served.port
 
 
 def tls_client(pki: Pki, **settings: Any) -> ssl.SSLContext:
@@ -914,7 +862,8 @@ def test_cipher_suites_choose_what_tls12_clients_get(pki: Pki) -> None:
     web = web_config(
         pki,
         "ciphers",
-        TLS + "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n",
+        TLS + "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n"
+        "http_server_config:\n  http2: false\n",
     )
     with serving(web) as port:
         assert handshake(port, tls_client(pki)) == (
@@ -968,24 +917,6 @@ def test_http2_requests_get_the_same_protection(pki: Pki) -> None:
         assert (b"x-frame-options", b"deny") in headers
 
 
-def test_tls_hypercorn_config_keeps_the_base_settings(pki: Pki) -> None:
-    base = HypercornConfig()
-    base.bind = ["127.0.0.1:1"]
-    base.keep_alive_timeout = 7
-    web = web_config(pki, "keep", TLS)
-    config = TlsHypercornConfig.from_config(base, lambda: web.ssl_context)
-    assert (config.bind, config.keep_alive_timeout, config.ssl_enabled) == (
-        ["127.0.0.1:1"],
-        7,
-        True,
-    )
-    context = config.create_ssl_context()
-    assert isinstance(context, FollowingSSLContext)
-    assert context.last is web.ssl_context
-    plain = TlsHypercornConfig(lambda: WebConfig().ssl_context)
-    assert (plain.ssl_enabled, plain.create_ssl_context()) == (False, None)
-
-
 def test_tls_settings_follow_a_reload_for_new_connections(pki: Pki) -> None:
     first = web_config(pki, "reload-first", TLS)
     stricter = web_config(
@@ -1016,3 +947,350 @@ def test_tls_settings_follow_a_reload_for_new_connections(pki: Pki) -> None:
         with pytest.raises(requests.exceptions.SSLError):
             fetch(url, verify=pki.ca)
         assert fetch(url, verify=pki.foreign_ca)[0] == 200
+
+
+# --- read as exporter-toolkit reads it ----------------------------------------------------
+
+
+def test_a_verifying_client_auth_without_client_ca_uses_the_system_roots(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))  # no other roots than SSL_CERT_FILE
+    text = TLS + "  client_auth_type: RequireAndVerifyClientCert\n"
+    monkeypatch.setenv("SSL_CERT_FILE", pki.ca)
+    trusting = web_config(pki, "system-roots", text)
+    monkeypatch.setenv("SSL_CERT_FILE", pki.foreign_ca)
+    distrusting = web_config(pki, "other-system-roots", text)
+    with serving(trusting) as port:
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert fetch(url, verify=pki.ca, cert=pki.client)[0] == 200
+        with pytest.raises(requests.exceptions.ConnectionError):
+            fetch(url, verify=pki.ca)
+    with serving(distrusting) as port, pytest.raises(requests.exceptions.ConnectionError):
+        fetch(f"https://127.0.0.1:{port}/metrics", verify=pki.ca, cert=pki.client)
+
+
+def test_header_values_are_served_as_written_whatever_their_yaml_type(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "scalar-headers",
+        "http_server_config:\n  headers:\n    X-XSS-Protection: 1\n"
+        "    Content-Security-Policy: 1.10\n    Strict-Transport-Security: yes\n"
+        "    X-Frame-Options: ~\n",
+    )
+    assert web.headers == (
+        ("X-XSS-Protection", "1"),
+        ("Content-Security-Policy", "1.10"),
+        ("Strict-Transport-Security", "yes"),
+    )
+
+
+def indented(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.splitlines())
+
+
+def test_inline_cert_and_key_are_served_and_leave_no_file(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    cert = (pki.dir / "server.pem").read_text()
+    key = (pki.dir / "server.key").read_text()
+    web = web_config(
+        pki, "inline", f"tls_server_config:\n  cert: |\n{indented(cert)}  key: |\n{indented(key)}"
+    )
+    assert key not in repr(web)
+    assert list(tmp_path.iterdir()) == []
+    with serving(web) as port:
+        assert fetch(f"https://127.0.0.1:{port}/metrics", verify=pki.ca)[0] == 200
+
+
+def test_a_certificate_file_wins_over_inline_text_as_in_the_toolkit(pki: Pki) -> None:
+    web = web_config(pki, "file-wins", TLS + "  cert: not a certificate\n")
+    assert web.ssl_context is not None
+
+
+def test_tls13_suite_names_are_accepted_and_ignored(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "tls13-names",
+        TLS
+        + "  cipher_suites: [TLS_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\n",
+    )
+    with serving(web) as port:
+        assert handshake(port, tls_client(pki))[:2] == ("TLSv1.3", None)
+        tls12 = tls_client(pki, maximum_version=ssl.TLSVersion.TLSv1_2)
+        assert handshake(port, tls12) == ("TLSv1.2", None, "ECDHE-ECDSA-AES128-GCM-SHA256")
+
+
+def test_only_tls13_suite_names_leave_tls13_alone(pki: Pki) -> None:
+    web = web_config(
+        pki,
+        "tls13-only",
+        TLS + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\nhttp_server_config:\n  http2: false\n",
+    )
+    with serving(web) as port:
+        assert handshake(port, tls_client(pki))[0] == "TLSv1.3"
+        with pytest.raises(ssl.SSLError):
+            handshake(port, tls_client(pki, maximum_version=ssl.TLSVersion.TLSv1_2))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["http_server_config:\n  http2: false\n", "  min_version: TLS13\n"],
+    ids=["http2_off", "tls13_only"],
+)
+def test_http2_needs_its_suite_only_when_tls12_may_carry_it(pki: Pki, extra: str) -> None:
+    text = TLS + "  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n"
+    text = text + extra if extra.startswith("  ") else extra + text
+    assert web_config(pki, "http2-suite", text).ssl_context is not None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "  min_version: TLS13\n",
+        "  prefer_server_cipher_suites: false\n  max_version: TLS12\n",
+        "  cert_file: ''\n  key: ''\n  client_auth_type: ''\n",
+        "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n  curve_preferences: [X25519]\n",
+    ],
+)
+def test_tls_settings_that_name_no_certificate_leave_plain_http(pki: Pki, settings: str) -> None:
+    web = web_config(pki, "plain", "tls_server_config:\n" + settings)
+    assert web.ssl_context is None
+    with serving(web) as port:
+        assert fetch(f"http://127.0.0.1:{port}/metrics")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ("  client_auth_type: RequireAndVerifyClientCert\n", "cert_file: missing one of cert"),
+        ("  client_ca_file: ca.pem\n", "cert_file: missing one of cert"),
+        ("  key_file: server.key\n", "cert_file: missing one of cert"),
+        ("  cert: x\n", "key_file: missing one of key"),
+    ],
+)
+def test_tls_settings_that_turn_tls_on_need_a_certificate_and_key(
+    pki: Pki, settings: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        web_config(pki, "half", "tls_server_config:\n" + settings)
+    assert f"tls_server_config.{problem}" in raised.value.problems[0]
+
+
+# --- certificates and the web config follow their files ----------------------------------
+
+
+@dataclass
+class Rotation:
+    dir: Path
+    config: Path
+    ca: str
+    renewed_ca: str
+
+    def install(self, name: str, pem: str, key: str) -> None:
+        """Replaces the served files the way a renewal tool does: new files renamed in."""
+        for target, source in (("server.pem", pem), ("server.key", key)):
+            staged = self.dir / f".{target}.new"
+            staged.write_bytes((self.dir.parent / name / source).read_bytes())
+            staged.replace(self.dir / target)
+
+
+@pytest.fixture
+def rotation(pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rotation:
+    monkeypatch.setattr("exporter.web.webconfig.RECHECK_SECONDS", 0.0)
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    (tmp_path / "pki").symlink_to(pki.dir)
+    for name in ("server.pem", "server.key"):
+        (folder / name).write_bytes((pki.dir / name).read_bytes())
+    config = folder / "web.yml"
+    config.write_text(TLS)
+    return Rotation(folder, config, pki.ca, pki.foreign_ca)
+
+
+def served_by(port: int, ca: str) -> bool:
+    try:
+        return fetch(f"https://127.0.0.1:{port}/metrics", verify=ca)[0] == 200
+    except requests.exceptions.SSLError:
+        return False
+
+
+def errors(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(1 for record in caplog.records if text in record.getMessage())
+
+
+def test_renewed_certificate_files_are_served_from_the_next_connection(
+    rotation: Rotation,
+) -> None:
+    web = load_web_config(str(rotation.config))
+    before = web.certificate_not_after
+    assert before is not None
+    with serving(web, current=web.latest) as port:
+        assert served_by(port, rotation.ca)
+        rotation.install("pki", "rotated.pem", "rotated.key")
+        assert served_by(port, rotation.renewed_ca)
+        assert not served_by(port, rotation.ca)
+    assert web.latest().tls is web.tls  # the web config file itself did not change
+
+
+def test_certificate_expiry_is_read_from_the_served_certificate(pki: Pki) -> None:
+    web = web_config(pki, "expiry", TLS)
+    leaf = x509.load_pem_x509_certificate((pki.dir / "server.pem").read_bytes())
+    assert web.certificate_not_after == leaf.not_valid_after_utc.timestamp()
+    collected = list(CertificateExpiryCollector(lambda: web.certificate_not_after).collect())
+    assert [(sample.name, sample.value) for sample in collected[0].samples] == [
+        (
+            "cognito_user_import_web_tls_certificate_not_after_timestamp_seconds",
+            leaf.not_valid_after_utc.timestamp(),
+        )
+    ]
+    assert list(CertificateExpiryCollector(lambda: None).collect()) == []
+
+
+def test_kubernetes_secret_volumes_swap_a_symlink_and_are_followed(
+    rotation: Rotation,
+) -> None:
+    """A Secret volume: server.pem -> ..data/server.pem, ..data -> a timestamped folder,
+    swapped by renaming a new ..data link over the old one."""
+    pki_dir = rotation.dir.parent / "pki"
+    for version, (pem, key) in enumerate(
+        (("server.pem", "server.key"), ("rotated.pem", "rotated.key"))
+    ):
+        folder = rotation.dir / f"..v{version}"
+        folder.mkdir()
+        (folder / "server.pem").write_bytes((pki_dir / pem).read_bytes())
+        (folder / "server.key").write_bytes((pki_dir / key).read_bytes())
+    (rotation.dir / "..data").symlink_to("..v0")
+    for name in ("server.pem", "server.key"):
+        (rotation.dir / name).unlink()
+        (rotation.dir / name).symlink_to(f"..data/{name}")
+    web = load_web_config(str(rotation.config))
+    with serving(web, current=web.latest) as port:
+        assert served_by(port, rotation.ca)
+        (rotation.dir / "..data_tmp").symlink_to("..v1")
+        (rotation.dir / "..data_tmp").replace(rotation.dir / "..data")
+        assert served_by(port, rotation.renewed_ca)
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("half_written_key", "no PEM private key"),
+        ("key_of_another_certificate", "does not belong to the certificate"),
+        ("huge_certificate", "is larger than"),
+        ("certificate_removed", "No such file or directory"),
+        ("certificate_became_a_fifo", "is a FIFO, not a regular file"),
+        ("certificate_linked_to_a_device", "is a character device, not a regular file"),
+    ],
+)
+def test_a_broken_renewal_keeps_the_last_good_certificate_with_one_line(
+    rotation: Rotation, caplog: pytest.LogCaptureFixture, damage: str, problem: str
+) -> None:
+    web = load_web_config(str(rotation.config))
+    key = rotation.dir / "server.key"
+    pem = rotation.dir / "server.pem"
+    with serving(web, current=web.latest) as port:
+        assert served_by(port, rotation.ca)
+        if damage == "half_written_key":
+            key.write_bytes((rotation.dir.parent / "pki" / "rotated.key").read_bytes()[:100])
+        elif damage == "key_of_another_certificate":
+            key.write_bytes((rotation.dir.parent / "pki" / "rotated.key").read_bytes())
+        elif damage == "huge_certificate":
+            with pem.open("ab") as file:
+                file.truncate(5 * 1024 * 1024)
+        elif damage == "certificate_became_a_fifo":
+            pem.unlink()
+            os.mkfifo(pem)
+        elif damage == "certificate_linked_to_a_device":
+            pem.unlink()
+            pem.symlink_to("/dev/zero")
+        else:
+            pem.unlink()
+        for _ in range(3):
+            assert served_by(port, rotation.ca)
+        refusals = [
+            record.__dict__["fields"]["problems"]
+            for record in caplog.records
+            if "TLS certificate files changed but cannot be loaded" in record.getMessage()
+        ]
+        assert len(refusals) == 1
+        assert problem in refusals[0]
+        rotation.install("pki", "rotated.pem", "rotated.key")
+        assert served_by(port, rotation.renewed_ca)
+
+
+def test_a_changed_web_config_applies_to_the_next_request_and_a_broken_one_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("exporter.web.webconfig.RECHECK_SECONDS", 0.0)
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  alice: {HASH}\n")
+    web = load_web_config(str(path))
+    with serving(web, current=web.latest) as port:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert fetch(url, auth=("alice", PASSWORD))[0] == 200
+        path.write_text(f"basic_auth_users:\n  bob: {HASH}\n")
+        assert fetch(url, auth=("alice", PASSWORD))[0] == 401
+        assert fetch(url, auth=("bob", PASSWORD))[0] == 200
+        path.write_text("basic_auth_users:\n  bob: [\n")  # half written
+        for _ in range(3):
+            assert fetch(url, auth=("bob", PASSWORD))[0] == 200
+        assert errors(caplog, "web config file changed but cannot be used") == 1
+        path.write_text(TLS.replace("server", str(tmp_path / "nowhere")))  # would turn TLS on
+        assert fetch(url, auth=("bob", PASSWORD))[0] == 200
+        assert errors(caplog, "web config file changed but cannot be used") == 2
+        path.write_text("")
+        assert fetch(url)[0] == 200
+
+
+def test_pem_files_with_text_around_the_blocks_load_as_openssl_reads_them(pki: Pki) -> None:
+    """`openssl x509 -text` puts a description, in any encoding, before the block."""
+    for name in ("described.pem", "described-ca.pem"):
+        source = pki.dir / ("server.pem" if name == "described.pem" else "ca.pem")
+        (pki.dir / name).write_bytes(b"subject=CN = M\xfcller \xe9\n" + source.read_bytes())
+    web = web_config(
+        pki,
+        "described",
+        "tls_server_config:\n  cert_file: described.pem\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: described-ca.pem\n",
+    )
+    assert web.ssl_context is not None
+    assert len(web.ssl_context.get_ca_certs()) == 1
+
+
+def test_handshakes_during_repeated_renewals_all_succeed(rotation: Rotation) -> None:
+    both = rotation.dir / "both-cas.pem"
+    both.write_text(Path(rotation.ca).read_text() + Path(rotation.renewed_ca).read_text())
+    client = ssl.create_default_context(cafile=str(both))
+    web = load_web_config(str(rotation.config))
+    outcomes: list[str] = []
+    with serving(web, current=web.latest) as port:
+
+        def connect() -> None:
+            for _ in range(15):
+                try:
+                    outcomes.append(str(handshake(port, client)[0]))
+                except (ssl.SSLError, OSError) as error:
+                    outcomes.append(type(error).__name__)
+
+        with ThreadPoolExecutor(max_workers=6) as clients:
+            running = [clients.submit(connect) for _ in range(6)]
+            for renewal in range(20):
+                pair = ("rotated.pem", "rotated.key") if renewal % 2 == 0 else None
+                rotation.install("pki", *(pair or ("server.pem", "server.key")))
+            for future in running:
+                future.result()
+    assert outcomes == ["TLSv1.3"] * 90
+
+
+@pytest.mark.parametrize("year", [2049, 2050, 2100])
+def test_expiry_is_read_from_utc_and_generalized_times(year: int) -> None:
+    """RFC 5280: UTCTime up to 2049, GeneralizedTime from 2050."""
+    expiry = datetime.datetime(year, 6, 30, 12, 34, 56, tzinfo=datetime.timezone.utc)
+    leaf = trustme.CA().issue_cert("127.0.0.1", not_after=expiry)
+    der = first_certificate_der(leaf.cert_chain_pems[0].bytes())
+    assert der is not None
+    assert not_after(der) == expiry.timestamp()
+    assert not_after(der[:40]) is None
+    assert first_certificate_der(b"no certificate here") is None

@@ -159,6 +159,12 @@ API_BUDGET = MetricSpec(
     "region, shared by every credential set of the account.",
     ("account_id", "region"),
 )
+TLS_CERTIFICATE_NOT_AFTER = MetricSpec(
+    f"{PREFIX}_web_tls_certificate_not_after_timestamp_seconds",
+    "When the TLS certificate the exporter serves expires, in seconds since the epoch "
+    "(absent without TLS); renewed files are served from the next connection.",
+    (),
+)
 
 POOL_FAMILIES = (
     JOBS,

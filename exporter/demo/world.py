@@ -15,11 +15,13 @@ import time
 from exporter.app import Runtime, serve
 from exporter.config.load import load_text
 from exporter.config.model import Config
+from exporter.config.problems import ConfigError
 from exporter.demo.lifecycle import Lifecycle
 from exporter.demo.model import DEFAULT_ACCOUNT_ID
 from exporter.demo.server import SimulatorServer
 from exporter.demo.service import SimulatedCognito
 from exporter.web.serve import parse_listen_address
+from exporter.web.webconfig import load_web_config
 
 DEMO_POOLS = (
     ("eu-west-1_Cust0mers1", "customers", 140),
@@ -144,8 +146,13 @@ pools:
 
 
 def run_demo(
-    listen_address: str, timeout_offset: float, reload_asked: threading.Event | None = None
+    listen_address: str,
+    timeout_offset: float,
+    reload_asked: threading.Event | None = None,
+    web_config_path: str = "",
 ) -> int:
+    """Serve the demo behind the web config in `web_config_path` (TLS, basic auth, headers),
+    read and refused as at a normal start; 1 with its problems on stderr when it is refused."""
     simulator = SimulatorServer(demo_world(time.time()), tick_interval=0.5)
     endpoint = simulator.start()
     config = demo_config(endpoint)
@@ -153,19 +160,25 @@ def run_demo(
     shown_host = "localhost" if host in ("0.0.0.0", "::") else host
 
     def announce() -> None:
+        scheme = "https" if runtime.web_config.ssl_context is not None else "http"
         print(
             f"Demo: simulated Cognito user pools at {endpoint} "
             f"({len(DEMO_POOLS)} pools, jobs moving through their lifecycle; "
             f"{RETIRED_POOL[0]} is configured but gone, to show a failing pool).\n"
-            f"Metrics:     http://{shown_host}:{port}/metrics\n"
-            f"Status page: http://{shown_host}:{port}/\n"
+            f"Metrics:     {scheme}://{shown_host}:{port}/metrics\n"
+            f"Status page: {scheme}://{shown_host}:{port}/\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
 
-    runtime = Runtime(lambda: config)
+    runtime = Runtime(lambda: config, lambda: load_web_config(web_config_path or None))
     try:
-        runtime.start()
+        try:
+            runtime.start()
+        except ConfigError as error:
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            return 1
         return serve(
             runtime, listen_address, timeout_offset, on_started=announce, reload_asked=reload_asked
         )

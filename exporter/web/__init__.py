@@ -1,2 +1,2 @@
-"""The HTTP side: the ASGI front (web config, auth), the routes, the status page, TLS, and
-serving on hypercorn."""
+"""The HTTP side: the front (web config, auth, deadlines), the routes, the status page, TLS,
+and serving: connections, HTTP/1.1 on h11 and HTTP/2 on h2."""

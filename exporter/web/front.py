@@ -1,9 +1,12 @@
-"""The ASGI front hypercorn serves before the WSGI app.
+"""The front every request passes before the WSGI app, whatever protocol carried it.
 
-It stamps each request's arrival (a scrape's budget starts then), applies the web config in
-the event loop (rate limit, basic auth with bcrypt on a thread of its own, response headers),
-and only then queues the request for the bounded pool of workers that run the app. A request
-no worker could start before its deadline is answered 503 at the deadline instead of late.
+It stamps the request's arrival and computes its deadline once (a scrape's budget starts
+then), checks the request's form, applies the web config in the event loop (rate limit, basic
+auth with bcrypt on a thread of its own, response headers), and then runs the app in the lane
+of its path: health and readiness at once in the event loop, a reload on a worker of its own,
+probes and the rest on bounded pools of workers. A request no worker could start before its
+deadline is answered 503 at the deadline; one whose client went away (the task awaiting it is
+cancelled) is taken out of the queue unstarted.
 """
 
 from __future__ import annotations
@@ -12,143 +15,104 @@ import asyncio
 import io
 import logging
 import sys
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from typing import Any
-
-from hypercorn.typing import (
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    HTTPScope,
-    Scope,
-)
+from urllib.parse import unquote_to_bytes
 
 from exporter.web.auth import RequestLimiter
-from exporter.web.routes import ARRIVED, Environ, WsgiApp
+from exporter.web.exchange import Answer, Request, Target, accepts_gzip, parse_target, text_answer
+from exporter.web.routes import ARRIVED, DEADLINE, Environ, WsgiApp
 from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
+SCRAPE_TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds"
+
 
 class Front:
-    """The ASGI app the server serves: web config checks in the event loop, then the WSGI
-    `app` on `workers`, started within the request's budget (`budget(scrape_timeout_header)`
-    seconds from its arrival) or answered 503. The app's whole answer is taken on the worker
-    and sent from the event loop, so a client slow to read it holds no worker."""
+    """Answers requests with the WSGI `app`: in the event loop for paths whose lane is None,
+    else on the lane's workers (`default_workers` for paths not in `lanes`), started within
+    the request's budget (`budget(scrape_timeout_header)` seconds from its arrival) or
+    answered 503. The app's whole answer is taken on the worker and handed back to the event
+    loop, so a client slow to read it holds no worker."""
 
     def __init__(
         self,
         app: WsgiApp,
         current: Callable[[], WebConfig],
-        workers: ThreadPoolExecutor,
+        default_workers: Executor,
         budget: Callable[[str | None], float],
-        max_body_bytes: int = 64 * 1024,
+        lanes: Mapping[str, Executor | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        probe_workers: ThreadPoolExecutor | None = None,
     ) -> None:
         self._app = app
         self._current = current
-        self._workers = workers
-        self._probe_workers = probe_workers or workers
+        self._default_workers = default_workers
+        self._lanes = dict(lanes or {})
         self._budget = budget
-        self._max_body_bytes = max_body_bytes
         self._clock = clock
         self._limiter = RequestLimiter(clock)
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            await send({"type": "websocket.close", "code": 1003, "reason": None})
-            return
+    async def answer(self, request: Request) -> Answer:
         arrived = self._clock()
         web = self._current()
-        headers = _header_map(scope)
+        answered = await self._answer(request, web, arrived)
+        present = {name.lower() for name, _ in answered.headers}
+        extra = [(name, value) for name, value in web.headers if name.lower() not in present]
+        if not extra:
+            return answered
+        return Answer(answered.status, [*answered.headers, *extra], answered.body)
+
+    async def _answer(self, request: Request, web: WebConfig, arrived: float) -> Answer:
+        target = parse_target(request)
+        if isinstance(target, Answer):
+            return target
         if web.rate_limit is not None and not self._limiter.allow(web.rate_limit):
-            await _answer(scope, send, _text(429, "Too Many Requests", web))
-            return
+            return text_answer(429, "Too Many Requests")
         if web.basic_auth is not None and not await web.basic_auth.verify(
-            headers.get("authorization")
+            request.value("authorization")
         ):
-            answer = _text(401, "Unauthorized", web, [("WWW-Authenticate", "Basic")])
-            await _answer(scope, send, answer)
-            return
-        deadline = arrived + self._budget(headers.get("x-prometheus-scrape-timeout-seconds"))
-        try:
-            body = await asyncio.wait_for(
-                _request_body(receive, self._max_body_bytes),
-                timeout=max(0.0, deadline - self._clock()),
-            )
-        except TimeoutError:
-            await _answer(scope, send, _text(408, "Request Timeout", web))
-            return
-        if body is None:
-            await _answer(scope, send, _text(413, "Content Too Large", web))
-            return
-        environ = wsgi_environ(scope, body)
+            return text_answer(401, "Unauthorized", [("WWW-Authenticate", "Basic")])
+        gzip = accepts_gzip(request.value("accept-encoding"))
+        if gzip is None:
+            return text_answer(406, "Not Acceptable: neither gzip nor identity is accepted")
+        deadline = arrived + self._budget(request.value(SCRAPE_TIMEOUT_HEADER))
+        environ = wsgi_environ(request, target, gzip)
         environ[ARRIVED] = arrived
-        # probes queue for workers of their own: a flood of them leaves /metrics its workers
-        workers = self._probe_workers if scope["path"] == "/probe" else self._workers
-        answered = await self._run_by(workers, deadline, environ, web.headers)
+        environ[DEADLINE] = deadline
+        lane = self._lanes.get(target.path, self._default_workers)
+        if lane is None:
+            return call_app(self._app, environ)
+        answered = await self._run_by(lane, deadline, environ)
         if answered is None:
             log.warning(
                 "no worker was free before the request's deadline",
-                extra={"fields": {"path": scope.get("path", "")}},
+                extra={"fields": {"path": target.path}},
             )
-            answered = _text(503, "Service Unavailable", web)
-        await _answer(scope, send, answered)
+            return text_answer(503, "Service Unavailable")
+        return answered
 
-    async def _run_by(
-        self,
-        workers: ThreadPoolExecutor,
-        deadline: float,
-        environ: Environ,
-        headers: tuple[tuple[str, str], ...],
-    ) -> Answer | None:
-        """The app's answer to `environ`, run on a worker; None if no worker could start it
-        before `deadline` (it is then taken out of the queue)."""
-        loop = asyncio.get_running_loop()
-        started = asyncio.Event()
-        claim = threading.Lock()
-        state = {"started": False, "given_up": False}
-
-        def run() -> Answer | None:
-            with claim:
-                if state["given_up"]:
-                    return None
-                state["started"] = True
-            loop.call_soon_threadsafe(started.set)
-            return _call_app(self._app, environ, headers)
-
-        work = loop.run_in_executor(workers, run)
+    async def _run_by(self, workers: Executor, deadline: float, environ: Environ) -> Answer | None:
+        """The app's answer to `environ`, run on one of `workers`; None if none could start it
+        before `deadline` (it is then taken out of the queue, as it is when the caller is
+        cancelled)."""
+        queued = workers.submit(call_app, self._app, environ)
+        waiting = asyncio.wrap_future(queued)
         try:
-            await asyncio.wait_for(started.wait(), timeout=max(0.0, deadline - self._clock()))
-        except TimeoutError:
-            with claim:
-                state["given_up"] = not state["started"]
-            if state["given_up"]:
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, deadline - self._clock()))
+            if not done and queued.cancel():
                 return None
-        return await work
+            return await waiting
+        except asyncio.CancelledError:
+            queued.cancel()
+            raise
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-def _call_app(app: WsgiApp, environ: Environ, extra: tuple[tuple[str, str], ...]) -> Answer:
-    """The WSGI app's whole answer, with the web config's `extra` headers where the app set
-    none of that name. An app that raises is answered 500 and logged in one line."""
+def call_app(app: WsgiApp, environ: Environ) -> Answer:
+    """The WSGI app's whole answer. An app that raises is answered 500 and logged in one
+    line."""
     started: list[tuple[str, list[tuple[str, str]]]] = []
 
     def start_response(
@@ -172,102 +136,37 @@ def _call_app(app: WsgiApp, environ: Environ, extra: tuple[tuple[str, str], ...]
             "request failed",
             extra={"fields": {"path": environ.get("PATH_INFO", ""), "error": type(error).__name__}},
         )
-        return Answer(500, [("Content-Type", "text/plain; charset=utf-8")], b"internal error\n")
-    present = {name.lower() for name, _ in response}
-    response.extend((name, value) for name, value in extra if name.lower() not in present)
+        return text_answer(500, "internal error")
     return Answer(code, response, body)
 
 
-def wsgi_environ(scope: HTTPScope, body: bytes) -> Environ:
-    """The WSGI environ (PEP 3333) of an ASGI HTTP request."""
-    server = scope.get("server") or ("localhost", 80)
+def wsgi_environ(request: Request, target: Target, gzip: bool) -> Environ:
+    """The WSGI environ (PEP 3333) of `request`. Accept-Encoding is replaced by the outcome
+    of its negotiation, so the app sees `gzip` or nothing."""
+    server = request.server or ("localhost", 80)
     environ: Environ = {
-        "REQUEST_METHOD": scope["method"],
+        "REQUEST_METHOD": request.method,
         "SCRIPT_NAME": "",
-        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
-        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "PATH_INFO": unquote_to_bytes(target.path).decode("latin-1"),
+        "QUERY_STRING": target.query,
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "SERVER_PROTOCOL": f"HTTP/{request.http_version}",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": request.scheme,
+        "wsgi.input": io.BytesIO(request.body),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
     }
-    client = scope.get("client")
-    if client is not None:
-        environ["REMOTE_ADDR"] = client[0]
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        key = name if name in ("CONTENT_LENGTH", "CONTENT_TYPE") else f"HTTP_{name}"
-        value = raw_value.decode("latin-1")
+    if request.client is not None:
+        environ["REMOTE_ADDR"] = request.client[0]
+    for name, value in request.headers:
+        key = name.upper().replace("-", "_")
+        key = key if key in ("CONTENT_LENGTH", "CONTENT_TYPE") else f"HTTP_{key}"
         environ[key] = f"{environ[key]},{value}" if key in environ else value
+    environ.pop("HTTP_ACCEPT_ENCODING", None)
+    if gzip:
+        environ["HTTP_ACCEPT_ENCODING"] = "gzip"
     return environ
-
-
-async def _request_body(receive: ASGIReceiveCallable, limit: int) -> bytes | None:
-    """The request's body, or None when it is longer than `limit` bytes."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return bytes(body)
-        body.extend(message.get("body", b""))
-        if len(body) > limit:
-            return None
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-def _header_map(scope: HTTPScope) -> dict[str, str]:
-    return {
-        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
-    }
-
-
-def _text(
-    status: int, reason: str, web: WebConfig, headers: list[tuple[str, str]] | None = None
-) -> Answer:
-    body = f"{reason}\n".encode()
-    response = [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        *(headers or []),
-        *web.headers,
-    ]
-    return Answer(status, response, body)
-
-
-async def _answer(scope: HTTPScope, send: ASGISendCallable, answer: Answer) -> None:
-    present = {name.lower() for name, _ in answer.headers}
-    headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
-    ]
-    if "content-length" not in present and scope.get("method") != "HEAD":
-        headers.append((b"content-length", str(len(answer.body)).encode()))
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": answer.status,
-        "headers": headers,
-        "trailers": False,
-    }
-    await send(start)
-    content: HTTPResponseBodyEvent = {
-        "type": "http.response.body",
-        "body": b"" if scope.get("method") == "HEAD" else answer.body,
-        "more_body": False,
-    }
-    await send(content)
-
-
-async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

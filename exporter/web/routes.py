@@ -31,21 +31,31 @@ SCRAPE_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 # When the request arrived (time.monotonic), set by the server before it queues for a worker:
 # a scrape's budget starts then, not when a worker picks it up.
 ARRIVED = "exporter.arrived"
+# When its answer is due (time.monotonic), computed once by the server from ARRIVED and the
+# scrape timeout header.
+DEADLINE = "exporter.deadline"
+# Paths answered at once in the event loop: they read a flag, never wait on a collection.
+ANSWERED_AT_ONCE = ("/-/healthy", "/-/ready")
+RELOAD_PATH = "/-/reload"
 READ_METHODS = ("GET", "HEAD")
 RELOAD_METHODS = ("POST", "PUT")
 
 
 def scrape_budget(header: str | None, configured_timeout: float, offset: float) -> float:
-    """Seconds this scrape may take: the configured timeout, or less if Prometheus says so."""
-    budget = configured_timeout
-    if header:
+    """Seconds this scrape may take: the configured timeout, or less if Prometheus says so.
+    The header is a single number; sent several times (its values joined by commas, as RFC
+    9110 5.3 combines field lines) the smallest valid one counts."""
+    announced = []
+    for member in (header or "").split(","):
         try:
-            announced = float(header)
+            value = float(member)
         except ValueError:
-            return budget
-        if announced == announced and announced > 0:
-            budget = min(budget, max(announced - offset, 0.0))
-    return budget
+            continue
+        if value == value and value > 0:
+            announced.append(value)
+    if not announced:
+        return configured_timeout
+    return min(configured_timeout, max(min(announced) - offset, 0.0))
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ class ExporterApp:
             "/": (READ_METHODS, self._landing),
             "/-/healthy": (READ_METHODS, self._healthy),
             "/-/ready": (READ_METHODS, self._ready),
-            "/-/reload": (RELOAD_METHODS, self._reload),
+            RELOAD_PATH: (RELOAD_METHODS, self._reload),
             "/probe": (READ_METHODS, self._probe),
             "/sd": (READ_METHODS, self._service_discovery),
         }
@@ -121,11 +131,15 @@ class ExporterApp:
         )
 
     def _deadline(self, environ: Environ) -> tuple[float, float]:
-        """(deadline, arrival) of this request's scrape."""
+        """(deadline, arrival) of this request's scrape: as the server computed them, or from
+        now for a request that did not come through it."""
         arrived = environ.get(ARRIVED)
         if not isinstance(arrived, float):
             arrived = self._clock()
-        return arrived + self.budget(environ.get(SCRAPE_TIMEOUT_HEADER)), arrived
+        deadline = environ.get(DEADLINE)
+        if not isinstance(deadline, float):
+            deadline = arrived + self.budget(environ.get(SCRAPE_TIMEOUT_HEADER))
+        return deadline, arrived
 
     def _metrics(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._runtime.ready:

@@ -1,7 +1,7 @@
-"""Serving on hypercorn: listen address, timeouts and limits, TLS that follows reloads,
-signals. Connections are handled by asyncio, so idle or slow clients cost no worker thread;
-the front (`exporter.web.front`) hands complete requests to a bounded pool of workers.
-SIGTERM and SIGINT stop the server, SIGHUP asks for a reload.
+"""Serving: listen address, timeouts and limits, descriptors, TLS that follows reloads,
+signals. Connections are handled by asyncio (`exporter.web.connections`), so idle or slow
+clients cost no worker thread; the front (`exporter.web.front`) hands complete requests to
+bounded pools of workers. SIGTERM and SIGINT stop the server, SIGHUP asks for a reload.
 """
 
 from __future__ import annotations
@@ -9,22 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import resource
 import signal
+import socket
 import ssl
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from hypercorn.config import Config as HypercornConfig
-
-from exporter.web.connections import serve_connections
+from exporter.web.connections import Connections
 from exporter.web.front import Front
-from exporter.web.routes import WsgiApp
+from exporter.web.link import HeldBytes, Limits, Serving
+from exporter.web.routes import ANSWERED_AT_ONCE, RELOAD_PATH, WsgiApp
 from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
 _PORT = re.compile(r"[0-9]{1,5}")
+MAX_CONNECTIONS = 4096
+BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 
 
 class ListenAddressError(ValueError):
@@ -35,11 +38,19 @@ class ListenAddressError(ValueError):
 class ServerSettings:
     listen_address: str
     worker_threads: int = 16
-    io_timeout: float = 10.0  # a TLS handshake, or a client taking nothing of an answer
+    io_timeout: float = 10.0  # a TLS handshake, a request arriving, a client taking nothing
     keep_alive_timeout: float = 75.0
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
     shutdown_grace: float = 0.5
+
+    def limits(self) -> Limits:
+        return Limits(
+            io_timeout=self.io_timeout,
+            keep_alive_timeout=self.keep_alive_timeout,
+            max_header_bytes=self.max_header_bytes,
+            max_body_bytes=self.max_body_bytes,
+        )
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -51,93 +62,50 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _bind(address: str) -> str:
+def raise_descriptor_limit() -> int:
+    """Raise the soft limit on open files to the hard one (as Go does since 1.19); the number
+    of descriptors the process may then hold."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS * 2
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard if hard != resource.RLIM_INFINITY else MAX_CONNECTIONS * 2
+
+
+def connection_cap(descriptors: int) -> int:
+    """Client connections allowed: half the descriptors, the other half kept for AWS
+    connections, history files and the rest of the process."""
+    return max(8, min(descriptors // 2, MAX_CONNECTIONS))
+
+
+def listen(address: str) -> socket.socket:
+    """A socket listening on `address` (an OSError if it cannot)."""
     host, port = parse_listen_address(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def hypercorn_config(settings: ServerSettings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [_bind(settings.listen_address)]
-    # No read timeout: an idle connection ends at the keep-alive timeout, a busy one at its
-    # request's deadline (exporter.web.front).
-    config.read_timeout = None
-    config.keep_alive_timeout = settings.keep_alive_timeout
-    config.h11_max_incomplete_size = settings.max_header_bytes
-    config.wsgi_max_body_size = settings.max_body_bytes
-    config.graceful_timeout = settings.shutdown_grace
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.include_server_header = False
-    config.ssl_handshake_timeout = settings.io_timeout
-    config.h2_max_header_list_size = settings.max_header_bytes
-    return config
-
-
-class FollowingSSLContext(ssl.SSLContext):
-    """A server context that hands every new connection to the TLS context in force at that
-    moment (the current web config's), so a reload changes certificates, client CAs,
-    client_auth_type, versions, ciphers and ALPN for new connections, as the toolkit's
-    re-reading of its file on every handshake does. Servers built on asyncio or trio
-    (hypercorn) create connections with `wrap_bio()`, the one method followed.
-
-    A listening socket cannot change protocol, so the runtime refuses a reload that turns
-    TLS off; should `current` have no context all the same, the last one stays in use.
-    """
-
-    current: Callable[[], ssl.SSLContext | None]
-    last: ssl.SSLContext
-
-    @classmethod
-    def following(
-        cls, current: Callable[[], ssl.SSLContext | None], initial: ssl.SSLContext
-    ) -> FollowingSSLContext:
-        context = cls(ssl.PROTOCOL_TLS_SERVER)
-        context.current = current
-        context.last = initial
-        return context
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        self.last = self.current() or self.last
-        return self.last.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-
-
-class TlsHypercornConfig(HypercornConfig):
-    """Hypercorn settings serving TLS when there is a TLS context at start, and plain HTTP
-    otherwise. Hypercorn asks for the context once, when it starts listening; the context it
-    gets follows `current` for every new connection (`FollowingSSLContext`)."""
-
-    def __init__(self, current: Callable[[], ssl.SSLContext | None]) -> None:
-        super().__init__()
-        self.current_context = current
-
-    @classmethod
-    def from_config(
-        cls, base: HypercornConfig, current: Callable[[], ssl.SSLContext | None]
-    ) -> TlsHypercornConfig:
-        """A copy of `base` (every setting made on it) serving `current`'s TLS."""
-        config = cls(current)
-        config.__dict__.update(
-            {key: value for key, value in vars(base).items() if key != "current_context"}
-        )
-        return config
-
-    @property
-    def ssl_enabled(self) -> bool:
-        return self.current_context() is not None
-
-    def create_ssl_context(self) -> ssl.SSLContext | None:
-        initial = self.current_context()
-        if initial is None:
-            return None
-        return FollowingSSLContext.following(self.current_context, initial)
+def lanes(probe_workers: Executor, reload_worker: Executor) -> dict[str, Executor | None]:
+    """Where each path's requests run: health and readiness in the event loop, a reload on a
+    worker of its own, probes on theirs (a flood of them leaves /metrics its workers)."""
+    return {
+        **dict.fromkeys(ANSWERED_AT_ONCE, None),
+        RELOAD_PATH: reload_worker,
+        "/probe": probe_workers,
+    }
 
 
 def run(
@@ -149,24 +117,33 @@ def run(
     on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, behind the web config (TLS, basic auth, headers)."""
-    config = TlsHypercornConfig.from_config(
-        hypercorn_config(settings), lambda: web_config().ssl_context
-    )
+    cap = connection_cap(raise_descriptor_limit())
     workers = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="http")
     probe_workers = ThreadPoolExecutor(
         max_workers=max(2, settings.worker_threads // 4), thread_name_prefix="probe"
     )
-    front = Front(
-        app, web_config, workers, budget, settings.max_body_bytes, probe_workers=probe_workers
-    )
+    reload_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reload")
+    front = Front(app, web_config, workers, budget, lanes(probe_workers, reload_worker))
+    listening = listen(settings.listen_address)
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(_serve(front, settings, on_reload, on_started, config))
+        loop.run_until_complete(
+            _serve(
+                front,
+                settings,
+                on_reload,
+                on_started,
+                listening,
+                cap,
+                lambda: web_config().ssl_context,
+            )
+        )
     finally:
         # Not asyncio.run(): it would wait for worker threads still inside a slow scrape.
         loop.close()
-        workers.shutdown(wait=False, cancel_futures=True)
-        probe_workers.shutdown(wait=False, cancel_futures=True)
+        listening.close()
+        for pool in (workers, probe_workers, reload_worker):
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _serve(
@@ -174,18 +151,19 @@ async def _serve(
     settings: ServerSettings,
     on_reload: Callable[[], object],
     on_started: Callable[[], None] | None,
-    config: HypercornConfig,
+    listening: socket.socket,
+    cap: int,
+    tls: Callable[[], ssl.SSLContext | None],
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
-
-    def listening() -> None:
-        log.info("listening", extra={"fields": {"address": settings.listen_address}})
-        if on_started is not None:
-            on_started()
-
-    await serve_connections(front, config, stop.wait, settings.io_timeout, listening)
+    limits = settings.limits()
+    connections = Connections(Serving(front, limits, HeldBytes(limits.held_in_total)), tls, cap)
+    log.info("listening", extra={"fields": {"address": settings.listen_address}})
+    if on_started is not None:
+        on_started()
+    await connections.serve([listening], stop.wait, settings.shutdown_grace)
     log.info("stopped")

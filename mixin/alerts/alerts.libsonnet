@@ -208,6 +208,19 @@
             description: "The last configuration reload of {{ $labels.instance }} failed. The exporter keeps running with its previous configuration, so changes to pools or credentials have not taken effect, and it will not start again with the file as it is now.",
           },
         },
+        {
+          alert: "CognitoUserImportExporterCertificateExpiring",
+          expr: |||
+            cognito_user_import_web_tls_certificate_not_after_timestamp_seconds{%(cognitoImportSelector)s} - time()
+              < %(certificateExpiryDays)s * 86400
+          ||| % $._config,
+          'for': "15m",
+          labels: { severity: "warning" },
+          annotations: {
+            summary: "The TLS certificate cognito-import-exporter serves expires soon.",
+            description: "The TLS certificate {{ $labels.instance }} serves expires in {{ $value | humanizeDuration }}. Once it has expired, Prometheus cannot scrape it and every import job alert goes quiet.",
+          },
+        },
         ],
       },
     ]),
