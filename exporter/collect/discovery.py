@@ -106,7 +106,7 @@ class PoolDiscovery:
             self._publish()
         return True
 
-    def refresh(self, everything: bool = False) -> None:
+    def refresh(self, *, everything: bool = False) -> None:
         """One round: each entry whose refresh is due (every entry with `everything`), then
         the merged list published. The background thread's work; tests call it directly."""
         now = self._clock()

@@ -261,7 +261,7 @@ class PoolHistory:
         describes: int = 0,
     ) -> ScanOutcome:
         changes = self._changes(fresh) if self._scanned else ()
-        self._users_total += self._users_added(fresh, full)
+        self._users_total += self._users_added(fresh, full=full)
         base_tail = Totals() if full else self._tail
         base_recent = () if full else self._tail_recent
         split = _start_of_terminal_run(fresh)
@@ -292,7 +292,7 @@ class PoolHistory:
             ordering_broken=full and not ordered,
         )
 
-    def _users_added(self, fresh: list[Job], full: bool) -> Counter[str]:
+    def _users_added(self, fresh: list[Job], *, full: bool) -> Counter[str]:
         """What this scan adds to the user totals. Jobs that left the list are never
         subtracted; growth of known jobs and every new job's users are added."""
         if not self._scanned:

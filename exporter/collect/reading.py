@@ -134,7 +134,7 @@ def read_steadily(
     for page in pages_of(reader, max_pages, cursor):
         steady.take(page.jobs, cursor.pages)
         if steady.reached_tail or (
-            steady.met and _paged_enough(steady, jobs_per_page, cursor.pages, describe)
+            steady.met and _paged_enough(steady, jobs_per_page, cursor.pages, describe=describe)
         ):
             break
     else:
@@ -232,7 +232,7 @@ class _Steady:
             raise Inconsistent(pages, "the newest finished job is gone")
 
 
-def _paged_enough(steady: _Steady, jobs_per_page: int, pages_read: int, describe: bool) -> bool:
+def _paged_enough(steady: _Steady, jobs_per_page: int, pages_read: int, *, describe: bool) -> bool:
     if not describe:
         return not steady.unrefreshed_active()
     return _more_pages(steady, jobs_per_page, pages_read) == 0

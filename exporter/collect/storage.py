@@ -265,7 +265,7 @@ class HistoryStore:
             )
 
 
-def _shifted(state: HistoryState, offset: float, whole_seconds: bool = False) -> HistoryState:
+def _shifted(state: HistoryState, offset: float, *, whole_seconds: bool = False) -> HistoryState:
     """`state` with its times moved to another clock. Stored in whole seconds, so the file of
     an unchanged history stays byte for byte the same while the two clocks drift apart."""
 
