@@ -3,7 +3,9 @@
 Podman plays Pods, Deployments, ConfigMaps, Secrets and PersistentVolumeClaims; the other kinds
 (Services, ServiceAccounts, the Prometheus Operator's) are a cluster's business and are left out.
 It honours the securityContext (user, read-only root, capabilities), emptyDir and configMap
-volumes, and publishes a container port only where it names a hostPort.
+volumes, and publishes a container port only where it names a hostPort. Podman 4.3 plays a
+Secret but cannot mount one as a volume (it crashes without `optional`, mounts nothing with
+`optional: true`; later releases mount it).
 """
 
 from __future__ import annotations
@@ -60,7 +62,14 @@ def playing(objects: list[Json], workdir: Path) -> Iterator[PlayedPod]:
         podman("kube", "play", "--replace", str(manifest), timeout=300)
         yield pod
     finally:
-        podman("kube", "down", str(manifest), timeout=120)
-        # kube down leaves the volumes that kube play made of the ConfigMaps
+        # a play that failed leaves no pod to take down, and its own error to tell
+        if pod_exists(pod.name):
+            podman("kube", "down", str(manifest), timeout=120)
+        # kube down leaves the volumes that kube play made of the ConfigMaps, and the Secrets
         for config_map in (obj for obj in objects if obj["kind"] == "ConfigMap"):
             podman("volume", "rm", "--force", config_map["metadata"]["name"])
+        played_secrets = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Secret"}
+        if played_secrets:
+            present = set(podman("secret", "ls", "--format", "{{.Name}}").stdout.split())
+            for name in sorted(played_secrets & present):
+                podman("secret", "rm", name)

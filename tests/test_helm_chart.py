@@ -273,6 +273,92 @@ def test_the_schema_refuses_bad_values(settings: list[str], message: str) -> Non
     assert message in result.stderr
 
 
+# exporter-toolkit serves HTTPS when tls_server_config sets one of these, plain HTTP otherwise
+TLS_TURNED_ON_BY = (
+    "cert",
+    "cert_file",
+    "key",
+    "key_file",
+    "client_ca",
+    "client_ca_file",
+    "client_auth_type",
+)
+SCHEMA_REFUSED = "values don't meet the specifications of the schema"
+
+
+def template_with(*settings: str) -> subprocess.CompletedProcess[str]:
+    sets = [argument for setting in settings for argument in ("--set", setting)]
+    return helm("template", RELEASE, str(CHART), *sets)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", TLS_TURNED_ON_BY)
+def test_a_tls_setting_that_turns_tls_on_is_served_over_https_only(setting: str) -> None:
+    # a client authentication type the kubelet's probes can still pass
+    value = "VerifyClientCertIfGiven" if setting == "client_auth_type" else "x"
+    tls = f"webConfig.inline.tls_server_config.{setting}={value}"
+
+    over_http = template_with(tls)
+    over_https = template_with(tls, "webConfig.scheme=HTTPS")
+
+    assert over_http.returncode == 1
+    assert SCHEMA_REFUSED in over_http.stderr
+    assert "at '/webConfig/scheme': value must be 'HTTPS'" in over_http.stderr
+    assert (over_https.returncode, over_https.stderr) == (0, "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "tls",
+    [
+        "webConfig.inline.tls_server_config.min_version=TLS13",
+        "webConfig.inline.tls_server_config.cipher_suites[0]=TLS_AES_128_GCM_SHA256",
+    ],
+)
+def test_tls_settings_that_leave_tls_off_are_served_over_http_only(tls: str) -> None:
+    over_http = template_with(tls)
+    over_https = template_with(tls, "webConfig.scheme=HTTPS")
+
+    assert (over_http.returncode, over_http.stderr) == (0, "")
+    assert over_https.returncode == 1
+    assert SCHEMA_REFUSED in over_https.stderr
+    assert "at '/webConfig/inline/tls_server_config': 'anyOf' failed" in over_https.stderr
+
+
+@pytest.mark.slow
+def test_https_with_an_empty_certificate_path_is_refused() -> None:
+    result = template_with(
+        "webConfig.scheme=HTTPS", "webConfig.inline.tls_server_config.cert_file="
+    )
+
+    assert result.returncode == 1
+    assert (
+        "at '/webConfig/inline/tls_server_config/cert_file': minLength: got 0, want 1"
+        in result.stderr
+    )
+
+
+@pytest.mark.slow
+def test_https_without_a_web_configuration_is_refused() -> None:
+    result = template_with("webConfig.scheme=HTTPS")
+
+    assert result.returncode == 1
+    assert "at '/webConfig/inline': missing property 'tls_server_config'" in result.stderr
+
+
+@pytest.mark.slow
+def test_https_with_a_web_configuration_from_an_existing_secret_is_left_to_the_operator() -> None:
+    # the Secret's content is not among the values: the schema cannot tell whether it turns
+    # TLS on, and the inline web configuration is not used
+    result = template_with(
+        "webConfig.scheme=HTTPS",
+        "webConfig.existingSecret=web",
+        "webConfig.inline.tls_server_config.min_version=TLS13",
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 # --- what each scenario renders -------------------------------------------------------
 
 
