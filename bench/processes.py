@@ -366,7 +366,7 @@ class CpuPerPageService:
         from exporter import __version__
         from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings
         from exporter.cognito.jobs import fetch_page
-        from exporter.collect.attempts import AttemptGate, CallScope, calling_for
+        from exporter.collect.attempts import AccountRegion, AttemptGate, CallScope, calling_for
         from exporter.collect.metrics import ExporterMetrics
         from exporter.collect.ratelimit import BucketRegistry
         from exporter.config.schema import CredentialSet
@@ -388,7 +388,7 @@ class CpuPerPageService:
         )
         factory = ClientFactory({"bench": credentials}, ClientSettings(), observer=gate)
         client = factory.client(ClientKey("bench", REGION, endpoint_url))
-        scope = CallScope(pool_id, ("bench", REGION, endpoint_url), deadline=float("inf"))
+        scope = CallScope(pool_id, AccountRegion.of(None, "bench", REGION), deadline=float("inf"))
 
         def boto3_default() -> int:
             return len(

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from exporter import __version__
-from exporter.cognito.clients import ClientFactory, ClientKey, ClientSettings, profile_problems
+from exporter.cognito.clients import ClientFactory, ClientSettings, client_keys, profile_problems
 from exporter.collect.attempts import AttemptGate
 from exporter.collect.budgets import DEFAULT_QUOTA, Budgets
 from exporter.collect.collector import ImportJobsCollector
 from exporter.collect.discovery import PoolDiscovery
-from exporter.collect.metrics import ExporterMetrics, RegistryCollector
+from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.pool import PoolTracker
 from exporter.collect.ratelimit import BucketRegistry
 from exporter.collect.scraper import Scraper
 from exporter.collect.storage import HistoryStore
@@ -73,6 +74,7 @@ class Runtime:
         self.registry = CollectorRegistry(auto_describe=True)
         self._generation: _Generation | None = None
         self._scraper: Scraper | None = None
+        self._tracker: PoolTracker | None = None
         self.registry.register(
             ImportJobsCollector(
                 current_scraper=lambda: self.scraper,
@@ -90,16 +92,16 @@ class Runtime:
         self.exporter_registry.register(
             CertificateExpiryCollector(lambda: self.web_config.certificate_not_after)
         )
-        self.registry.register(RegistryCollector(self.exporter_registry))
+        # a registry is a collector of its own metrics
+        self.registry.register(self.exporter_registry)
         # One gate for the life of the process: the clients' hooks point at it, so clients
         # survive reloads; a reload only changes its rates.
         self._gate = AttemptGate(
             self.metrics,
-            account_buckets=BucketRegistry(DEFAULT_QUOTA * Scrape().quota_share),
+            account_buckets=BucketRegistry(Scrape().account_rate(DEFAULT_QUOTA)),
             pool_buckets=BucketRegistry(Scrape().pool_requests_per_second),
         )
         self._budgets = Budgets(self._gate, self.metrics)
-        self._budgets_started = False
         self._store = (
             HistoryStore.open(storage_path, self._budgets.known_account) if storage_path else None
         )
@@ -220,7 +222,7 @@ class Runtime:
         if previous is not None:
             clients.keep_clients_from(previous.clients)
         # built now, not inside the first scrape where every worker would wait for it
-        problems = clients.build(_client_keys(config))
+        problems = clients.build(client_keys(config))
         if problems:
             raise ConfigError(problems)
         discovery = None
@@ -238,9 +240,8 @@ class Runtime:
         with self._lock:
             self._generation = generation
             pools = _merged(config.pools, kept)
-            if self._scraper is None:
-                self._scraper = Scraper(
-                    pools,
+            if self._tracker is None or self._scraper is None:
+                self._tracker = PoolTracker(
                     scrape,
                     generation.clients,
                     self.metrics,
@@ -248,8 +249,10 @@ class Runtime:
                     on_not_enabled=self._not_enabled,
                     store=self._store,
                 )
+                self._scraper = Scraper(pools, scrape, self._tracker)
             else:
-                self._scraper.configure(scrape, generation.clients, pools)
+                self._tracker.configure(scrape, generation.clients)
+                self._scraper.configure(scrape, pools)
         discovery = generation.discovery
         self.scraper.wait_for_pools_with(
             discovery.wait_for_first_round if discovery is not None else None
@@ -259,11 +262,10 @@ class Runtime:
         if discovery is not None:
             discovery.start()
         # the budgets before the first scrape: GetCallerIdentity and GetProvisionedLimit
-        if self._budgets_started:
-            self._budgets.refresh(reread_quotas=False)
-        else:
+        if previous is None:
             self._budgets.start()
-            self._budgets_started = True
+        else:
+            self._budgets.refresh(reread_quotas=False)
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(time.time())
         self.metrics.reloads.labels(outcome="success").inc()
@@ -293,14 +295,6 @@ def _merged(static: tuple[Pool, ...], discovered: Iterable[Pool]) -> tuple[Pool,
     """Static pools, then discovered ones; a static entry wins for the same id."""
     static_ids = {pool.id for pool in static}
     return static + tuple(pool for pool in discovered if pool.id not in static_ids)
-
-
-def _client_keys(config: Config) -> list[ClientKey]:
-    keys = [ClientKey(pool.credentials, pool.region, pool.endpoint_url) for pool in config.pools]
-    keys += [
-        ClientKey(entry.credentials, entry.region, entry.endpoint_url) for entry in config.discovery
-    ]
-    return keys
 
 
 def _client_settings(config: Config) -> ClientSettings:

@@ -28,7 +28,7 @@ LEVELS = {
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"}
 
 
-def _fields(record: logging.LogRecord, tracebacks: bool) -> dict[str, Any]:
+def _fields(record: logging.LogRecord, *, tracebacks: bool) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         + f".{int(record.msecs):03d}Z",
@@ -56,14 +56,16 @@ class LogfmtFormatter(logging.Formatter):
         self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = _fields(record, self.tracebacks)
+        fields = _fields(record, tracebacks=self.tracebacks)
         return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
 
 
 class JsonFormatter(LogfmtFormatter):
     def format(self, record: logging.LogRecord) -> str:
         # ASCII: line and paragraph separators and other Unicode controls come out escaped
-        return json.dumps(_fields(record, self.tracebacks), default=str, ensure_ascii=True)
+        return json.dumps(
+            _fields(record, tracebacks=self.tracebacks), default=str, ensure_ascii=True
+        )
 
 
 _LOGFMT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}

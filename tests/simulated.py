@@ -86,9 +86,10 @@ def config_yaml(
     region: str | None = None,
 ) -> str:
     """A config for the simulator at `endpoint`: fake static credentials of a known account,
-    the given pools, and a fixed request rate unless `scrape` says otherwise (no
-    GetProvisionedLimit call to count)."""
-    scrape = {"requests_per_second": 10, **(scrape or {})}
+    the given pools, and fixed request rates unless `scrape` says otherwise (no
+    GetProvisionedLimit call to count). The rates are high enough never to pace a test: the
+    tests of rate limits set their own."""
+    scrape = {"requests_per_second": 1000, "pool_requests_per_second": 1000, **(scrape or {})}
     scrape_lines = "".join(f"  {key}: {value}\n" for key, value in scrape.items())
     pool_lines = "".join(f"  - id: {pool_id}\n" for pool_id in pools)
     in_region = f"region: {region}, " if region else ""

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.cognito.accounts import RESOURCE_READ
-from exporter.collect.budgets import CALL_SECONDS, UNTOLD_RETRY_SECONDS
+from exporter.collect import budgets
+from exporter.collect.budgets import UNRESOLVED_RETRY_SECONDS
 from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import samples, value
@@ -31,6 +32,8 @@ QUOTA = "cognito_user_import_api_quota_requests_per_second"
 BUDGET = "cognito_user_import_api_budget_requests_per_second"
 SENT = "cognito_user_import_api_account_requests_total"
 THROTTLED = "cognito_user_import_api_account_throttles_total"
+# a call's deadline in the tests of it: long enough for a busy machine, shorter than the real one
+CALL_SECONDS = 2.0
 
 
 @pytest.fixture
@@ -165,7 +168,8 @@ def test_a_refresh_that_fails_keeps_the_rate_last_read(
     runtime, app = exporter_for(
         config_yaml(endpoint, POOLS[:1], scrape={"requests_per_second": "auto"})
     )
-    model.faults.provisioned_limit_error = "TooManyRequestsException"
+    # not retried, unlike throttling: what a failed refresh keeps is the point, not how it failed
+    model.faults.provisioned_limit_error = "NotAuthorizedException"
     runtime.budgets.refresh()
     parsed = samples(call(app, "/metrics")[2].decode())
     # quota and budget still agree: 100 read before, half of it spent
@@ -250,8 +254,8 @@ def test_sets_whose_account_comes_to_be_told_join_its_budget_at_the_next_refresh
     runtime, app = exporter_for(two_sets_of_one_account(endpoint, POOLS, requests_per_second=6))
     parsed = samples(call(app, "/metrics")[2].decode())
     assert value(parsed, BUDGET, account_id="credentials:first", region="eu-west-1") == 6
-    # not told: asked again within a minute, not an hour
-    assert runtime.budgets.next_refresh_in() == UNTOLD_RETRY_SECONDS
+    # not resolved: asked again within a minute, not an hour
+    assert runtime.budgets.next_refresh_in() == UNRESOLVED_RETRY_SECONDS
     model.faults.caller_identity_error = None
     runtime.budgets.refresh()
     parsed = samples(call(app, "/metrics")[2].decode())
@@ -276,8 +280,9 @@ def silent_sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("silent_sts")
 def test_a_silent_sts_costs_one_call_deadline_at_start_however_many_sets(
-    model: SimulatedCognito, endpoint: str
+    model: SimulatedCognito, endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(budgets, "CALL_SECONDS", CALL_SECONDS)
     sets = 4
     lines = "".join(
         f"  set{index}: {{access_key_id: AKIASET{index}, secret_access_key: not-real}}\n"
@@ -312,7 +317,7 @@ def test_a_role_names_its_account(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASOURCEEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "source-secret-not-real")
     text = (
-        config_yaml(endpoint, POOLS[:1])
+        config_yaml(endpoint, POOLS[:1], scrape={"requests_per_second": 10})
         .replace("credentials: test,", "credentials: role,")
         .replace(
             "credentials:\n",

@@ -333,16 +333,16 @@ def test_a_restored_full_read_on_schedule_keeps_its_time() -> None:
 @pytest.mark.parametrize("trailing_token", [False, True])
 def test_max_jobs_bounds_jobs_whatever_the_last_page_carries(trailing_token: bool) -> None:
     jobs = newest_first([job(i) for i in range(11)])
-    for max_jobs, fails in ((10, True), (11, False)):
+    for max_listed_jobs, fails in ((10, True), (11, False)):
         pages = PagedList(jobs, page_size=5, trailing_token=trailing_token)
-        # the page bound a pool of max_jobs gets: 2 or 3 pages, and one for a trailing token
-        max_pages = -(-max_jobs // 5) + 1
+        # the page bound a pool of max_listed_jobs gets: 2 or 3 pages, and one for a trailing token
+        max_pages = -(-max_listed_jobs // 5) + 1
         if fails:
             with pytest.raises(PagingError) as failure:
-                history().scan(pages, max_pages, 5, NOW, max_jobs=max_jobs)
+                history().scan(pages, max_pages, 5, NOW, max_listed_jobs=max_listed_jobs)
             assert failure.value.error_code == "MaxPagesExceeded"
         else:
-            outcome = history().scan(pages, max_pages, 5, NOW, max_jobs=max_jobs)
+            outcome = history().scan(pages, max_pages, 5, NOW, max_listed_jobs=max_listed_jobs)
             assert outcome.statuses == truth(jobs)[0]
 
 

@@ -205,6 +205,7 @@ def test_the_runbook_base_comes_from_the_config() -> None:
     assert all(url == f"{wiki}#{name.lower()}" for name, url in urls.items())
 
 
+@pytest.mark.slow
 def test_the_readme_example_builds_with_its_selector(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     match = re.search(r"```jsonnet\n(.*?)```", readme, flags=re.DOTALL)

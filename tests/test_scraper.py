@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from exporter.app import Runtime
 from exporter.cognito.clients import ClientFactory, ClientSettings
 from exporter.collect.metrics import ExporterMetrics
+from exporter.collect.pool import PoolTracker
 from exporter.collect.scraper import Scraper
 from exporter.config.load import load_text
 from exporter.config.model import Config
@@ -224,26 +225,27 @@ def test_a_wall_clock_stepped_back_stops_no_full_read(
     """What an NTP correction does to the wall clock must not move the full-read schedule."""
     config = config_for(endpoint, full_resync_interval="2s")
     wall_offset = 0.0
+    monotonic_offset = 0.0
 
     def wall_clock() -> float:
         return time.time() + wall_offset
 
+    def clock() -> float:
+        return time.monotonic() + monotonic_offset
+
     metrics = ExporterMetrics(CollectorRegistry(), "test")
-    scraper = Scraper(
-        config.pools,
+    tracker = PoolTracker(
         config.scrape,
         ClientFactory(config.credentials, ClientSettings()),
         metrics,
+        clock=clock,
         wall_clock=wall_clock,
     )
-    clock = time.monotonic
+    scraper = Scraper(config.pools, config.scrape, tracker, clock=clock)
     first = scraper.collect(clock() + 20)
-    assert all(result.success for result in first.results)
+    assert [result.outcome.full for result in first.results if result.outcome] == [True] * 3
     wall_offset = -86400.0
-    full_reads = 0
     # every pool's next full read falls within 2 s of monotonic time, wherever the wall clock is
-    scrapes_until = clock() + 2.5
-    while clock() < scrapes_until:
-        snapshot = scraper.collect(clock() + 20)
-        full_reads += sum(1 for r in snapshot.results if r.outcome is not None and r.outcome.full)
-    assert full_reads >= len(POOLS)
+    monotonic_offset = 2.5
+    second = scraper.collect(clock() + 20)
+    assert [result.outcome.full for result in second.results if result.outcome] == [True] * 3

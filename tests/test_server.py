@@ -154,8 +154,7 @@ class HangingScraper:
             False,
         )
         self.results = tuple(
-            PoolResult(pool, True, 0.1, outcome=outcome, recent_jobs=recent)
-            for pool in config.pools
+            PoolResult(pool, 0.1, outcome=outcome, recent_jobs=recent) for pool in config.pools
         )
 
     def collect(self, deadline: float, arrived: float) -> Snapshot:

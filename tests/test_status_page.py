@@ -105,11 +105,11 @@ def collected(pool: Pool, recent: tuple[Job, ...], older: tuple[Job, ...] = ()) 
     """A successful result: `recent` as the collection chose them, `older` only in the
     pool's history (beyond max_jobs_per_pool)."""
     outcome = ScanOutcome({}, {}, recent + older, 1, 0, False, (), False)
-    return PoolResult(pool, True, 0.1, outcome=outcome, recent_jobs=recent)
+    return PoolResult(pool, 0.1, outcome=outcome, recent_jobs=recent)
 
 
 def failed(pool: Pool, code: str, message: str) -> PoolResult:
-    return PoolResult(pool, False, 0.1, error_code=code, error_message=message)
+    return PoolResult(pool, 0.1, error_code=code, error_message=message)
 
 
 def busy_jobs() -> tuple[Job, ...]:
@@ -396,6 +396,7 @@ def test_chromium_shows_the_problems_first_with_their_console_links(tmp_path: Pa
     assert any(red > 150 and green < 80 and blue < 80 for red, green, blue in colours)
 
 
+@pytest.mark.slow
 def test_status_page_renders_pools_and_recent_jobs(tmp_path: Path) -> None:
     binary = require_tool("chromium")
     with running_exporter("--demo", workdir=tmp_path) as demo:

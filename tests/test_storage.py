@@ -101,8 +101,9 @@ def test_full_reads_overdue_after_a_restart_are_spread_not_all_due_at_once(
             lambda path: _edit(path, pool={**_pool_of(path), "account": "999999999999"}),
             "written for another pool, region, endpoint or account",
         ),
-        (lambda path: _edit(path, users_total={"imported": -5}), "users_total is not a table"),
+        (lambda path: _edit(path, users_total={"imported": -5}), "users_total.imported: Input"),
         (lambda path: _edit(path, head=[{"JobId": "x"}]), "has no valid Status"),
+        (lambda path: _edit(path, next_full_scan=True), "next_full_scan: Input should be"),
         (lambda path: _replace_with_fifo(path), "not a regular file"),
         (lambda path: _edit(path, boundary=None), "a tail of jobs without its boundary job"),
         (
@@ -118,6 +119,7 @@ def test_full_reads_overdue_after_a_restart_are_spread_not_all_due_at_once(
         "another account",
         "negative count",
         "bad job",
+        "a flag for a time",
         "fifo",
         "tail without boundary",
         "total below its jobs",

@@ -29,6 +29,7 @@ from botocore.utils import parse_timestamp
 
 from exporter import __version__
 from exporter.cognito.errors import InvalidResponseError, error_code, service_code
+from exporter.config.model import Config, Discovery, Pool
 from exporter.config.schema import CredentialSet
 from exporter.redaction import safe_error_text
 
@@ -65,6 +66,17 @@ class ClientKey:
     credentials: str
     region: str
     endpoint_url: str | None
+
+    @classmethod
+    def of(cls, target: Pool | Discovery) -> ClientKey:
+        """The client a configured pool or discovery entry is read with."""
+        return cls(target.credentials, target.region, target.endpoint_url)
+
+
+def client_keys(config: Config) -> list[ClientKey]:
+    """Every client a configuration reads import jobs and pools with, each once, in order."""
+    targets: tuple[Pool | Discovery, ...] = (*config.pools, *config.discovery)
+    return list(dict.fromkeys(map(ClientKey.of, targets)))
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ class Job(NamedTuple):
         """When the job last moved: its completion, else its start, else its creation."""
         return self.completed or self.started or self.created
 
+    def created_before(self, other: Job) -> bool:
+        """Created earlier than `other`; False when either creation date is unknown."""
+        return (
+            self.created is not None and other.created is not None and self.created < other.created
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Page:

@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ class CallScope:
     None means no Cognito buckets (the caller paces itself, as discovery does)."""
 
     pool_id: str
-    account_key: Hashable | None
+    account_key: AccountRegion | None
     deadline: float
     label: str = ""
     attempt: _Attempt | None = field(default=None, repr=False)
@@ -175,6 +175,12 @@ class AccountRegion:
     account: str
     region: str
 
+    @classmethod
+    def of(cls, account: str | None, credentials: str, region: str) -> AccountRegion:
+        """The budget of calls with `credentials` in `region`, whose account is `account`
+        (None while it cannot be resolved)."""
+        return cls(account or f"credentials:{credentials}", region)
+
 
 class AttemptGate:
     def __init__(
@@ -197,7 +203,7 @@ class AttemptGate:
         self._account_buckets.set_default_rate(account_rate)
         self._pool_buckets.set_default_rate(pool_rate)
 
-    def set_account_rate(self, account_key: Hashable, rate: float | None) -> None:
+    def set_account_rate(self, account_key: AccountRegion, rate: float | None) -> None:
         """The budget of one account and region (None: the default again)."""
         self._account_buckets.set_rate(account_key, rate)
 
@@ -211,10 +217,9 @@ class AttemptGate:
             if scope.account_key is not None and service == RATE_LIMITED_SERVICE:
                 self._pool_buckets.bucket(scope.pool_id).acquire(scope.deadline)
                 self._account_buckets.bucket(scope.account_key).acquire(scope.deadline)
-                if isinstance(scope.account_key, AccountRegion):
-                    self._metrics.api_account_requests.labels(
-                        account_id=scope.account_key.account, region=scope.account_key.region
-                    ).inc()
+                self._metrics.api_account_requests.labels(
+                    account_id=scope.account_key.account, region=scope.account_key.region
+                ).inc()
             attempt = _Attempt(min(scope.deadline, self._clock() + self.attempt_timeout))
             scope.attempt = attempt
             scope.last_attempt_failed = False
@@ -251,7 +256,6 @@ class AttemptGate:
         self._metrics.api_errors.labels(user_pool_id=label, error_code=error_code).inc()
         if error_code in THROTTLING_CODES and scope is not None and scope.account_key is not None:
             self._account_buckets.bucket(scope.account_key).back_off(THROTTLE_BACK_OFF_SECONDS)
-            if isinstance(scope.account_key, AccountRegion):
-                self._metrics.api_account_throttles.labels(
-                    account_id=scope.account_key.account, region=scope.account_key.region
-                ).inc()
+            self._metrics.api_account_throttles.labels(
+                account_id=scope.account_key.account, region=scope.account_key.region
+            ).inc()

@@ -3,7 +3,7 @@ reaches the account.
 
 Cognito's quotas are per account and region, and the customer's own applications spend the
 same ones. Each credential set's account is known from the config (`account_id`), from its
-role's ARN, or read once with sts:GetCallerIdentity; a set whose account cannot be told gets a
+role's ARN, or read once with sts:GetCallerIdentity; a set whose account cannot be resolved gets a
 budget of its own. With `scrape.requests_per_second: auto` the budget is `quota_share` of the
 rate GetProvisionedLimit says Cognito enforces, read at start and every
 `quota_refresh_interval`; when that cannot be read, of the default quota (20 a second).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ from exporter.cognito.accounts import (
     caller_account,
     provisioned_limit,
 )
-from exporter.cognito.clients import ClientFactory, ClientKey
+from exporter.cognito.clients import ClientFactory, ClientKey, client_keys
 from exporter.cognito.errors import error_code
 from exporter.collect.attempts import AccountRegion, AttemptGate, CallScope, calling_for
 from exporter.collect.metrics import ExporterMetrics
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUOTA = 20.0
 CALL_SECONDS = 10.0
 MAX_AT_ONCE = 32
-UNTOLD_RETRY_SECONDS = 60.0
+UNRESOLVED_RETRY_SECONDS = 60.0
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -52,14 +52,14 @@ class Budgets:
         self._clients: ClientFactory | None = None
         self._accounts: dict[str, tuple[CredentialSet, str | None]] = {}
         self._budgeted: set[AccountRegion] = set()
-        self._quota_read: set[AccountRegion] = set()
+        # the quotas read successfully, with their api_quota series
         self._last_quota: dict[AccountRegion, float] = {}
         self._warned: set[Hashable] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def configure(self, config: Config, clients: ClientFactory) -> None:
-        """The configuration in force; accounts already told stay known while their
+        """The configuration in force; accounts already resolved stay known while their
         credential set is unchanged."""
         with self._lock:
             self._config, self._clients = config, clients
@@ -68,39 +68,33 @@ class Budgets:
                 for name, known in self._accounts.items()
                 if config.credentials.get(name) == known[0]
             }
-            auto = config.scrape.requests_per_second == "auto"
-            default = (
-                DEFAULT_QUOTA * config.scrape.quota_share
-                if auto
-                else float(config.scrape.requests_per_second)
-            )
-        self._gate.set_rates(default, config.scrape.pool_requests_per_second)
+        scrape = config.scrape
+        self._gate.set_rates(scrape.account_rate(DEFAULT_QUOTA), scrape.pool_requests_per_second)
 
     def account_key(self, pool: Pool) -> AccountRegion:
         return self._budget_of(pool.credentials, pool.region)
 
     def known_account(self, pool: Pool) -> str | None:
-        """The account the pool's credentials reach; None while it cannot be told."""
+        """The account the pool's credentials reach; None while it cannot be resolved."""
         known = self._accounts.get(pool.credentials)
         return known[1] if known is not None else None
 
     def _budget_of(self, credentials: str, region: str) -> AccountRegion:
         known = self._accounts.get(credentials)
-        account = known[1] if known is not None else None
-        return AccountRegion(account or f"credentials:{credentials}", region)
+        return AccountRegion.of(known[1] if known is not None else None, credentials, region)
 
     def refresh(self, *, reread_quotas: bool = True) -> None:
-        """Tell the accounts not yet known, then set every account and region's budget.
+        """Resolve the accounts not yet known, then set every account and region's budget.
         Without `reread_quotas` (a reload), only quotas never read are asked for."""
         with self._lock:
             config, clients = self._config, self._clients
         if config is None or clients is None:
             return
-        targets = _targets(config)
+        targets = client_keys(config)
         names = sorted({key.credentials for key in targets})
         # at once, not one after another: an STS or Cognito that does not answer costs one
         # call's deadline at start, however many credential sets and regions there are
-        _each(names, lambda name: self._tell_account(name, config.credentials[name], clients))
+        _each(names, lambda name: self._resolve_account(name, config.credentials[name], clients))
         scrape = config.scrape
         first_key: dict[AccountRegion, ClientKey] = {}
         for client_key in targets:
@@ -108,16 +102,15 @@ class Budgets:
                 self._budget_of(client_key.credentials, client_key.region), client_key
             )
         budgeted = set(first_key)
-        if scrape.requests_per_second == "auto":
+        quotas = dict.fromkeys(first_key, DEFAULT_QUOTA)
+        if scrape.reads_quota:
             known = {} if reread_quotas else dict(self._last_quota)
             unknown = [budget for budget in first_key if budget not in known]
             quotas = {
                 **{budget: known[budget] for budget in first_key if budget in known},
                 **_each(unknown, lambda budget: self._quota(budget, clients, first_key[budget])),
             }
-            rates = {budget: quota * scrape.quota_share for budget, quota in quotas.items()}
-        else:
-            rates = dict.fromkeys(first_key, float(scrape.requests_per_second))
+        rates = {budget: scrape.account_rate(quota) for budget, quota in quotas.items()}
         for budget, rate in rates.items():
             self._gate.set_account_rate(budget, rate)
             self._metrics.api_budget.labels(account_id=budget.account, region=budget.region).set(
@@ -131,10 +124,8 @@ class Budgets:
             self._metrics.api_budget.remove(gone.account, gone.region)
             self._metrics.api_account_requests.remove(gone.account, gone.region)
             self._metrics.api_account_throttles.remove(gone.account, gone.region)
-            if gone in self._quota_read:
+            if self._last_quota.pop(gone, None) is not None:
                 self._metrics.api_quota.remove(gone.account, gone.region, RESOURCE_READ)
-                self._quota_read.discard(gone)
-            self._last_quota.pop(gone, None)
         self._budgeted = budgeted
 
     def start(self) -> None:
@@ -153,15 +144,15 @@ class Budgets:
             self.refresh()
 
     def next_refresh_in(self) -> float:
-        """quota_refresh_interval; sooner while a credential set's account is not told, since
+        """quota_refresh_interval; sooner while a credential set's account is not resolved, since
         its pools spend a budget of their own beside their account's until it is."""
         config = self._config
         interval = config.scrape.quota_refresh_interval if config is not None else 3600.0
         with self._lock:
-            untold = any(account is None for _, account in self._accounts.values())
-        return min(interval, UNTOLD_RETRY_SECONDS) if untold else interval
+            unresolved = any(account is None for _, account in self._accounts.values())
+        return min(interval, UNRESOLVED_RETRY_SECONDS) if unresolved else interval
 
-    def _tell_account(
+    def _resolve_account(
         self, name: str, credential_set: CredentialSet, clients: ClientFactory
     ) -> None:
         known = self._accounts.get(name)
@@ -211,7 +202,6 @@ class Budgets:
         self._metrics.api_quota.labels(
             account_id=budget.account, region=budget.region, category=RESOURCE_READ
         ).set(limit.provisioned)
-        self._quota_read.add(budget)
         self._last_quota[budget] = limit.provisioned
         self._warned.discard(("quota", budget))
         return limit.provisioned
@@ -221,18 +211,6 @@ class Budgets:
             return
         self._warned.add(key)
         log.warning(message, extra={"fields": fields})
-
-
-def _targets(config: Config) -> dict[ClientKey, None]:
-    """The clients import jobs are read with: the pools' and discovery's."""
-    keys: Iterable[ClientKey] = (
-        *(ClientKey(pool.credentials, pool.region, pool.endpoint_url) for pool in config.pools),
-        *(
-            ClientKey(entry.credentials, entry.region, entry.endpoint_url)
-            for entry in config.discovery
-        ),
-    )
-    return dict.fromkeys(keys)
 
 
 def _each(items: Sequence[T], call: Callable[[T], R]) -> dict[T, R]:

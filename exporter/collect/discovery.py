@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ class PoolDiscovery:
             self._publish()
         return True
 
-    def refresh(self, everything: bool = False) -> None:
+    def refresh(self, *, everything: bool = False) -> None:
         """One round: each entry whose refresh is due (every entry with `everything`), then
         the merged list published. The background thread's work; tests call it directly."""
         now = self._clock()
@@ -168,13 +168,14 @@ class PoolDiscovery:
             )
         self._found[index] = found
 
-    def _matching_pools(self, index: int, entry: Discovery) -> Iterable[Pool]:
-        client = self._clients.client(
-            ClientKey(entry.credentials, entry.region, entry.endpoint_url)
-        )
+    def _matching_pools(self, index: int, entry: Discovery) -> list[Pool]:
+        client = self._clients.client(ClientKey.of(entry))
         pattern = entry.name_pattern
         wanted_tags = dict(entry.tags)
+        matching = []
+        listed = set()
         for summary in listed_pools(client, self._call):
+            listed.add(summary.pool_id)
             if summary.pool_id in entry.exclude:
                 continue
             if pattern is not None and not pattern.search(summary.name):
@@ -183,13 +184,19 @@ class PoolDiscovery:
                 tags = self._tags(index, client, summary)
                 if any(tags.get(key) != value for key, value in wanted_tags.items()):
                     continue
-            yield self._config.pool_for(
-                summary.pool_id,
-                name=summary.name or summary.pool_id,
-                region=entry.region,
-                credentials=entry.credentials,
-                endpoint_url=entry.endpoint_url,
+            matching.append(
+                self._config.pool_for(
+                    summary.pool_id,
+                    name=summary.name or summary.pool_id,
+                    region=entry.region,
+                    credentials=entry.credentials,
+                    endpoint_url=entry.endpoint_url,
+                )
             )
+        # the tags of pools no longer listed (deleted) are not needed again
+        for key in [key for key in self._described if key[0] == index and key[1] not in listed]:
+            del self._described[key]
+        return matching
 
     def _call(self, method: Callable[..., Any], **request: Any) -> Any:
         """One call at discovery's own pace, ended by its deadline whatever the peer does."""

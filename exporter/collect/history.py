@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import operator
-import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -109,7 +108,6 @@ def _growth(now: Counter[str], before: Counter[str]) -> Counter[str]:
 class PoolHistory:
     def __init__(self, pool_id: str, keep_recent: int, full_scan_interval: float) -> None:
         self.pool_id = pool_id
-        self.lock = threading.Lock()
         self._keep_recent = keep_recent
         self._full_scan_interval = full_scan_interval
         self._head: tuple[Job, ...] = ()
@@ -122,13 +120,18 @@ class PoolHistory:
         self._last_full_scan: float | None = None
         self._users_total: Counter[str] = Counter()
         self._unfinished: FullRead | None = None
-        # DescribeUserImportJob answered AccessDenied or NotAuthorized: page instead
-        self.describe_denied = False
+        self._describe_denied = False
+
+    @property
+    def describe_denied(self) -> bool:
+        """DescribeUserImportJob answered AccessDenied or NotAuthorized: deep active jobs are
+        paged to instead."""
+        return self._describe_denied
 
     def configure(self, keep_recent: int, full_scan_interval: float) -> None:
         """New settings from a reload, in force from the next scan: a shorter interval brings
         the next full read forward, and keeping more recent jobs than the tail remembers
-        reads the pool in full once to find them. Call with `lock` held."""
+        reads the pool in full once to find them."""
         if full_scan_interval != self._full_scan_interval and self._last_full_scan is not None:
             self._next_full_scan = self._last_full_scan + full_scan_interval * self._spread()
         tail_jobs = sum(self._tail.statuses.values())
@@ -178,10 +181,10 @@ class PoolHistory:
         max_pages: int,
         jobs_per_page: int,
         now: float,
-        max_jobs: int | None = None,
+        max_listed_jobs: int | None = None,
     ) -> ScanOutcome:
-        """Bring the history up to date; call with `lock` held. Raises on any failure,
-        leaving the history as it was."""
+        """Bring the history up to date, one scan at a time. Raises on any failure, leaving
+        the history as it was."""
         pages = 0
         if not self.full_scan_due(now):
             try:
@@ -189,19 +192,19 @@ class PoolHistory:
             except Inconsistent as moved:
                 pages = moved.pages
             else:
-                return self._absorb(steady.jobs, False, True, steady.pages, steady.describes, now)
+                return self._absorb_steady(steady, now)
         read = self._resumable_read(now)
         pages_before = read.pages
         try:
             # max_pages bounds the whole read, resumed or not, so what it keeps is bounded
-            read_in_full(reader, max_pages, read, max_jobs)
+            read_in_full(reader, max_pages, read, max_listed_jobs)
         except PagingError:
             self._unfinished = None
             raise
         finally:
             pages += read.pages - pages_before
         self._unfinished = None
-        outcome = self._absorb(read.fresh, True, read.ordered, pages, 0, now)
+        outcome = self._absorb(read.fresh, now, full=True, ordered=read.ordered, pages=pages)
         if pages_before == 0 or not read.ordered:
             return outcome
         # A read resumed from an earlier scrape holds that scrape's view of the newest jobs:
@@ -210,7 +213,7 @@ class PoolHistory:
             steady = self._read_steadily(reader, max_pages, jobs_per_page)
         except Exception:  # the catch-up is extra; its calls are counted where they are made
             return outcome
-        caught_up = self._absorb(steady.jobs, False, True, steady.pages, steady.describes, now)
+        caught_up = self._absorb_steady(steady, now)
         return replace(
             caught_up,
             pages=outcome.pages + caught_up.pages,
@@ -221,11 +224,11 @@ class PoolHistory:
     def _read_steadily(self, reader: ListReader, max_pages: int, jobs_per_page: int) -> SteadyRead:
         """A steady read; once a describe is denied, the pool's deep active jobs are paged to
         from then on (this read is made again that way)."""
-        if not self.describe_denied:
+        if not self._describe_denied:
             try:
                 return read_steadily(reader, max_pages, self._head, self._boundary, jobs_per_page)
             except DescribeNotAllowed:
-                self.describe_denied = True
+                self._describe_denied = True
         return read_steadily(
             reader, max_pages, self._head, self._boundary, jobs_per_page, describe=False
         )
@@ -237,11 +240,28 @@ class PoolHistory:
             self._unfinished = unfinished
         return unfinished
 
+    def _absorb_steady(self, steady: SteadyRead, now: float) -> ScanOutcome:
+        return self._absorb(
+            steady.jobs,
+            now,
+            full=False,
+            ordered=True,
+            pages=steady.pages,
+            describes=steady.describes,
+        )
+
     def _absorb(
-        self, fresh: list[Job], full: bool, ordered: bool, pages: int, describes: int, now: float
+        self,
+        fresh: list[Job],
+        now: float,
+        *,
+        full: bool,
+        ordered: bool,
+        pages: int,
+        describes: int = 0,
     ) -> ScanOutcome:
         changes = self._changes(fresh) if self._scanned else ()
-        self._users_total += self._users_added(fresh, full)
+        self._users_total += self._users_added(fresh, full=full)
         base_tail = Totals() if full else self._tail
         base_recent = () if full else self._tail_recent
         split = _start_of_terminal_run(fresh)
@@ -272,7 +292,7 @@ class PoolHistory:
             ordering_broken=full and not ordered,
         )
 
-    def _users_added(self, fresh: list[Job], full: bool) -> Counter[str]:
+    def _users_added(self, fresh: list[Job], *, full: bool) -> Counter[str]:
         """What this scan adds to the user totals. Jobs that left the list are never
         subtracted; growth of known jobs and every new job's users are added."""
         if not self._scanned:
@@ -284,7 +304,7 @@ class PoolHistory:
             previous = known.get(job.job_id)
             if previous is not None:
                 added += _growth(_users(job), _users(previous))
-            elif full and self._boundary is not None and not _newer_than(job, self._boundary):
+            elif full and self._boundary is not None and not self._boundary.created_before(job):
                 still_in_tail += _users(job)
             else:
                 added += _users(job)
@@ -317,7 +337,7 @@ class PoolHistory:
                 break
             previous = known.get(job.job_id)
             if previous is None:
-                if _older_than(job, boundary):
+                if boundary is not None and job.created_before(boundary):
                     continue
                 changes.append(StatusChange(job, None))
             elif previous.status != job.status:
@@ -335,21 +355,6 @@ def recent_jobs(jobs: Iterable[Job], now: float, window: float, limit: int) -> l
         if not job.terminal or (changed is not None and changed >= now - window):
             chosen.append(job)
     return chosen
-
-
-def _older_than(job: Job, boundary: Job | None) -> bool:
-    return (
-        boundary is not None
-        and job.created is not None
-        and boundary.created is not None
-        and job.created < boundary.created
-    )
-
-
-def _newer_than(job: Job, boundary: Job) -> bool:
-    return (
-        job.created is not None and boundary.created is not None and job.created > boundary.created
-    )
 
 
 def _start_of_terminal_run(jobs: list[Job]) -> int:

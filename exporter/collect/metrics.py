@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 PREFIX = "cognito_user_import"
 
@@ -199,6 +197,17 @@ class ExporterMetrics:
         self.api_account_requests = _counter(API_ACCOUNT_REQUESTS, registry)
         self.api_account_throttles = _counter(API_ACCOUNT_THROTTLES, registry)
 
+    def forget_pool(self, pool_id: str) -> None:
+        """Remove the series of a pool no longer collected."""
+        codes = {
+            sample.labels["error_code"]
+            for family in self.api_errors.collect()
+            for sample in family.samples
+            if sample.labels.get("user_pool_id") == pool_id
+        }
+        for code in codes:
+            self.api_errors.remove(pool_id, code)
+
 
 def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
     metric = spec.instrument(registry)
@@ -210,14 +219,3 @@ def _gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
     metric = spec.instrument(registry)
     assert isinstance(metric, Gauge), spec.name
     return metric
-
-
-class RegistryCollector(Collector):
-    """Another registry's metrics as one collector, so they are served both on their own and
-    as part of a larger answer."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterable[Metric]:
-        return self._registry.collect()

@@ -1,18 +1,29 @@
-"""Collecting one pool: its list read through its history, the result a scrape reports,
-and the log lines its changes make (job status changes, failing and working again)."""
+"""One pool's life in the exporter: its history, read through its stored file and scans, the
+result a collection reports, the log lines its changes make, and what goes when it is dropped.
+
+A `TrackedPool` owns all of that privately and is used through a few verbs: `collect`,
+`not_collected`, `count_timeout`, `follow` and `drop`. `PoolTracker` builds them, and is
+the one place that knows what a collection needs beyond the pool: settings and clients (which
+a reload changes), metrics, the history store, the budget a pool's calls take, and clocks.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
 from exporter.cognito.jobs import Job, PoolJobs
-from exporter.collect.attempts import CallScope, calling_for, failure_counted_by_attempt
+from exporter.collect.attempts import (
+    AccountRegion,
+    CallScope,
+    calling_for,
+    failure_counted_by_attempt,
+)
 from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import DeadlineExceeded
@@ -36,94 +47,148 @@ NOT_ENABLED = "OperationNotEnabled"
 @dataclass(frozen=True)
 class PoolResult:
     pool: Pool
-    success: bool
     duration: float
     error_code: str | None = None
     error_message: str | None = None
     outcome: ScanOutcome | None = None
     recent_jobs: tuple[Job, ...] = ()
 
+    @property
+    def success(self) -> bool:
+        return self.error_code is None
+
     @classmethod
     def timed_out(cls, pool: Pool, duration: float) -> PoolResult:
-        return cls(pool, False, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
+        return cls(pool, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
 
 
-class PoolState:
-    """What is kept of one pool between scrapes and across reloads."""
-
-    def __init__(self, pool_id: str, scrape: Scrape) -> None:
-        self.history = PoolHistory(pool_id, scrape.max_jobs_per_pool, scrape.full_resync_interval)
-        self.logged_error: str | None = None
-        self.logged = False
-        self.timed_out_last = False
-        self.log_lock = threading.Lock()
-        self.stored_history_read = False
+def _unresolved_account(pool: Pool) -> AccountRegion:
+    return AccountRegion.of(None, pool.credentials, pool.region)
 
 
-class PoolCollector:
-    """Collects single pools with one set of scrape settings and clients."""
+@dataclass(frozen=True)
+class CollectSettings:
+    """What a reload changes for every pool: scrape settings and the clients."""
+
+    scrape: Scrape
+    clients: ClientFactory
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every tracked pool of the process collects with."""
+
+    settings: Callable[[], CollectSettings]
+    metrics: ExporterMetrics
+    store: HistoryStore | None
+    account_key: Callable[[Pool], AccountRegion]
+    on_not_enabled: Callable[[Pool], bool]
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
+
+
+class PoolTracker:
+    """Builds the tracked pools of the process, all with the settings in force."""
 
     def __init__(
         self,
         scrape: Scrape,
         clients: ClientFactory,
         metrics: ExporterMetrics,
-        account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        *,
+        account_key: Callable[[Pool], AccountRegion] = _unresolved_account,
         on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
         store: HistoryStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
-        self._scrape = scrape
-        self._clients = clients
-        self._metrics = metrics
-        self._account_key = account_key
-        self._on_not_enabled = on_not_enabled
-        self._clock = clock
-        self._wall_clock = wall_clock
+        self._settings = CollectSettings(scrape, clients)
+        self._shared = _Shared(
+            lambda: self._settings,
+            metrics,
+            store,
+            account_key,
+            on_not_enabled,
+            clock,
+            wall_clock,
+        )
 
-    def collect(self, pool: Pool, state: PoolState, label: str, deadline: float) -> PoolResult:
-        """One pool's result by `deadline`; its errors counted under `label`."""
-        started = self._clock()
-        scrape = self._scrape
-        scope = CallScope(pool.id, self._account_key(pool), deadline, label)
-        # what is stored is for listed pools only: probes of unlisted ones leave no file
-        store = self._store if label == pool.id else None
-        dropped = False
+    def configure(self, scrape: Scrape, clients: ClientFactory) -> None:
+        """A reload's settings and clients, for every collection that starts from now on."""
+        self._settings = CollectSettings(scrape, clients)
+
+    def track(self, pool: Pool, *, listed: bool = True) -> TrackedPool:
+        """A pool to collect: `listed` ones count their errors under their id and keep their
+        history in the store; the others (probed only) do neither."""
+        return TrackedPool(pool, self._shared, listed=listed)
+
+
+class TrackedPool:
+    """One pool, from the first time it is collected until it is dropped."""
+
+    def __init__(self, pool: Pool, shared: _Shared, *, listed: bool) -> None:
+        self._pool = pool
+        self._shared = shared
+        self._label = pool.id if listed else UNLISTED_POOL_LABEL
+        self._store = shared.store if listed else None
+        scrape = shared.settings().scrape
+        self._history = PoolHistory(pool.id, scrape.max_jobs_per_pool, scrape.full_resync_interval)
+        # one scan at a time; a scrape that cannot have it by its deadline reports a timeout
+        self._scanning = threading.Lock()
+        self._stored_history_read = False
+        # a save and the removal of the file when the pool goes, one after the other
+        self._storing = threading.Lock()
+        # what was last logged, timed out, dropped: read and written by any scrape's thread
+        self._lock = threading.Lock()
+        self._logged_error: str | None = None
+        self._logged = False
+        self._timed_out_last = False
+        self._dropped = False
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    @property
+    def timed_out_last(self) -> bool:
+        """Whether the last collection ran out of time (such pools go last)."""
+        with self._lock:
+            return self._timed_out_last
+
+    def follow(self, pool: Pool) -> None:
+        """The same pool as configured by a reload (name, labels, paging), from now on."""
+        self._pool = pool
+
+    def collect(self, deadline: float) -> PoolResult:
+        """The pool's result by `deadline`; any failure is this pool's alone."""
+        shared = self._shared
+        settings = shared.settings()
+        pool = self._pool
+        started = shared.clock()
+        scope = CallScope(pool.id, shared.account_key(pool), deadline, self._label)
+        discovery_dropped = False
         try:
-            outcome = self._scan(pool, state, scope, store)
-        except Exception as error:  # any failure is this pool's alone
+            outcome = self._scan(pool, settings, scope)
+        except Exception as error:
             code = error_code(error)
             # timeouts are counted where the scrape reports them, once per pool and collection
             if code != TIMEOUT and not failure_counted_by_attempt(scope):
-                self._metrics.api_errors.labels(user_pool_id=label, error_code=code).inc()
+                shared.metrics.api_errors.labels(user_pool_id=self._label, error_code=code).inc()
             message = safe_error_text(error)
-            # a discovered pool in a replica region is dropped, and discovery says so
-            dropped = code == NOT_ENABLED and self._on_not_enabled(pool)
             if code == NOT_ENABLED:
                 message = _not_enabled_message(pool)
+                # a discovered pool in a replica region is dropped, and discovery says so
+                discovery_dropped = shared.on_not_enabled(pool)
             result = PoolResult(
-                pool=pool,
-                success=False,
-                duration=self._clock() - started,
-                error_code=code,
-                error_message=message,
+                pool, shared.clock() - started, error_code=code, error_message=message
             )
         else:
+            scrape = settings.scrape
+            recent = recent_jobs(
+                outcome.jobs, shared.wall_clock(), scrape.job_window, scrape.max_jobs_per_pool
+            )
             result = PoolResult(
-                pool=pool,
-                success=True,
-                duration=self._clock() - started,
-                outcome=outcome,
-                recent_jobs=tuple(
-                    recent_jobs(
-                        outcome.jobs,
-                        self._wall_clock(),
-                        scrape.job_window,
-                        scrape.max_jobs_per_pool,
-                    )
-                ),
+                pool, shared.clock() - started, outcome=outcome, recent_jobs=tuple(recent)
             )
             _log_changes(pool, outcome.changes)
             if outcome.ordering_broken:
@@ -131,36 +196,69 @@ class PoolCollector:
                     "import jobs are not listed newest first; reading the pool in full",
                     extra={"fields": {"user_pool_id": pool.id}},
                 )
-        state.timed_out_last = result.error_code == TIMEOUT
-        if not dropped:
-            log_result_change(state, result)
+        with self._lock:
+            self._timed_out_last = result.error_code == TIMEOUT
+        if self._is_dropped():
+            # what this collection counted after the pool went goes too
+            self._forget_series()
+        elif not discovery_dropped:
+            self._log_result(result)
         return result
 
-    def _scan(
-        self, pool: Pool, state: PoolState, scope: CallScope, store: HistoryStore | None
-    ) -> ScanOutcome:
-        history = state.history
-        remaining = scope.deadline - self._clock()
-        if remaining <= 0 or not history.lock.acquire(timeout=remaining):
+    def not_collected(self, duration: float) -> PoolResult:
+        """The result of a scrape that could not wait for this pool any longer."""
+        result = PoolResult.timed_out(self._pool, duration)
+        self._log_result(result)
+        return result
+
+    def count_timeout(self) -> None:
+        """One collection of this pool ran out of time (a pool dropped since counts nothing)."""
+        errors = self._shared.metrics.api_errors
+        with self._lock:
+            if not self._dropped:
+                errors.labels(user_pool_id=self._label, error_code=TIMEOUT).inc()
+
+    def drop(self) -> None:
+        """The pool is no longer collected: its series, stored file and memory go. A
+        collection still running finishes, and what it counts or stores goes too."""
+        with self._storing:
+            with self._lock:
+                self._dropped = True
+            if self._store is not None:
+                self._store.remove(self._pool)
+        self._forget_series()
+
+    def _is_dropped(self) -> bool:
+        with self._lock:
+            return self._dropped
+
+    def _forget_series(self) -> None:
+        if self._label != UNLISTED_POOL_LABEL:
+            self._shared.metrics.forget_pool(self._label)
+
+    def _scan(self, pool: Pool, settings: CollectSettings, scope: CallScope) -> ScanOutcome:
+        clock, wall_clock = self._shared.clock, self._shared.wall_clock
+        remaining = scope.deadline - clock()
+        if remaining <= 0 or not self._scanning.acquire(timeout=remaining):
             raise DeadlineExceeded("the pool was still busy from an earlier scrape")
         try:
-            scrape = self._scrape
+            history = self._history
+            scrape = settings.scrape
             history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
-            if store is not None and not state.stored_history_read:
-                state.stored_history_read = True
-                store.load(pool, history, self._clock(), self._wall_clock())
-            client = self._clients.client(
-                ClientKey(pool.credentials, pool.region, pool.endpoint_url)
-            )
-            reader = PoolJobs(client, pool.id, pool.page_size)
+            store = self._store
+            if not self._stored_history_read:
+                self._stored_history_read = True
+                if store is not None:
+                    store.load(pool, history, clock(), wall_clock())
+            reader = PoolJobs(settings.clients.client(ClientKey.of(pool)), pool.id, pool.page_size)
             denied_before = history.describe_denied
             with calling_for(scope):
                 outcome = history.scan(
                     reader,
-                    page_bound(pool.max_jobs, pool.page_size),
+                    page_bound(pool.max_listed_jobs, pool.page_size),
                     jobs_per_page(pool.page_size),
-                    self._clock(),  # schedules full reads: a wall clock stepped back stops none
-                    max_jobs=pool.max_jobs,
+                    clock(),  # schedules full reads: a wall clock stepped back stops none
+                    max_listed_jobs=pool.max_listed_jobs,
                 )
             if history.describe_denied and not denied_before:
                 log.warning(
@@ -169,10 +267,26 @@ class PoolCollector:
                     extra={"fields": {"user_pool_id": pool.id}},
                 )
             if store is not None:
-                store.save(pool, history, self._clock(), self._wall_clock())
+                with self._storing:
+                    if not self._is_dropped():
+                        store.save(pool, history, clock(), wall_clock())
             return outcome
         finally:
-            history.lock.release()
+            self._scanning.release()
+
+    def _log_result(self, result: PoolResult) -> None:
+        """Log a pool that starts failing, fails otherwise, or works again."""
+        with self._lock:
+            previous, first = self._logged_error, not self._logged
+            self._logged_error, self._logged = result.error_code, True
+        if result.error_code == previous and not first:
+            return
+        fields = {"user_pool_id": result.pool.id}
+        if result.error_code is not None:
+            fields |= {"error_code": result.error_code, "error": result.error_message or ""}
+            log.warning("collecting the pool failed", extra={"fields": fields})
+        elif not first:
+            log.info("collecting the pool works again", extra={"fields": fields})
 
 
 def _log_changes(pool: Pool, changes: Sequence[StatusChange]) -> None:
@@ -204,18 +318,3 @@ def _not_enabled_message(pool: Pool) -> str:
     primary = region_from_pool_id(pool.id)
     where = f"; its primary region is {primary}" if primary and primary != pool.region else ""
     return f"import jobs cannot be listed in {pool.region}, a replica region of the pool{where}"
-
-
-def log_result_change(state: PoolState, result: PoolResult) -> None:
-    """Log a pool that starts failing, fails otherwise, or works again."""
-    with state.log_lock:
-        previous, first = state.logged_error, not state.logged
-        state.logged_error, state.logged = result.error_code, True
-    if result.error_code == previous and not first:
-        return
-    fields = {"user_pool_id": result.pool.id}
-    if result.error_code is not None:
-        fields |= {"error_code": result.error_code, "error": result.error_message or ""}
-        log.warning("collecting the pool failed", extra={"fields": fields})
-    elif not first:
-        log.info("collecting the pool works again", extra={"fields": fields})

@@ -13,7 +13,7 @@ the caller reads the pool in full instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,16 +38,22 @@ class Inconsistent(Exception):
 
 
 @dataclass
-class FullRead:
+class PageCursor:
+    """Where paging down the list stands: the next token, pages read, tokens seen."""
+
+    token: str | None = None
+    pages: int = 0
+    seen_tokens: set[str] = field(default_factory=set)
+
+
+@dataclass
+class FullRead(PageCursor):
     """How far a read from the top has come; a read interrupted by the deadline or an error is
     resumed from here at the next scrape instead of paging again from the top."""
 
     started: float = 0.0
     fresh: list[Job] = field(default_factory=list)
     seen_ids: set[str] = field(default_factory=set)
-    seen_tokens: set[str] = field(default_factory=set)
-    token: str | None = None
-    pages: int = 0
     ordered: bool = True
     previous_created: float = float("inf")
 
@@ -63,17 +69,13 @@ class SteadyRead:
 
 
 def read_in_full(
-    reader: ListReader, max_pages: int, read: FullRead, max_jobs: int | None = None
+    reader: ListReader, max_pages: int, read: FullRead, max_listed_jobs: int | None = None
 ) -> FullRead:
     """Page down from where `read` stands to the end of the list. On return `read.fresh`
     holds every job once, and `read.ordered` whether creation dates never rose down the list.
     A job seen twice is skipped: jobs created while a read pages shift the list down. More
-    than `max_jobs` jobs, or more than `max_pages` pages, end it as MaxPagesExceeded."""
-    while True:
-        if read.pages >= max_pages:
-            raise PagingError("MaxPagesExceeded", f"more than {read.pages} pages of import jobs")
-        page = reader.page(read.token)
-        read.pages += 1
+    than `max_listed_jobs` jobs, or more than `max_pages` pages, end it as MaxPagesExceeded."""
+    for page in pages_of(reader, max_pages, read):
         if page.jobs and all(job.job_id in read.seen_ids for job in page.jobs):
             raise PagingError("PaginationLoop", "the service repeated a page of import jobs")
         for job in page.jobs:
@@ -85,15 +87,27 @@ def read_in_full(
                 read.previous_created = job.created
             read.seen_ids.add(job.job_id)
             read.fresh.append(job)
-        if max_jobs is not None and len(read.fresh) > max_jobs:
-            raise PagingError("MaxPagesExceeded", f"more than {max_jobs} import jobs")
+        if max_listed_jobs is not None and len(read.fresh) > max_listed_jobs:
+            raise PagingError("MaxPagesExceeded", f"more than {max_listed_jobs} import jobs")
+    return read
+
+
+def pages_of(reader: ListReader, max_pages: int, cursor: PageCursor) -> Iterator[Page]:
+    """The pages from where `cursor` stands to the last, the cursor kept up to date; more than
+    `max_pages` pages end as MaxPagesExceeded, a token seen before as PaginationLoop."""
+    while True:
+        if cursor.pages >= max_pages:
+            raise PagingError("MaxPagesExceeded", f"more than {cursor.pages} pages of import jobs")
+        page = reader.page(cursor.token)
+        cursor.pages += 1
+        yield page
         token = page.next_token
         if token is None:
-            return read
-        if token in read.seen_tokens:
+            return
+        if token in cursor.seen_tokens:
             raise PagingError("PaginationLoop", "the service repeated a pagination token")
-        read.seen_tokens.add(token)
-        read.token = token
+        cursor.seen_tokens.add(token)
+        cursor.token = token
 
 
 def read_steadily(
@@ -102,6 +116,7 @@ def read_steadily(
     head: Sequence[Job],
     boundary: Job | None,
     jobs_per_page: int,
+    *,
     describe: bool = True,
 ) -> SteadyRead:
     """The list down to the newest known job, and the known active jobs refreshed.
@@ -115,27 +130,17 @@ def read_steadily(
     if known_top is None:
         raise Inconsistent(0, "nothing known of the pool yet")
     steady = _Steady(head, boundary)
-    token: str | None = None
-    seen_tokens: set[str] = set()
-    pages = 0
-    while True:
-        if pages >= max_pages:
-            raise PagingError("MaxPagesExceeded", f"more than {pages} pages of import jobs")
-        page = reader.page(token)
-        pages += 1
-        steady.take(page.jobs, pages)
+    cursor = PageCursor()
+    for page in pages_of(reader, max_pages, cursor):
+        steady.take(page.jobs, cursor.pages)
         if steady.reached_tail or (
-            steady.met and _paged_enough(steady, jobs_per_page, pages, describe)
+            steady.met and _paged_enough(steady, jobs_per_page, cursor.pages, describe=describe)
         ):
             break
-        token = page.next_token
-        if token is None:
-            if not steady.met or steady.unrefreshed_active():
-                raise Inconsistent(pages, "the known jobs are not all in the list any more")
-            break
-        if token in seen_tokens:
-            raise PagingError("PaginationLoop", "the service repeated a pagination token")
-        seen_tokens.add(token)
+    else:
+        if not steady.met or steady.unrefreshed_active():
+            raise Inconsistent(cursor.pages, "the known jobs are not all in the list any more")
+    pages = cursor.pages
     describes = 0
     for index in steady.unrefreshed_active():
         described = reader.job(head[index].job_id)
@@ -197,7 +202,7 @@ class _Steady:
         if job.job_id in self.new_ids:
             return
         assert self.known_top is not None
-        if _older(job, self.known_top):
+        if job.created_before(self.known_top):
             raise Inconsistent(pages, "a job older than the newest known one appeared")
         if job.created is not None:
             if job.created > self.previous_created:
@@ -227,7 +232,7 @@ class _Steady:
             raise Inconsistent(pages, "the newest finished job is gone")
 
 
-def _paged_enough(steady: _Steady, jobs_per_page: int, pages_read: int, describe: bool) -> bool:
+def _paged_enough(steady: _Steady, jobs_per_page: int, pages_read: int, *, describe: bool) -> bool:
     if not describe:
         return not steady.unrefreshed_active()
     return _more_pages(steady, jobs_per_page, pages_read) == 0
@@ -248,10 +253,6 @@ def _more_pages(steady: _Steady, jobs_per_page: int, pages_read: int) -> int:
     return best_extra
 
 
-def _older(job: Job, than: Job) -> bool:
-    return job.created is not None and than.created is not None and job.created < than.created
-
-
 def _changed(job: Job, known: Job) -> bool:
     return job.status != known.status or job.created != known.created
 
@@ -261,7 +262,7 @@ def jobs_per_page(page_size: int) -> int:
     return max(1, min(page_size, SERVICE_PAGE_JOBS))
 
 
-def page_bound(max_jobs: int, page_size: int) -> int:
-    """Pages a full read of `max_jobs` jobs takes, and one more: the service may send a token
+def page_bound(max_listed_jobs: int, page_size: int) -> int:
+    """Pages a full read of `max_listed_jobs` jobs takes, and one more: the service may send a token
     on the last page and answer the next call with no jobs."""
-    return -(-max_jobs // jobs_per_page(page_size)) + 1
+    return -(-max_listed_jobs // jobs_per_page(page_size)) + 1

@@ -7,9 +7,10 @@ was under way when it arrived, or that finished after it arrived, instead of sta
 deadline is reported as a failed pool (`Timeout`) and the rest goes out on time. One pool's
 failure never touches another's numbers.
 
-The scraper lives as long as the process: a reload gives it new settings, clients and pools
-(`configure`) and never cancels a collection in flight; what it knows of each pool (history,
-last result) carries over.
+The scraper lives as long as the process: a reload gives it new settings and pools
+(`configure`) and never cancels a collection in flight. It holds the tracked pools (each owns
+its history, file and logging: `exporter.collect.pool`), the collections' futures, deadlines
+and cache; a pool no longer listed is dropped.
 """
 
 from __future__ import annotations
@@ -19,29 +20,48 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from exporter.cognito.clients import ClientFactory
-from exporter.collect.metrics import ExporterMetrics
-from exporter.collect.pool import (
-    TIMEOUT,
-    UNLISTED_POOL_LABEL,
-    PoolCollector,
-    PoolResult,
-    PoolState,
-    log_result_change,
-)
-from exporter.collect.storage import HistoryStore
+from exporter.collect.pool import TIMEOUT, PoolResult
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape
 
 log = logging.getLogger(__name__)
 
 MAX_PROBED_POOLS = 1000
+# a joining scrape collects again what its collection ran out of time for if it has this long
+MIN_EXTENSION_SECONDS = 1.0
+
+
+class Tracked(Protocol):
+    """A pool as the scraper uses it (`exporter.collect.pool.TrackedPool`)."""
+
+    @property
+    def pool(self) -> Pool: ...
+
+    @property
+    def timed_out_last(self) -> bool: ...
+
+    def follow(self, pool: Pool) -> None: ...
+
+    def collect(self, deadline: float) -> PoolResult: ...
+
+    def not_collected(self, duration: float) -> PoolResult: ...
+
+    def count_timeout(self) -> None: ...
+
+    def drop(self) -> None: ...
+
+
+class Tracker(Protocol):
+    """Makes tracked pools (`exporter.collect.pool.PoolTracker`)."""
+
+    def track(self, pool: Pool, *, listed: bool = True) -> Tracked: ...
 
 
 @dataclass(frozen=True)
@@ -49,10 +69,6 @@ class Snapshot:
     results: tuple[PoolResult, ...]
     complete: bool
     cached: bool = False
-
-
-# a joining scrape collects again what its collection ran out of time for if it has this long
-MIN_EXTENSION_SECONDS = 1.0
 
 
 @dataclass
@@ -64,14 +80,7 @@ class _Collection:
     finished_at: float | None = None
 
     def done(self) -> bool:
-        return all(future.done() for future in self.futures.values())
-
-
-@dataclass(frozen=True)
-class _Settings:
-    scrape: Scrape
-    pools: PoolCollector
-    executor: ThreadPoolExecutor
+        return all(future.done() for future in list(self.futures.values()))
 
 
 class Scraper:
@@ -79,33 +88,17 @@ class Scraper:
         self,
         pools: Sequence[Pool],
         scrape: Scrape,
-        clients: ClientFactory,
-        metrics: ExporterMetrics,
-        account_key: Callable[[Pool], Hashable] = lambda pool: (pool.credentials, pool.region),
+        tracker: Tracker,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
-        store: HistoryStore | None = None,
     ) -> None:
-        self._metrics = metrics
+        self._tracker = tracker
         self._clock = clock
-        # what every pool collector gets, whatever the settings of a reload
-        self._new_pool_collector = functools.partial(
-            PoolCollector,
-            metrics=metrics,
-            account_key=account_key,
-            clock=clock,
-            wall_clock=wall_clock,
-            on_not_enabled=on_not_enabled,
-            store=store,
-        )
         self._lock = threading.Lock()
-        self._settings = _Settings(
-            scrape, self._pool_collector(scrape, clients), self._new_executor(scrape)
-        )
-        self._pools: tuple[Pool, ...] = ()
-        self._states: dict[str, PoolState] = {}
-        self._probed: OrderedDict[str, PoolState] = OrderedDict()
+        self._scrape = scrape
+        self._executor = self._new_executor(scrape)
+        # pool id -> tracked pool, in the order pools are listed
+        self._tracked: dict[str, Tracked] = {}
+        self._probed: OrderedDict[str, Tracked] = OrderedDict()
         self._latest: _Collection | None = None
         self._last: Snapshot | None = None
         self._wait_for_pools: Callable[[float], bool] | None = None
@@ -113,33 +106,40 @@ class Scraper:
 
     @property
     def pools(self) -> tuple[Pool, ...]:
-        return self._pools
+        return tuple(tracked.pool for tracked in self._listed())
 
     @property
     def last_snapshot(self) -> Snapshot | None:
         """The most recent collection's results, for pages that must not call AWS."""
         return self._last
 
-    def configure(self, scrape: Scrape, clients: ClientFactory, pools: Sequence[Pool]) -> None:
-        """New settings, clients and pools, in force for collections started from now on.
-        Collections in flight finish with what they started with; a thread pool of another
-        size replaces the old one, which runs out what it was given."""
+    def configure(self, scrape: Scrape, pools: Sequence[Pool]) -> None:
+        """New settings and pools, in force for collections started from now on.
+        Collections in flight finish; a thread pool of another size replaces the old one,
+        which runs out what it was given."""
         with self._lock:
-            previous = self._settings
-            executor = previous.executor
-            if scrape.max_concurrency != previous.scrape.max_concurrency:
-                executor = self._new_executor(scrape)
-                previous.executor.shutdown(wait=False, cancel_futures=False)
-            self._settings = _Settings(scrape, self._pool_collector(scrape, clients), executor)
+            if scrape.max_concurrency != self._scrape.max_concurrency:
+                self._executor.shutdown(wait=False, cancel_futures=False)
+                self._executor = self._new_executor(scrape)
+            self._scrape = scrape
         self.set_pools(pools)
 
     def set_pools(self, pools: Sequence[Pool]) -> None:
+        """The pools to collect from now on; those no longer among them are dropped."""
         with self._lock:
-            scrape = self._settings.scrape
-            self._states = {
-                pool.id: self._states.get(pool.id) or PoolState(pool.id, scrape) for pool in pools
-            }
-            self._pools = tuple(pools)
+            previous = self._tracked
+            tracked: dict[str, Tracked] = {}
+            for pool in pools:
+                kept = previous.get(pool.id) or tracked.get(pool.id)
+                if kept is None:
+                    kept = self._tracker.track(pool)
+                else:
+                    kept.follow(pool)
+                tracked[pool.id] = kept
+            self._tracked = tracked
+        for pool_id, gone in previous.items():
+            if pool_id not in tracked:
+                gone.drop()
 
     def wait_for_pools_with(self, wait: Callable[[float], bool] | None) -> None:
         """`wait(seconds)` says whether the pool list is complete yet (discovery's first
@@ -161,13 +161,9 @@ class Scraper:
         if wait is not None and wait(deadline - self._clock()):
             with self._lock:
                 self._add_missing(collection)
-        wait_for_futures(
-            list(collection.futures.values()), timeout=max(0.0, deadline - self._clock())
-        )
+        self._wait(collection, deadline)
         if self._extend(collection, deadline):
-            wait_for_futures(
-                list(collection.futures.values()), timeout=max(0.0, deadline - self._clock())
-            )
+            self._wait(collection, deadline)
         snapshot = self._snapshot_of(collection)
         with self._lock:
             self._last = snapshot
@@ -183,37 +179,41 @@ class Scraper:
         )
         return snapshot
 
-    def collect_one(self, pool: Pool, deadline: float, listed: bool = True) -> PoolResult:
+    def collect_one(self, pool: Pool, deadline: float, *, listed: bool = True) -> PoolResult:
         """One pool alone, for /probe; not shared with other scrapes."""
-        state = self._state(pool, listed)
-        label = pool.id if listed else UNLISTED_POOL_LABEL
-        settings = self._settings
-        future = settings.executor.submit(settings.pools.collect, pool, state, label, deadline)
+        tracked = self._tracked_for_probe(pool, listed=listed)
+        future = self._executor.submit(tracked.collect, deadline)
         try:
             result = future.result(timeout=max(0.0, deadline - self._clock()))
         except FutureTimeout:
-            self._count_timeout(label)
+            tracked.count_timeout()
             return PoolResult.timed_out(pool, max(0.0, deadline - self._clock()))
         if result.error_code == TIMEOUT:
-            self._count_timeout(label)
+            tracked.count_timeout()
         return result
 
-    def close(self, wait: bool = False) -> None:
+    def close(self, *, wait: bool = False) -> None:
         """At exit: what is still queued is not needed; `wait` for what runs."""
-        self._settings.executor.shutdown(wait=wait, cancel_futures=True)
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
-    def _pool_collector(self, scrape: Scrape, clients: ClientFactory) -> PoolCollector:
-        return self._new_pool_collector(scrape, clients)
+    def _listed(self) -> tuple[Tracked, ...]:
+        with self._lock:
+            return tuple(self._tracked.values())
 
     def _new_executor(self, scrape: Scrape) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=scrape.max_concurrency, thread_name_prefix="collect")
 
+    def _wait(self, collection: _Collection, deadline: float) -> None:
+        with self._lock:
+            futures = list(collection.futures.values())
+        wait_for_futures(futures, timeout=max(0.0, deadline - self._clock()))
+
     def _usable_collection(self, now: float, arrived: float) -> tuple[_Collection | None, bool]:
         """The latest collection when this scrape may use it, and whether only as a cache."""
         latest = self._latest
-        if latest is None or set(latest.futures) != {pool.id for pool in self._pools}:
+        if latest is None or set(latest.futures) != set(self._tracked):
             return None, False
-        scrape = self._settings.scrape
+        scrape = self._scrape
         if not latest.done():
             return (latest, False) if now - latest.started <= scrape.timeout else (None, False)
         if latest.finished_at is not None and latest.finished_at >= arrived:
@@ -226,7 +226,7 @@ class Scraper:
         collection = _Collection(started=now, deadline=deadline, futures={})
         self._latest = collection
         # pools that ran out of time last time go last, so they cannot keep the others waiting
-        ordered = sorted(self._pools, key=lambda pool: self._states[pool.id].timed_out_last)
+        ordered = sorted(self._tracked.values(), key=lambda tracked: tracked.timed_out_last)
         self._submit(collection, ordered)
         return collection
 
@@ -239,9 +239,9 @@ class Scraper:
             if collection.deadline > now or deadline - now < MIN_EXTENSION_SECONDS:
                 return False
             timed_out = [
-                pool
-                for pool in self._pools
-                if (future := collection.futures.get(pool.id)) is not None
+                tracked
+                for pool_id, tracked in self._tracked.items()
+                if (future := collection.futures.get(pool_id)) is not None
                 and future.done()
                 and not future.cancelled()
                 and future.result().error_code == TIMEOUT
@@ -254,62 +254,66 @@ class Scraper:
             return True
 
     def _add_missing(self, collection: _Collection) -> None:
-        missing = [pool for pool in self._pools if pool.id not in collection.futures]
+        missing = [
+            tracked
+            for pool_id, tracked in self._tracked.items()
+            if pool_id not in collection.futures
+        ]
         if collection is self._latest and missing:
             collection.finished_at = None
             self._submit(collection, missing)
 
-    def _submit(self, collection: _Collection, pools: Sequence[Pool]) -> None:
-        settings = self._settings
-        for pool in pools:
-            future = settings.executor.submit(
-                settings.pools.collect, pool, self._states[pool.id], pool.id, collection.deadline
-            )
-            collection.futures[pool.id] = future
+    def _submit(self, collection: _Collection, pools: Sequence[Tracked]) -> None:
+        """Call with the scraper's lock held."""
+        for tracked in pools:
+            future = self._executor.submit(tracked.collect, collection.deadline)
+            collection.futures[tracked.pool.id] = future
             future.add_done_callback(functools.partial(self._finished, collection))
 
     def _finished(self, collection: _Collection, _: Future[PoolResult]) -> None:
         if collection.done() and collection.finished_at is None:
             collection.finished_at = self._clock()
 
-    def _snapshot_of(self, collection: _Collection, complete_only: bool = False) -> Snapshot:
+    def _snapshot_of(self, collection: _Collection, *, complete_only: bool = False) -> Snapshot:
+        """The collection's results for the pools listed now (a pool dropped meanwhile is
+        not reported; one added meanwhile is, as not collected)."""
+        with self._lock:
+            listed = tuple(self._tracked.items())
+            futures = dict(collection.futures)
         results = []
         complete = True
-        for pool in self._pools:
-            future = collection.futures.get(pool.id)
+        for pool_id, tracked in listed:
+            future = futures.get(pool_id)
             if future is not None and future.done() and not future.cancelled():
                 result = future.result()
                 if result.error_code == TIMEOUT:
-                    self._count_timeout_once(collection, pool)
+                    self._count_timeout_once(collection, tracked)
                 results.append(result)
                 continue
             complete = False
             if not complete_only:
-                self._count_timeout_once(collection, pool)
-                result = PoolResult.timed_out(pool, self._clock() - collection.started)
-                log_result_change(self._states[pool.id], result)
-                results.append(result)
+                self._count_timeout_once(collection, tracked)
+                results.append(tracked.not_collected(self._clock() - collection.started))
         return Snapshot(tuple(results), complete=complete)
 
-    def _count_timeout_once(self, collection: _Collection, pool: Pool) -> None:
+    def _count_timeout_once(self, collection: _Collection, tracked: Tracked) -> None:
         """A pool reported as timed out counts once per collection, however many scrapes
         shared that collection and whether the worker or the waiter saw the deadline first."""
+        pool_id = tracked.pool.id
         with self._lock:
-            first_report = pool.id not in collection.timeouts_counted
-            collection.timeouts_counted.add(pool.id)
+            first_report = pool_id not in collection.timeouts_counted
+            collection.timeouts_counted.add(pool_id)
         if first_report:
-            self._count_timeout(pool.id)
+            tracked.count_timeout()
 
-    def _count_timeout(self, label: str) -> None:
-        self._metrics.api_errors.labels(user_pool_id=label, error_code=TIMEOUT).inc()
-
-    def _state(self, pool: Pool, listed: bool) -> PoolState:
-        state = self._states.get(pool.id) if listed else None
-        if state is not None:
-            return state
+    def _tracked_for_probe(self, pool: Pool, *, listed: bool) -> Tracked:
         with self._lock:
-            state = self._probed.pop(pool.id, None) or PoolState(pool.id, self._settings.scrape)
-            self._probed[pool.id] = state
+            tracked = self._tracked.get(pool.id) if listed else None
+            if tracked is not None:
+                return tracked
+            tracked = self._probed.pop(pool.id, None) or self._tracker.track(pool, listed=False)
+            self._probed[pool.id] = tracked
             while len(self._probed) > MAX_PROBED_POOLS:
-                self._probed.popitem(last=False)
-            return state
+                _, evicted = self._probed.popitem(last=False)
+                evicted.drop()
+            return tracked

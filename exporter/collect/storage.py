@@ -19,12 +19,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from exporter.cognito.jobs import MAX_USER_COUNT, InvalidJobsPage, Job, parse_job
 from exporter.collect.history import OUTCOMES, HistoryState, PoolHistory, Totals
@@ -59,7 +60,7 @@ class HistoryStore:
         self._lock = threading.Lock()
         self._written: dict[str, bytes] = {}
         self._failing: set[str] = set()
-        # pool id -> the account its file was written for, kept while the account is not told
+        # pool id -> the account its file was written for, kept while the account is not resolved
         self._accounts: dict[str, str] = {}
 
     @classmethod
@@ -147,6 +148,25 @@ class HistoryStore:
                 "pool histories are written again", extra={"fields": {"folder": str(self._folder)}}
             )
 
+    def remove(self, pool: Pool) -> None:
+        """Forget `pool`, which is no longer collected: its file and what is known of it."""
+        with self._lock:
+            self._written.pop(pool.id, None)
+            self._accounts.pop(pool.id, None)
+            self._failing.discard(pool.id)
+        try:
+            self._path(pool).unlink(missing_ok=True)
+        except OSError as error:
+            log.warning(
+                "cannot remove the stored history of a pool no longer collected",
+                extra={
+                    "fields": {
+                        "user_pool_id": pool.id,
+                        "error": error.strerror or type(error).__name__,
+                    }
+                },
+            )
+
     def _path(self, pool: Pool) -> Path:
         # pool ids are ASCII letters, digits, '-' and one '_': safe as file names
         return self._folder / f"{pool.id}.json"
@@ -196,26 +216,25 @@ class HistoryStore:
             raise ValueError("written for another pool, region, endpoint or account")
         account = stored.get("account")
         same_place = {**stored, "account": None} == {**expected, "account": None}
-        # an account not told now (STS did not answer) cannot tell a file of another apart
+        # an account not resolved now (STS did not answer) cannot tell a file of another apart
         same_account = None in (account, expected["account"]) or account == expected["account"]
         if not (same_place and same_account):
             raise ValueError("written for another pool, region, endpoint or account")
-        boundary = document.get("boundary")
-        ordered = document.get("ordered")
-        next_full, last_full = document.get("next_full_scan"), document.get("last_full_scan")
-        if type(ordered) is not bool or not _is_time(next_full):
-            raise ValueError("ordered or next_full_scan is not what the exporter writes")
-        if last_full is not None and not _is_time(last_full):
-            raise ValueError("last_full_scan is not a time")
+        try:
+            stored = _StoredHistory.model_validate(document)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}") from None
         state = HistoryState(
-            head=_jobs(document, "head"),
-            tail=Totals(_counts(document, "tail_statuses"), _counts(document, "tail_users")),
-            tail_recent=_jobs(document, "tail_recent"),
-            boundary=None if boundary is None else _job(boundary),
-            ordered=ordered,
-            next_full_scan=float(next_full),  # type: ignore[arg-type]
-            last_full_scan=None if last_full is None else float(last_full),
-            users_total=_counts(document, "users_total"),
+            head=tuple(stored.head),
+            tail=Totals(Counter(stored.tail_statuses), Counter(stored.tail_users)),
+            tail_recent=tuple(stored.tail_recent),
+            boundary=stored.boundary,
+            ordered=stored.ordered,
+            next_full_scan=stored.next_full_scan,
+            last_full_scan=stored.last_full_scan,
+            users_total=Counter(stored.users_total),
         )
         _check_sound(state)
         if isinstance(account, str):
@@ -246,7 +265,7 @@ class HistoryStore:
             )
 
 
-def _shifted(state: HistoryState, offset: float, whole_seconds: bool = False) -> HistoryState:
+def _shifted(state: HistoryState, offset: float, *, whole_seconds: bool = False) -> HistoryState:
     """`state` with its times moved to another clock. Stored in whole seconds, so the file of
     an unchanged history stays byte for byte the same while the two clocks drift apart."""
 
@@ -295,32 +314,36 @@ def _record(job: Job) -> dict[str, Any]:
     }
 
 
-def _job(record: object) -> Job:
+def _parsed_job(record: object) -> Job:
+    """A stored job, checked as an answer of the service is."""
     try:
         return parse_job(record)
     except InvalidJobsPage as error:
         raise ValueError(str(error)) from None
 
 
-def _jobs(document: Mapping[str, Any], key: str) -> tuple[Job, ...]:
-    records = document.get(key)
-    if not isinstance(records, list) or len(records) > MAX_STORED_JOBS:
-        raise ValueError(f"{key} is not a list of jobs")
-    return tuple(_job(record) for record in records)
+_StoredJob = Annotated[Job, PlainValidator(_parsed_job)]
+_Jobs = Annotated[list[_StoredJob], Field(max_length=MAX_STORED_JOBS)]
+_Counts = Annotated[
+    dict[str, Annotated[int, Field(ge=0, lt=MAX_COUNT)]], Field(max_length=MAX_STORED_JOBS)
+]
+_WallTime = Annotated[float, Field(ge=0, lt=MAX_USER_COUNT)]
 
 
-def _counts(document: Mapping[str, Any], key: str) -> Counter[str]:
-    table = document.get(key)
-    if not isinstance(table, dict) or len(table) > MAX_STORED_JOBS:
-        raise ValueError(f"{key} is not a table of counts")
-    for name, count in table.items():
-        if not isinstance(name, str) or type(count) is not int or not 0 <= count < MAX_COUNT:
-            raise ValueError(f"{key} is not a table of counts")
-    return Counter(table)
+class _StoredHistory(BaseModel):
+    """What a stored file holds beyond its format and pool, as the exporter writes it."""
 
+    model_config = ConfigDict(strict=True)
 
-def _is_time(value: object) -> bool:
-    return type(value) in (int, float) and 0 <= value < MAX_USER_COUNT  # type: ignore[operator]
+    head: _Jobs
+    tail_statuses: _Counts
+    tail_users: _Counts
+    tail_recent: _Jobs
+    boundary: _StoredJob | None
+    ordered: bool
+    next_full_scan: _WallTime
+    last_full_scan: _WallTime | None
+    users_total: _Counts
 
 
 def _check_sound(state: HistoryState) -> None:

@@ -37,7 +37,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 class FileProblem(Exception):
     """Why a file could not be read; `str()` fits after the file's name, `about()` after a key."""
 
-    def __init__(self, reason: str, unreadable: bool = False) -> None:
+    def __init__(self, reason: str, *, unreadable: bool = False) -> None:
         super().__init__(f"cannot read: {reason}" if unreadable else reason)
         self.reason = reason
         self.unreadable = unreadable

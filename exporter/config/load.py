@@ -16,14 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from exporter.config.files import MAX_TEXT, parse_yaml, read_config_text, text_problems
-from exporter.config.model import Config, Discovery, Pool
+from exporter.config.model import Config, Discovery, pool_with_defaults, region_for
 from exporter.config.problems import ConfigError, describe_validation_errors, format_path, quoted
 from exporter.config.schema import (
     DEFAULT_CREDENTIALS,
     ConfigDocument,
     CredentialSet,
     NamePattern,
-    region_from_pool_id,
 )
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -177,25 +176,21 @@ def _resolve(document: ConfigDocument, problems: list[str]) -> Config:
     defaults = document.defaults
     pools = []
     for index, entry in enumerate(document.pools):
-        where = f"pools[{index}]"
-        credential_name = entry.credentials or defaults.credentials
-        region = entry.region or region_from_pool_id(entry.id) or defaults.region
-        if region is None:
+        if region_for(entry.id, entry.region, defaults) is None:
             problems.append(
-                f"{where}.region: cannot tell the region of {entry.id}; "
+                f"pools[{index}].region: cannot tell the region of {entry.id}; "
                 "set region here or in defaults"
             )
             continue
         pools.append(
-            Pool(
-                id=entry.id,
-                name=entry.name or entry.id,
-                region=region,
-                credentials=credential_name,
-                endpoint_url=entry.endpoint_url or defaults.endpoint_url,
+            pool_with_defaults(
+                defaults,
+                entry.id,
+                name=entry.name,
+                region=entry.region,
+                credentials=entry.credentials,
+                endpoint_url=entry.endpoint_url,
                 labels=tuple(sorted(entry.labels.items())),
-                page_size=defaults.page_size,
-                max_jobs=defaults.max_jobs,
             )
         )
     return Config(

@@ -26,7 +26,7 @@ class Pool:
     endpoint_url: str | None
     labels: tuple[tuple[str, str], ...]
     page_size: int
-    max_jobs: int
+    max_listed_jobs: int
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,39 @@ class Config:
         endpoint_url: str | None = None,
     ) -> Pool:
         """A pool not listed in the file, with the defaults applied (discovery, probes)."""
-        return Pool(
-            id=pool_id,
-            name=name or pool_id,
-            region=region or region_from_pool_id(pool_id) or self.defaults.region or "",
-            credentials=credentials or self.defaults.credentials,
-            endpoint_url=endpoint_url or self.defaults.endpoint_url,
-            labels=(),
-            page_size=self.defaults.page_size,
-            max_jobs=self.defaults.max_jobs,
+        return pool_with_defaults(
+            self.defaults,
+            pool_id,
+            name=name,
+            region=region,
+            credentials=credentials,
+            endpoint_url=endpoint_url,
         )
+
+
+def region_for(pool_id: str, region: str | None, defaults: Defaults) -> str | None:
+    """The region a pool is read in: its own, the one its id names, or the default."""
+    return region or region_from_pool_id(pool_id) or defaults.region
+
+
+def pool_with_defaults(
+    defaults: Defaults,
+    pool_id: str,
+    *,
+    name: str | None = None,
+    region: str | None = None,
+    credentials: str | None = None,
+    endpoint_url: str | None = None,
+    labels: tuple[tuple[str, str], ...] = (),
+) -> Pool:
+    """A pool with the defaults applied to whatever it does not say."""
+    return Pool(
+        id=pool_id,
+        name=name or pool_id,
+        region=region_for(pool_id, region, defaults) or "",
+        credentials=credentials or defaults.credentials,
+        endpoint_url=endpoint_url or defaults.endpoint_url,
+        labels=labels,
+        page_size=defaults.page_size,
+        max_listed_jobs=defaults.max_jobs,
+    )

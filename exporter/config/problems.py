@@ -55,7 +55,7 @@ def describe_validation_errors(error: ValidationError) -> list[str]:
     return problems
 
 
-def format_path(location: tuple[int | str, ...], key: bool = False) -> str:
+def format_path(location: tuple[int | str, ...], *, key: bool = False) -> str:
     """`a.b[0]`; with `key`, the last part is a mapping key even when it is a number."""
     text = ""
     for index, part in enumerate(location):

@@ -284,6 +284,17 @@ class Scrape(StrictModel):
     full_resync_interval: Duration = 600.0
     cache_ttl: Duration = 0.0
 
+    @property
+    def reads_quota(self) -> bool:
+        """Whether the account rate follows the quota Cognito enforces (GetProvisionedLimit)."""
+        return self.requests_per_second == "auto"
+
+    def account_rate(self, quota: float) -> float:
+        """Requests a second for an account and region whose quota is `quota`."""
+        if self.requests_per_second == "auto":
+            return quota * self.quota_share
+        return float(self.requests_per_second)
+
     @field_validator("timeout")
     @classmethod
     def _positive_timeout(cls, value: float) -> float:

@@ -145,6 +145,12 @@ class CognitoModel:
                 pool.spawning = spawning
             pool.modified = self.clock()
 
+    def delete_pool(self, pool_id: str) -> None:
+        """The pool is gone: no longer listed, it answers ResourceNotFound."""
+        with self._lock:
+            for job in self._pools.pop(self._pool(pool_id).pool_id).jobs.values():
+                self._active.pop(job.seq, None)
+
     def pool_ids(self) -> list[str]:
         with self._lock:
             return list(self._pools)
