@@ -227,7 +227,17 @@ class Runtime:
             raise ConfigError(problems)
         discovery = None
         if config.discovery:
-            discovery = PoolDiscovery(config, clients, self.metrics, on_change=self._discovered)
+            discovery = PoolDiscovery(
+                config,
+                clients,
+                self.metrics,
+                on_change=self._discovered,
+                found_before=(
+                    previous.discovery.found_by_entry()
+                    if previous is not None and previous.discovery is not None
+                    else None
+                ),
+            )
         return _Generation(config, web_config, clients, discovery)
 
     def _switch(self, generation: _Generation) -> None:

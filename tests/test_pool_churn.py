@@ -95,3 +95,25 @@ def test_a_deleted_pool_that_discovery_drops_leaves_no_series_file_or_memory(
     assert sorted(path.name for path in tmp_path.iterdir()) == [f"{kept}.json"]
     assert runtime.discovery._described.keys() == {(0, kept)}
     runtime.close()
+
+
+def test_a_reload_whose_discovery_fails_its_first_round_keeps_the_discovered_pools(
+    model: SimulatedCognito, endpoint: str, tmp_path: Path
+) -> None:
+    pools = ("eu-west-1_Found1", "eu-west-1_Found2")
+    for seed, pool_id in enumerate(pools):
+        populate(model, pool_id, 4, seed, active_newest=1)
+        model.set_pool(pool_id, tags={"team": "identity"})
+    discovery = "discovery: [{tags: {team: identity}, refresh_interval: 1h}]\n"
+    config = load_text(config_yaml(endpoint, region="eu-west-1", extra=discovery))
+    runtime = Runtime(lambda: config, storage_path=str(tmp_path))
+    runtime.apply(config)
+    first = runtime.scraper.collect(deadline=time.monotonic() + 30)
+    assert sorted(result.pool.id for result in first.results if result.success) == list(pools)
+    model.faults.cycling_pool_tokens = True  # ListUserPools fails from now on
+    runtime.apply(load_text(config_yaml(endpoint, region="eu-west-1", extra=discovery)))
+    assert runtime.discovery is not None
+    runtime.discovery.refresh(everything=True)
+    assert [pool.id for pool in runtime.scraper.pools] == list(pools)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"{p}.json" for p in pools]
+    runtime.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,11 @@ class PoolDiscovery:
         metrics: ExporterMetrics,
         on_change: Callable[[PoolDiscovery, tuple[Pool, ...]], None],
         clock: Callable[[], float] = time.monotonic,
+        found_before: Mapping[Discovery, tuple[Pool, ...]] | None = None,
     ) -> None:
+        """`found_before`: what an earlier configuration's discovery found for each entry; an
+        entry this one keeps unchanged starts from it, so a reload whose first round fails
+        keeps the pools (and their stored histories) instead of dropping them."""
         self._config = config
         self._entries = config.discovery
         self._clients = clients
@@ -58,7 +62,10 @@ class PoolDiscovery:
         self._clock = clock
         self._bucket = TokenBucket(DISCOVERY_REQUESTS_PER_SECOND)
         self._scope = CallScope("", None, 0.0)
-        self._found: dict[int, tuple[Pool, ...]] = {}
+        before = found_before or {}
+        self._found: dict[int, tuple[Pool, ...]] = {
+            index: before[entry] for index, entry in enumerate(self._entries) if entry in before
+        }
         # pools whose region answered OperationNotEnabled (a replica region): not collected
         self._not_enabled: set[tuple[str, str]] = set()
         self._publishing = threading.Lock()
@@ -67,6 +74,10 @@ class PoolDiscovery:
         self._first_round = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def found_by_entry(self) -> dict[Discovery, tuple[Pool, ...]]:
+        found = dict(self._found)
+        return {self._entries[index]: pools for index, pools in found.items()}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="discovery", daemon=True)
