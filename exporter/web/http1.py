@@ -1,8 +1,9 @@
 """HTTP/1.1 on one connection, with h11: one request at a time, read whole (head within the
-header limit, body within the body limit, both within the I/O timeout of its first byte),
-answered by the front, written as fast as the client takes it. A connection idle for the
-keep-alive timeout is closed; a client that half-closes after its request gets its answer
-and then the close."""
+header limit, 431 past it, body within the body limit, both within the I/O timeout of its
+first byte), answered by the front, written as fast as the client takes it. Reading goes on
+while a request waits (a request's worth at most), so a client that leaves is seen at once.
+A connection idle for the keep-alive timeout is closed; a client that half-closes after its
+request gets its answer and then the close."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ class Http1Session:
         if self.idle:
             self._arm(self._serving.limits.io_timeout)  # the request must arrive within it
         self._h11.receive_data(data)
+        if self._answering is not None:
+            # read on while a request waits, so a client that leaves is seen and its request
+            # dropped; pause only once what arrived behind it outgrows a request
+            limits = self._serving.limits
+            if len(self._h11.trailing_data[0]) > limits.max_header_bytes + limits.max_body_bytes:
+                self._link.pause_reading()
+            return
         self._read()
 
     def eof_received(self) -> None:
@@ -89,6 +97,9 @@ class Http1Session:
             return
         self._head = head
         self._body = bytearray()
+        if _header_bytes(head) > self._serving.limits.max_header_bytes:
+            self._refuse(431, "Request Header Fields Too Large")
+            return
         names = {name for name, _ in head.headers}
         length = _content_length(head)
         if b"transfer-encoding" in names and b"content-length" in names:
@@ -103,7 +114,6 @@ class Http1Session:
 
     def _answer(self, head: h11.Request, body: bytes) -> None:
         self._timer.cancel()
-        self._link.pause_reading()
         request = Request(
             method=head.method.decode("ascii", "replace"),
             target=head.target.decode("latin-1"),
@@ -136,7 +146,10 @@ class Http1Session:
         except h11.LocalProtocolError:
             self._link.close()
             return
-        self._arm(self._serving.limits.keep_alive_timeout)
+        limits = self._serving.limits
+        # a request that began to arrive behind this one has the I/O timeout to arrive whole
+        waiting = bool(self._h11.trailing_data[0])
+        self._arm(limits.io_timeout if waiting else limits.keep_alive_timeout)
         self._link.resume_reading()
         self._read()
 
@@ -190,6 +203,12 @@ class Http1Session:
             self._refuse(408, "Request Timeout")
         else:
             self._link.close()
+
+
+def _header_bytes(head: h11.Request) -> int:
+    """The size of a request's head as it was sent: its line and every field."""
+    line = len(head.method) + len(head.target) + len(head.http_version) + 7
+    return line + sum(len(name) + len(value) + 4 for name, value in head.headers)
 
 
 def _content_length(head: h11.Request) -> int | None:

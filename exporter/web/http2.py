@@ -1,8 +1,10 @@
 """HTTP/2 on one TLS connection, with h2: at most `max_streams` requests at a time, each read
 whole and answered by the front, sent as the client's flow-control windows allow. A stream
-whose client takes nothing of its answer for the I/O timeout is reset, as is one whose request
-does not arrive within it; a reset stream's work is cancelled (taken out of the queue when it
-has not started). A connection with no stream for the keep-alive timeout is closed."""
+whose client takes less than a minimum of its answer (or than what remained of it) in an I/O
+timeout is reset, as is one whose request does not arrive within it; a reset stream's work is
+cancelled (taken out of the queue when it has not started). Floods of resets or of frames
+that ask nothing end the connection; one with no stream for the keep-alive timeout is
+closed."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from exporter.web.exchange import Answer, Request, text_answer
 from exporter.web.link import Link, Peer, Serving
@@ -28,6 +31,27 @@ _NO_BODY = frozenset((204, 304))
 # Streams a client may reset within one I/O timeout before its connection is closed: resetting
 # costs it one frame and the server a task (the "rapid reset" attack, CVE-2023-44487).
 MAX_RESETS = 1000
+# Frames that ask work of the server and carry no request (PING, SETTINGS, PRIORITY, DATA
+# without data, WINDOW_UPDATE while nothing waits to be sent) a client may send within one I/O
+# timeout before its connection is closed: each costs the event loop every client shares.
+MAX_CONTROL_FRAMES = 1000
+
+
+class FrameCount:
+    """Frames of one kind counted over the last I/O timeout (a window restarted when it ends)."""
+
+    def __init__(self, limit: int, window: float, now: float) -> None:
+        self._limit = limit
+        self._window = window
+        self._count = 0
+        self._since = now
+
+    def over(self, now: float) -> bool:
+        """Count one more frame; whether the count passed the limit."""
+        if now - self._since > self._window:
+            self._count, self._since = 0, now
+        self._count += 1
+        return self._count > self._limit
 
 
 @dataclass
@@ -38,6 +62,7 @@ class _Stream:
     task: asyncio.Task[None] | None = None
     pending: bytes = b""
     sent: int = 0
+    taken: int = 0  # what `sent` was when the last I/O timeout window began
     held: int = 0
     answered: bool = False
 
@@ -62,8 +87,10 @@ class Http2Session:
         )
         self._streams: dict[int, _Stream] = {}
         self._stopping = False
-        self._resets = 0
-        self._resets_since = link.loop.time()
+        self._last_stream: int | None = None  # named by the GOAWAY sent when stopping
+        now = link.loop.time()
+        self._resets = FrameCount(MAX_RESETS, limits.io_timeout, now)
+        self._control_frames = FrameCount(MAX_CONTROL_FRAMES, limits.io_timeout, now)
         self._idle_timer = link.loop.call_later(limits.keep_alive_timeout, self._time_out_idle)
         self._flush()
 
@@ -99,14 +126,23 @@ class Http2Session:
 
     def stop(self) -> None:
         """GOAWAY: the streams already open are answered, no new one is taken."""
+        if self._stopping:
+            return
         self._stopping = True
-        self._h2.close_connection(last_stream_id=self._h2.highest_inbound_stream_id)
-        self._flush()
         if not self._streams:
-            self._link.close()
+            self._close(h2.errors.ErrorCodes.NO_ERROR)
+            return
+        # h2 sends nothing more once it has sent a GOAWAY, so this one is written beside it:
+        # the client learns which streams will be answered while they are
+        self._flush()
+        self._last_stream = self._h2.highest_inbound_stream_id
+        goaway = GoAwayFrame(stream_id=0, last_stream_id=self._last_stream, error_code=0)
+        self._link.write_now(goaway.serialize())
 
     def _handle(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.RequestReceived):
+        if self._asks_nothing(event) and self._control_frames.over(self._link.loop.time()):
+            self._close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        elif isinstance(event, h2.events.RequestReceived):
             self._open(event.stream_id, event.headers or [])
         elif isinstance(event, h2.events.DataReceived):
             self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -121,21 +157,35 @@ class Http2Session:
                 stream.timer.cancel()
                 stream.task = self._link.start(self._respond(event.stream_id, stream))
         elif isinstance(event, h2.events.StreamReset):
-            self._drop(event.stream_id)
-            self._count_reset()
+            self._finish(event.stream_id)
+            if self._resets.over(self._link.loop.time()):
+                self._close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._link.close()
 
+    def _asks_nothing(self, event: h2.events.Event) -> bool:
+        """Whether `event` is a frame that carries no request and no data."""
+        if isinstance(event, h2.events.WindowUpdated):
+            return not any(stream.sent < len(stream.pending) for stream in self._streams.values())
+        if isinstance(event, h2.events.DataReceived):
+            return not event.data
+        return isinstance(
+            event,
+            h2.events.PingReceived | h2.events.RemoteSettingsChanged | h2.events.PriorityUpdated,
+        )
+
     def _open(self, stream_id: int, raw: list[tuple[bytes, bytes]] | list[tuple[str, str]]) -> None:
-        if self._stopping or len(self._streams) >= self._serving.limits.max_streams:
+        limits = self._serving.limits
+        if self._stopping or len(self._streams) >= limits.max_streams:
             self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         headers = [(_text(name), _text(value)) for name, value in raw]
-        timer = self._link.loop.call_later(
-            self._serving.limits.io_timeout, self._time_out_stream, stream_id
-        )
+        timer = self._link.loop.call_later(limits.io_timeout, self._time_out_stream, stream_id)
         self._streams[stream_id] = _Stream(headers, timer)
         self._idle_timer.cancel()
+        # RFC 9113 6.5.2: a field's size is its name's and value's lengths and 32
+        if sum(len(name) + len(value) + 32 for name, value in headers) > limits.max_header_bytes:
+            self._send(stream_id, "GET", text_answer(431, "Request Header Fields Too Large"))
 
     async def _respond(self, stream_id: int, stream: _Stream) -> None:
         pseudo = {name: value for name, value in stream.headers if name.startswith(":")}
@@ -179,7 +229,7 @@ class Http2Session:
             self._finish(stream_id)
             return
         stream.pending = body
-        self._progress(stream_id, stream)
+        self._arm(stream_id, stream)
 
     def _pump(self) -> None:
         """Send what the flow-control windows and the client's reading allow."""
@@ -203,11 +253,11 @@ class Http2Session:
                 self._flush()
                 if done:
                     self._finish(stream_id)
-                else:
-                    self._progress(stream_id, stream)
 
-    def _progress(self, stream_id: int, stream: _Stream) -> None:
+    def _arm(self, stream_id: int, stream: _Stream) -> None:
+        """Start an I/O timeout window in which the client must take its share of the answer."""
         stream.timer.cancel()
+        stream.taken = stream.sent
         stream.timer = self._link.loop.call_later(
             self._serving.limits.io_timeout, self._time_out_stream, stream_id
         )
@@ -216,9 +266,9 @@ class Http2Session:
         self._drop(stream_id)
         if not self._streams:
             if self._stopping:
-                self._flush()
-                self._link.close()
+                self._close(h2.errors.ErrorCodes.NO_ERROR)
             else:
+                self._idle_timer.cancel()
                 self._idle_timer = self._link.loop.call_later(
                     self._serving.limits.keep_alive_timeout, self._time_out_idle
                 )
@@ -234,19 +284,25 @@ class Http2Session:
             self._link.release(stream.held)
             stream.held = 0
 
-    def _count_reset(self) -> None:
-        now = self._link.loop.time()
-        if now - self._resets_since > self._serving.limits.io_timeout:
-            self._resets, self._resets_since = 0, now
-        self._resets += 1
-        if self._resets > MAX_RESETS:
-            self._h2.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-            self._flush()
-            self._link.close()
+    def _close(self, error: h2.errors.ErrorCodes) -> None:
+        """GOAWAY naming `error`, then the close."""
+        if self._link.closing:
+            return
+        last_stream = self._last_stream
+        if last_stream is None:
+            last_stream = self._h2.highest_inbound_stream_id
+        self._h2.close_connection(error_code=error, last_stream_id=last_stream)
+        self._flush()
+        self._link.close()
 
     def _time_out_stream(self, stream_id: int) -> None:
-        """A request that did not arrive, or an answer the client took nothing of."""
-        if stream_id not in self._streams:
+        """A request that did not arrive, or an answer the client took less than the minimum
+        of (or than what remained of it) in the I/O timeout."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        if stream.pending and stream.sent - stream.taken >= self._serving.limits.min_taken:
+            self._arm(stream_id, stream)
             return
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
@@ -255,9 +311,7 @@ class Http2Session:
 
     def _time_out_idle(self) -> None:
         if not self._streams:
-            self._h2.close_connection()
-            self._flush()
-            self._link.close()
+            self._close(h2.errors.ErrorCodes.NO_ERROR)
 
     def _flush(self) -> None:
         self._link.write_now(self._h2.data_to_send())

@@ -2,8 +2,9 @@
 timeouts, the bytes of answers it holds, and the HTTP session (HTTP/2 when the client chose
 `h2` by ALPN, HTTP/1.1 otherwise) that reads it.
 
-A client that takes nothing of what is written to it for the I/O timeout is cut off, and
-every byte of an answer waiting to be sent is counted against a bound per connection and a
+A client that takes less of an answer than a minimum (`min_taken`, or what remained of the
+answer) in each I/O timeout is cut off, as is one that takes nothing of it for that long; every
+byte of an answer waiting to be sent is counted against a bound per connection and a
 bound for the whole server: an answer over either is replaced by a short 503.
 """
 
@@ -33,6 +34,9 @@ class Limits:
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 64 * 1024
     max_streams: int = 32  # concurrent HTTP/2 streams on one connection
+    # bytes of an answer a client must take in each I/O timeout (or what remained of it): a
+    # client dripping a byte at a time would otherwise hold its answer's bytes for hours
+    min_taken: int = 64 * 1024
     held_per_connection: int = 32 * 1024 * 1024  # bytes of answers not yet sent
     held_in_total: int = 96 * 1024 * 1024
 
@@ -112,6 +116,7 @@ class Link(asyncio.Protocol):
         self._stalled: asyncio.TimerHandle | None = None
         self._closing_limit: asyncio.TimerHandle | None = None
         self._held = 0
+        self._written = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -190,14 +195,35 @@ class Link(asyncio.Protocol):
     # --- for the sessions ---
 
     async def write(self, data: bytes) -> None:
-        """Write `data` as fast as the client takes it (ConnectionResetError once closed)."""
+        """Write `data` as fast as the client takes it (ConnectionResetError once closed, or
+        once the client took less than the minimum in an I/O timeout)."""
+        limits = self.serving.limits
+        end = self._written + len(data)
+        mark, due = self._taken(), self.loop.time() + limits.io_timeout
         for offset in range(0, len(data), WRITE_CHUNK):
             if self.closing or self._transport is None:
                 raise ConnectionResetError("the connection is closed")
-            self._transport.write(data[offset : offset + WRITE_CHUNK])
-            await self._writable.wait()
+            chunk = data[offset : offset + WRITE_CHUNK]
+            self._transport.write(chunk)
+            self._written += len(chunk)
+            while not self._writable.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._writable.wait(), max(due - self.loop.time(), 0.0))
+                if self._writable.is_set():
+                    break
+                taken = self._taken()
+                if taken - mark < min(limits.min_taken, end - mark):
+                    self.abort()
+                    raise ConnectionResetError("the client takes its answer too slowly")
+                mark, due = taken, self.loop.time() + limits.io_timeout
         if self.closing:
             raise ConnectionResetError("the connection is closed")
+
+    def _taken(self) -> int:
+        """Bytes written that left the server's own buffer for the socket's."""
+        if self._transport is None:
+            return self._written
+        return self._written - self._transport.get_write_buffer_size()
 
     def write_now(self, data: bytes) -> None:
         """Write `data` (small: protocol frames) without waiting for the client."""
