@@ -6,6 +6,7 @@ a reset. Each runs an in-process server on loopback with short timeouts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import select
@@ -23,7 +24,8 @@ import pytest
 from hpack import Decoder
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame
 
-from exporter.web.link import Limits
+from exporter.web.exchange import Answer, Request
+from exporter.web.link import HeldBytes, Limits, Link, Serving
 from exporter.web.serve import ServerSettings
 from exporter.web.webconfig import WebConfig
 from tests.test_web_attacks import H2Client, ok, pump, tls_web_config
@@ -344,3 +346,104 @@ def test_an_http2_connection_idle_after_its_last_stream_was_reset_is_closed(
     assert closed
     assert took < 3  # the keep-alive timeout of 1 s
     assert client.goaway == h2.errors.ErrorCodes.NO_ERROR
+
+
+# --- an HTTP/1.1 answer taken too slowly ------------------------------------------------------
+
+
+class DrainedTransport(asyncio.Transport):
+    """A transport whose socket takes what the test drains from it, pausing and resuming its
+    protocol's writing as asyncio's own transports do (low mark a quarter of the high)."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.buffered = 0
+        self.high = 64 * KIB
+        self.paused = False
+        self.aborted = False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high = high or self.high
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.buffered += len(data)
+        if not self.paused and self.buffered > self.high:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def drain(self, size: int) -> None:
+        self.buffered = max(0, self.buffered - size)
+        if self.paused and self.buffered <= self.high // 4:
+            self.paused = False
+            self.protocol.resume_writing()
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        if not self.aborted:
+            self.aborted = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def close(self) -> None:
+        self.abort()
+
+
+class NoSession:
+    idle = True
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NoFront:
+    async def answer(self, request: Request) -> Answer:
+        return Answer(204)
+
+
+def drained_write(limits: Limits, drain: int, every: float, size: int) -> tuple[bool, float]:
+    """Write `size` bytes on a link whose client takes `drain` bytes every `every` seconds:
+    whether the write was cut off, and when it ended."""
+
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        serving = Serving(NoFront(), limits, HeldBytes(limits.held_in_total))
+        link = Link(serving, lambda link, peer, alpn: NoSession(), lambda link: None, loop)
+        transport = DrainedTransport(link)
+        link.connection_made(transport)
+        started = loop.time()
+        writing = loop.create_task(link.write(b"x" * size))
+        while not writing.done() and loop.time() - started < 10:
+            await asyncio.wait({writing}, timeout=every)
+            transport.drain(drain)
+        cut = isinstance(writing.exception(), ConnectionResetError) and transport.aborted
+        return cut, loop.time() - started
+
+    return asyncio.run(main())
+
+
+def test_an_http1_answer_taken_under_the_minimum_rate_is_cut_off() -> None:
+    # 20 KiB every 0.05 s resumes writing every 0.15 s (well within the I/O timeout) and
+    # takes about 130 KiB of each 0.5 s window, under the minimum of 512 KiB
+    limits = Limits(io_timeout=0.5, min_taken=512 * KIB)
+    cut, took = drained_write(limits, drain=20 * KIB, every=0.05, size=4 * MIB)
+    assert cut
+    assert took < 1.5
+
+
+def test_an_http1_answer_taken_at_the_minimum_rate_is_written_whole() -> None:
+    limits = Limits(io_timeout=0.5, min_taken=64 * KIB)
+    cut, took = drained_write(limits, drain=20 * KIB, every=0.05, size=512 * KIB)
+    assert not cut
+    assert took < 5
