@@ -32,8 +32,9 @@ _NO_BODY = frozenset((204, 304))
 # costs it one frame and the server a task (the "rapid reset" attack, CVE-2023-44487).
 MAX_RESETS = 1000
 # Frames that ask work of the server and carry no request (PING, SETTINGS, PRIORITY, DATA
-# without data, WINDOW_UPDATE while nothing waits to be sent) a client may send within one I/O
-# timeout before its connection is closed: each costs the event loop every client shares.
+# without data that does not end a request, WINDOW_UPDATE while nothing waits to be sent) a
+# client may send within one I/O timeout before its connection is closed: each costs the
+# event loop every client shares.
 MAX_CONTROL_FRAMES = 1000
 
 
@@ -168,7 +169,7 @@ class Http2Session:
         if isinstance(event, h2.events.WindowUpdated):
             return not any(stream.sent < len(stream.pending) for stream in self._streams.values())
         if isinstance(event, h2.events.DataReceived):
-            return not event.data
+            return not event.data and event.stream_ended is None
         return isinstance(
             event,
             h2.events.PingReceived | h2.events.RemoteSettingsChanged | h2.events.PriorityUpdated,
