@@ -243,7 +243,7 @@ class Http2Session:
                         len(stream.pending) - stream.sent,
                     )
                 except h2.exceptions.StreamClosedError:
-                    self._drop(stream_id)
+                    self._finish(stream_id)
                     break
                 if size <= 0:
                     break
@@ -264,7 +264,8 @@ class Http2Session:
         )
 
     def _finish(self, stream_id: int) -> None:
-        self._drop(stream_id)
+        if not self._drop(stream_id):
+            return  # a stream refused or already ended: the connection's idle time goes on
         if not self._streams:
             if self._stopping:
                 self._close(h2.errors.ErrorCodes.NO_ERROR)
@@ -274,16 +275,18 @@ class Http2Session:
                     self._serving.limits.keep_alive_timeout, self._time_out_idle
                 )
 
-    def _drop(self, stream_id: int) -> None:
+    def _drop(self, stream_id: int) -> bool:
+        """Forget the stream `stream_id` and what it holds; False if there was none."""
         stream = self._streams.pop(stream_id, None)
         if stream is None:
-            return
+            return False
         stream.timer.cancel()
         if stream.task is not None:
             stream.task.cancel()
         if stream.held:
             self._link.release(stream.held)
             stream.held = 0
+        return True
 
     def _close(self, error: h2.errors.ErrorCodes) -> None:
         """GOAWAY naming `error`, then the close."""
