@@ -62,14 +62,16 @@ def test_an_http2_stream_whose_reader_drips_its_window_is_reset(tmp_path: Path) 
         client = H2Client(served.port, ca, window=1)
         try:
             streams = client.request("/metrics", 4)
-            started = time.monotonic()
+            started = drip = time.monotonic()
             while not set(streams) <= client.reset and time.monotonic() - started < 8:
-                for stream_id in set(streams) - client.reset:
-                    with contextlib.suppress(h2.exceptions.StreamClosedError):
-                        client.h2.increment_flow_control_window(1, stream_id)
-                        client.h2.increment_flow_control_window(1)
-                client.flush()
-                read_when_ready(client, 0.2)
+                if time.monotonic() >= drip:
+                    for stream_id in set(streams) - client.reset:
+                        with contextlib.suppress(h2.exceptions.StreamClosedError):
+                            client.h2.increment_flow_control_window(1, stream_id)
+                            client.h2.increment_flow_control_window(1)
+                    client.flush()
+                    drip += 0.2
+                read_when_ready(client, max(0.0, drip - time.monotonic()))
             took = time.monotonic() - started
             held = served.held.held
         finally:
@@ -197,6 +199,24 @@ def test_a_ping_flood_ends_the_connection_with_enhance_your_calm(tmp_path: Path)
                 with contextlib.suppress(OSError):
                     client.flush()
                 read_when_ready(client, 0.05)
+            assert pump([client], lambda: client.closed, 5)
+        finally:
+            client.close()
+    assert client.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_a_flood_of_one_byte_window_updates_ends_the_connection(tmp_path: Path) -> None:
+    web, ca = tls_web_config(tmp_path)
+    with serving(answering(MIB), web=lambda: web) as served:
+        client = H2Client(served.port, ca, window=0)
+        try:
+            (stream_id,) = client.request("/metrics", 1)
+            assert pump([client], lambda: stream_id in client.statuses, 5)
+            for _ in range(1500):
+                client.h2.increment_flow_control_window(1, stream_id)
+                client.h2.increment_flow_control_window(1)
+            with contextlib.suppress(OSError):
+                client.flush()
             assert pump([client], lambda: client.closed, 5)
         finally:
             client.close()

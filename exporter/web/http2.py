@@ -32,10 +32,13 @@ _NO_BODY = frozenset((204, 304))
 # costs it one frame and the server a task (the "rapid reset" attack, CVE-2023-44487).
 MAX_RESETS = 1000
 # Frames that ask work of the server and carry no request (PING, SETTINGS, PRIORITY, DATA
-# without data that does not end a request, WINDOW_UPDATE while nothing waits to be sent) a
-# client may send within one I/O timeout before its connection is closed: each costs the
-# event loop every client shares.
+# without data that does not end a request, WINDOW_UPDATE while nothing waits to be sent or
+# opening less than SMALL_WINDOW_UPDATE bytes) a client may send within one I/O timeout before
+# its connection is closed: each costs the event loop every client shares.
 MAX_CONTROL_FRAMES = 1000
+# A window opened by less than this makes the server send a frame (and a TLS record) for a
+# few bytes: counted with the frames that ask nothing, so it cannot be done without bound.
+SMALL_WINDOW_UPDATE = 1024
 
 
 class FrameCount:
@@ -167,6 +170,8 @@ class Http2Session:
     def _asks_nothing(self, event: h2.events.Event) -> bool:
         """Whether `event` is a frame that carries no request and no data."""
         if isinstance(event, h2.events.WindowUpdated):
+            if (event.delta or 0) < SMALL_WINDOW_UPDATE:
+                return True
             return not any(stream.sent < len(stream.pending) for stream in self._streams.values())
         if isinstance(event, h2.events.DataReceived):
             return not event.data and event.stream_ended is None
