@@ -9,7 +9,10 @@ the probes answer when basic auth is on.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import shlex
 import ssl
 import subprocess
@@ -25,6 +28,7 @@ import trustme
 import yaml
 
 from exporter import __version__
+from exporter.cli import build_parser
 from exporter.web.tls import (
     CIPHER_SUITES,
     CLIENT_AUTH_TYPES,
@@ -1214,3 +1218,53 @@ def test_a_release_name_with_dots_names_valid_objects(release: str, fullname: st
     )
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES_VERSIONS[-1], True)
+
+
+# the flags the Deployment sets, by the exporter's argument names
+CHART_FLAGS = {"listen_address", "config_file", "web_config_file", "storage_path"}
+
+
+def extra_argument_errors(argument: str) -> list[str]:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema["properties"]["extraArgs"]["items"])
+    return [error.message for error in validator.iter_errors(argument)]
+
+
+def overridden_flags(argument: str) -> set[str]:
+    """The chart's flags an extra argument would override, argparse taking prefixes."""
+    parser = build_parser()
+    try:
+        # argparse prints its refusals and the help
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            given = vars(parser.parse_args([argument]))
+    except SystemExit:
+        return set()
+    defaults = vars(parser.parse_args([]))
+    return {name for name in CHART_FLAGS if given[name] != defaults[name]}
+
+
+def test_extra_args_cannot_override_the_charts_flags_even_abbreviated() -> None:
+    options = sorted(set(re.findall(r"--[a-z][-.a-z]+", build_parser().format_help())))
+    prefixes = {option[:end] for option in options for end in range(3, len(option) + 1)}
+    candidates = sorted(f"{prefix}=/x" for prefix in prefixes)
+
+    overriding = [arg for arg in candidates if overridden_flags(arg)]
+    refused = [arg for arg in candidates if extra_argument_errors(arg)]
+    others = [option for option in options if not overridden_flags(f"{option}=/x")]
+
+    assert "--web.listen=/x" in overriding
+    assert "--s=/x" in overriding
+    assert set(overriding) <= set(refused)
+    assert others == [
+        "--config.check",
+        "--demo",
+        "--help",
+        "--log.format",
+        "--log.level",
+        "--version",
+        "--web.timeout-offset",
+    ]
+    assert {option: extra_argument_errors(option) for option in others} == {
+        option: [] for option in others
+    }
+    assert extra_argument_errors("--storage.path") != []
