@@ -348,6 +348,13 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
             ["config.inline.credentials.role.external_id=shared"],
             "at '/config/secret': value must be true",
         ),
+        (
+            [
+                "config.inline.credentials.static.access_key_id=AKIAIOSFODNN7EXAMPLE",
+                "config.inline.credentials.static.secret_access_key=${SECRET:-wJalrXUtnFEMI}",
+            ],
+            "at '/config/secret': value must be true",
+        ),
         (["livenessProbe.successThreshold=2"], "at '/livenessProbe/successThreshold'"),
         (
             ["readinessProbe.terminationGracePeriodSeconds=10"],
@@ -1179,6 +1186,19 @@ def test_static_aws_keys_are_accepted_into_a_secret() -> None:
     assert result.returncode == 0, result.stderr
     assert not [obj for obj in objects if obj["kind"] == "ConfigMap"]
     assert "wJalrXUtnFEMIEXAMPLEKEY" in the_one(objects, "Secret")["stringData"]["config.yaml"]
+
+
+@pytest.mark.slow
+def test_aws_keys_read_from_the_environment_may_stay_in_the_config_map() -> None:
+    result = template_with(
+        "config.inline.credentials.static.access_key_id=AKIAIOSFODNN7EXAMPLE",
+        "config.inline.credentials.static.secret_access_key=${AWS_SECRET_ACCESS_KEY}",
+    )
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    config = yaml.safe_load(the_one(objects, "ConfigMap")["data"]["config.yaml"])
+
+    assert result.returncode == 0, result.stderr
+    assert config["credentials"]["static"]["secret_access_key"] == "${AWS_SECRET_ACCESS_KEY}"
 
 
 @pytest.mark.slow
