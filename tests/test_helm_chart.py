@@ -327,6 +327,7 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
             ],
             "at '/webConfig/inline/tls_server_config/cert_file': 'anyOf' failed",
         ),
+        (["webConfig.tls.existingSecret=web-tls"], "at '/webConfig': 'anyOf' failed"),
         # the chart's own flags
         (["extraArgs[0]=--web.listen-address=:9100"], "at '/extraArgs/0': 'not' failed"),
         (["extraArgs[0]=--config.file=/x.yaml"], "at '/extraArgs/0': 'not' failed"),
