@@ -115,7 +115,11 @@ def podman_values(
     repository, tag = image.name.rsplit(":", 1)
     return {
         "image": {"registry": "", "repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "config": {"inline": yaml.safe_load(config_yaml(endpoint, [SIMULATED_POOL]))},
+        # the simulator's static keys: a Secret, as the schema wants for any static key
+        "config": {
+            "inline": yaml.safe_load(config_yaml(endpoint, [SIMULATED_POOL])),
+            "secret": True,
+        },
         "containerPort": port,
         **scenario.values(release),
     }
