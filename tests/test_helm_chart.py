@@ -1289,3 +1289,21 @@ def test_extra_args_cannot_override_the_charts_flags_even_abbreviated() -> None:
         option: [] for option in others
     }
     assert extra_argument_errors("--storage.path") != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("settings", "fullname"),
+    [
+        (["1rel"], "1rel-cognito-import-exporter"),
+        (["cie", "--set", "fullnameOverride=9-exporter"], "9-exporter"),
+    ],
+)
+def test_a_name_starting_with_a_digit_is_refused(settings: list[str], fullname: str) -> None:
+    result = helm("template", *settings[:1], str(CHART), *settings[1:])
+
+    assert result.returncode == 1
+    assert (
+        f"the objects' name \"{fullname}\" must start with a letter (a Service's name is a "
+        "DNS-1035 label): set fullnameOverride, or a release name starting with a letter"
+    ) in result.stderr

@@ -11,17 +11,22 @@ as a Service's name must be, so the dots a release name may hold become dashes.
 A release name that already contains the chart's name is used as it is.
 */}}
 {{- define "cognito-import-exporter.fullname" -}}
+{{- $fullname := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- $fullname = .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- $release := .Release.Name | replace "." "-" }}
 {{- if contains $name $release }}
-{{- $release | trunc 63 | trimSuffix "-" }}
+{{- $fullname = $release | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" $release $name | trunc 63 | trimSuffix "-" }}
+{{- $fullname = printf "%s-%s" $release $name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
+{{- if not (regexMatch "^[a-z]" $fullname) }}
+{{- fail (printf "the objects' name %q must start with a letter (a Service's name is a DNS-1035 label): set fullnameOverride, or a release name starting with a letter" $fullname) }}
+{{- end }}
+{{- $fullname }}
 {{- end }}
 
 {{- define "cognito-import-exporter.chart" -}}
