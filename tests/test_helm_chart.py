@@ -37,6 +37,7 @@ from exporter.web.tls import (
     TLS_VERSIONS,
     TlsServerConfig,
 )
+from exporter.web.webconfig import RESPONSE_HEADERS
 from tests.pod_security import restricted_violations
 from tests.tools import free_port, require_tool, wait_until
 
@@ -305,6 +306,14 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
         (
             ["webConfig.inline.http_server_config.http_2=false"],
             "additional properties 'http_2' not allowed",
+        ),
+        (
+            ["webConfig.inline.http_server_config.headers.Server=exporter"],
+            "additional properties 'Server' not allowed",
+        ),
+        (
+            ["webConfig.inline.http_server_config.headers.X-Frame-Options=allow"],
+            "at '/webConfig/inline/http_server_config/headers/X-Frame-Options': value must be",
         ),
         (
             ["webConfig.inline.rate_limit.brust=5"],
@@ -1053,6 +1062,17 @@ def test_the_schemas_tls_choices_are_the_exporters() -> None:
     assert set(tls["cipher_suites"]["items"]["enum"]) == set(CIPHER_SUITES) | TLS13_CIPHER_SUITES
     assert tls["curve_preferences"]["items"]["enum"] == list(CURVES)
     assert tls["curve_preferences"]["maxItems"] == 1
+
+
+def test_the_schemas_response_headers_are_the_exporters() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    web = schema["properties"]["webConfig"]["properties"]["inline"]["properties"]
+    headers = web["http_server_config"]["properties"]["headers"]["properties"]
+
+    assert list(headers) == list(RESPONSE_HEADERS)
+    assert {
+        name: headers[name]["enum"] for name, allowed in RESPONSE_HEADERS.items() if allowed
+    } == {name: ["", *allowed] for name, allowed in RESPONSE_HEADERS.items() if allowed}
 
 
 def service_monitor_timings(*settings: str) -> list[tuple[str, str | None]]:
