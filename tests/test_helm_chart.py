@@ -247,6 +247,14 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
             "at '/webConfig/scheme': value must be one of 'HTTP', 'HTTPS'",
         ),
         (["webConfig.inline.basic_auth_users.prometheus=secret"], "does not match pattern"),
+        (
+            [
+                "webConfig.inline.basic_auth_users.prometheus="
+                + CI_PASSWORD_HASH.replace("$10$", "$17$"),
+                "webConfig.basicAuth.existingSecret=scrape-auth",
+            ],
+            "at '/webConfig/inline/basic_auth_users/prometheus': '$2b$17$",
+        ),
         (["probes.handler=grpc"], "at '/probes/handler': value must be one of"),
         (["extraArgs[0]=debug"], "at '/extraArgs/0': 'debug' does not match pattern '^--'"),
         (["image.digest=latest"], "at '/image/digest': 'latest' does not match pattern"),
