@@ -324,6 +324,25 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
             "at '/webConfig/inline/http_server_config/headers/X-Frame-Options': value must be",
         ),
         (
+            ["webConfig.inline.rate_limit.interval=1s"],
+            "at '/webConfig/inline/rate_limit': missing property 'burst'",
+        ),
+        (
+            ["webConfig.inline.rate_limit.interval=1s", "webConfig.inline.rate_limit.burst=0"],
+            "at '/webConfig/inline/rate_limit/burst': minimum: got 0, want 1",
+        ),
+        (
+            [
+                "webConfig.inline.tls_server_config.min_version=TLS13",
+                "webConfig.inline.tls_server_config.max_version=TLS12",
+            ],
+            "at '/webConfig/inline/tls_server_config': 'not' failed",
+        ),
+        (
+            ["webConfig.inline.tls_server_config.client_allowed_sans[0]=prometheus"],
+            "at '/webConfig/inline/tls_server_config': missing property 'client_auth_type'",
+        ),
+        (
             ["webConfig.inline.rate_limit.brust=5"],
             "additional properties 'brust' not allowed",
         ),
