@@ -8,7 +8,7 @@ restricted security context and emptyDir storage; in the second scenario basic a
 the credentials Prometheus and the exec probe send in a Secret made outside the chart.
 Three things differ from a cluster, all in the test's copy of the rendered objects: the pod
 runs on the host's network (to reach the simulator), where the exporter listens on loopback
-(an extra --web.listen-address, which overrides the chart's) and declares no port (podman
+(the chart's --web.listen-address given the loopback address) and declares no port (podman
 maps none there); and each Secret is played as a ConfigMap of the same keys, because podman
 4.3 cannot mount a Secret as a volume (it crashes on one without `optional` and mounts
 nothing with `optional: true`; later releases mount it). The files the container sees are
@@ -115,9 +115,12 @@ def podman_values(
     repository, tag = image.name.rsplit(":", 1)
     return {
         "image": {"registry": "", "repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "config": {"inline": yaml.safe_load(config_yaml(endpoint, [SIMULATED_POOL]))},
+        # the simulator's static keys: a Secret, as the schema wants for any static key
+        "config": {
+            "inline": yaml.safe_load(config_yaml(endpoint, [SIMULATED_POOL])),
+            "secret": True,
+        },
         "containerPort": port,
-        "extraArgs": [f"--web.listen-address=127.0.0.1:{port}"],
         **scenario.values(release),
     }
 
@@ -164,7 +167,13 @@ def chart_for_podman(objects: list[Json], extra_objects: list[Json]) -> list[Jso
     spec["hostNetwork"] = True
     # on the host's network a port is the process's own; podman refuses to map one there
     for container in spec["containers"]:
-        container.pop("ports")
+        (port,) = container.pop("ports")
+        container["args"] = [
+            f"--web.listen-address=127.0.0.1:{port['containerPort']}"
+            if arg.startswith("--web.listen-address=")
+            else arg
+            for arg in container["args"]
+        ]
     secret_volumes_as_config_maps(spec)
     return played
 

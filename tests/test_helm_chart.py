@@ -9,8 +9,12 @@ the probes answer when basic auth is on.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import shlex
+import ssl
 import subprocess
 import sys
 from functools import cache
@@ -24,6 +28,16 @@ import trustme
 import yaml
 
 from exporter import __version__
+from exporter.cli import build_parser
+from exporter.web.tls import (
+    CIPHER_SUITES,
+    CLIENT_AUTH_TYPES,
+    CURVES,
+    TLS13_CIPHER_SUITES,
+    TLS_VERSIONS,
+    TlsServerConfig,
+)
+from exporter.web.webconfig import RESPONSE_HEADERS
 from tests.pod_security import restricted_violations
 from tests.tools import free_port, require_tool, wait_until
 
@@ -233,6 +247,14 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
             "at '/webConfig/scheme': value must be one of 'HTTP', 'HTTPS'",
         ),
         (["webConfig.inline.basic_auth_users.prometheus=secret"], "does not match pattern"),
+        (
+            [
+                "webConfig.inline.basic_auth_users.prometheus="
+                + CI_PASSWORD_HASH.replace("$10$", "$17$"),
+                "webConfig.basicAuth.existingSecret=scrape-auth",
+            ],
+            "at '/webConfig/inline/basic_auth_users/prometheus': '$2b$17$",
+        ),
         (["probes.handler=grpc"], "at '/probes/handler': value must be one of"),
         (["extraArgs[0]=debug"], "at '/extraArgs/0': 'debug' does not match pattern '^--'"),
         (["image.digest=latest"], "at '/image/digest': 'latest' does not match pattern"),
@@ -260,6 +282,150 @@ def test_the_restricted_check_names_each_broken_rule() -> None:
         (
             [f"webConfig.inline.basic_auth_users.prometheus={CI_PASSWORD_HASH}"],
             "at '/probes/handler': value must be 'tcpSocket'",
+        ),
+        # what the exporter refuses at start (README: Deliberate differences)
+        (
+            [
+                "webConfig.scheme=HTTPS",
+                "webConfig.inline.tls_server_config.client_auth_type=RequireAnyClientCert",
+            ],
+            "at '/webConfig/inline/tls_server_config/client_auth_type': value must be one of",
+        ),
+        (
+            ["webConfig.inline.tls_server_config.min_version=TLS10"],
+            "at '/webConfig/inline/tls_server_config/min_version': value must be one of "
+            "'TLS12', 'TLS13'",
+        ),
+        (
+            [
+                "webConfig.inline.tls_server_config.curve_preferences[0]=X25519",
+                "webConfig.inline.tls_server_config.curve_preferences[1]=CurveP256",
+            ],
+            "at '/webConfig/inline/tls_server_config/curve_preferences': maxItems: got 2, want 1",
+        ),
+        (
+            ["webConfig.inline.tls_server_config.cipher_suites[0]=TLS_RSA_WITH_RC4_128_SHA"],
+            "at '/webConfig/inline/tls_server_config/cipher_suites/0': value must be one of",
+        ),
+        (
+            ["webConfig.inline.tls_server_config.min_verison=TLS13"],
+            "additional properties 'min_verison' not allowed",
+        ),
+        (
+            ["webConfig.inline.http_server_config.http_2=false"],
+            "additional properties 'http_2' not allowed",
+        ),
+        (
+            ["webConfig.inline.http_server_config.headers.Server=exporter"],
+            "additional properties 'Server' not allowed",
+        ),
+        (
+            ["webConfig.inline.http_server_config.headers.X-Frame-Options=allow"],
+            "at '/webConfig/inline/http_server_config/headers/X-Frame-Options': value must be",
+        ),
+        (
+            ["webConfig.inline.rate_limit.interval=1s"],
+            "at '/webConfig/inline/rate_limit': missing property 'burst'",
+        ),
+        (
+            ["webConfig.inline.rate_limit.interval=1s", "webConfig.inline.rate_limit.burst=0"],
+            "at '/webConfig/inline/rate_limit/burst': minimum: got 0, want 1",
+        ),
+        (
+            [
+                "webConfig.inline.tls_server_config.min_version=TLS13",
+                "webConfig.inline.tls_server_config.max_version=TLS12",
+            ],
+            "at '/webConfig/inline/tls_server_config': 'not' failed",
+        ),
+        (
+            ["webConfig.inline.tls_server_config.client_allowed_sans[0]=prometheus"],
+            "at '/webConfig/inline/tls_server_config': missing property 'client_auth_type'",
+        ),
+        (
+            ["webConfig.inline.rate_limit.brust=5"],
+            "additional properties 'brust' not allowed",
+        ),
+        # a relative file name the chart's Secret would not hold
+        (
+            [
+                "webConfig.scheme=HTTPS",
+                "webConfig.inline.tls_server_config.cert_file=tls.crt",
+                "webConfig.inline.tls_server_config.key_file=tls.key",
+            ],
+            "at '/webConfig/tls/existingSecret': minLength: got 0, want 1",
+        ),
+        (
+            [
+                "webConfig.scheme=HTTPS",
+                "webConfig.tls.existingSecret=web-tls",
+                "webConfig.inline.tls_server_config.cert_file=server.pem",
+            ],
+            "at '/webConfig/inline/tls_server_config/cert_file': 'anyOf' failed",
+        ),
+        (["webConfig.tls.existingSecret=web-tls"], "at '/webConfig': 'anyOf' failed"),
+        # the chart's own flags
+        (["extraArgs[0]=--web.listen-address=:9100"], "at '/extraArgs/0': 'not' failed"),
+        (["extraArgs[0]=--config.file=/x.yaml"], "at '/extraArgs/0': 'not' failed"),
+        (["extraArgs[0]=--web.config.file=/w.yml"], "at '/extraArgs/0': 'not' failed"),
+        (["extraArgs[0]=--storage.path"], "at '/extraArgs/0': 'not' failed"),
+        # static secrets in a ConfigMap
+        (
+            [
+                "config.inline.credentials.static.access_key_id=AKIAIOSFODNN7EXAMPLE",
+                "config.inline.credentials.static.secret_access_key=wJalrXUtnFEMIEXAMPLEKEY",
+            ],
+            "at '/config/secret': value must be true",
+        ),
+        (
+            ["config.secret=false", "config.inline.credentials.static.session_token=token"],
+            "at '/config/secret': value must be true",
+        ),
+        (
+            ["config.inline.credentials.role.external_id=shared"],
+            "at '/config/secret': value must be true",
+        ),
+        (
+            [
+                "config.inline.credentials.static.access_key_id=AKIAIOSFODNN7EXAMPLE",
+                "config.inline.credentials.static.secret_access_key=${SECRET:-wJalrXUtnFEMI}",
+            ],
+            "at '/config/secret': value must be true",
+        ),
+        (["livenessProbe.successThreshold=2"], "at '/livenessProbe/successThreshold'"),
+        (
+            ["readinessProbe.terminationGracePeriodSeconds=10"],
+            "additional properties 'terminationGracePeriodSeconds' not allowed",
+        ),
+        (
+            [
+                "serviceAccount.create=false",
+                "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/x",
+            ],
+            "at '/serviceAccount/annotations': maxProperties: got 1, want 0",
+        ),
+        (
+            ["serviceAccount.create=false", "serviceAccount.labels.team=identity"],
+            "at '/serviceAccount/labels': maxProperties: got 1, want 0",
+        ),
+        (
+            [
+                f"webConfig.inline.basic_auth_users.prometheus={CI_PASSWORD_HASH}",
+                "webConfig.basicAuth.existingSecret=scrape-auth",
+                "probes.handler=httpGet",
+            ],
+            "at '/probes/handler': 'not' failed",
+        ),
+        (
+            ["webConfig.basicAuth.existingSecret=scrape-auth", "probes.handler=httpGet"],
+            "at '/probes/handler': 'not' failed",
+        ),
+        (
+            [
+                "webConfig.existingSecret=web",
+                "webConfig.inline.http_server_config.http2=false",
+            ],
+            "at '/webConfig': 'not' failed",
         ),
     ],
 )
@@ -294,8 +460,13 @@ def template_with(*settings: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", TLS_TURNED_ON_BY)
 def test_a_tls_setting_that_turns_tls_on_is_served_over_https_only(setting: str) -> None:
-    # a client authentication type the kubelet's probes can still pass
-    value = "VerifyClientCertIfGiven" if setting == "client_auth_type" else "x"
+    # a client authentication type the kubelet's probes can still pass; a file of extraVolumes
+    value = {
+        "client_auth_type": "VerifyClientCertIfGiven",
+        "cert_file": "/etc/tls/x",
+        "key_file": "/etc/tls/x",
+        "client_ca_file": "/etc/tls/x",
+    }.get(setting, "x")
     tls = f"webConfig.inline.tls_server_config.{setting}={value}"
 
     over_http = template_with(tls)
@@ -349,12 +520,8 @@ def test_https_without_a_web_configuration_is_refused() -> None:
 @pytest.mark.slow
 def test_https_with_a_web_configuration_from_an_existing_secret_is_left_to_the_operator() -> None:
     # the Secret's content is not among the values: the schema cannot tell whether it turns
-    # TLS on, and the inline web configuration is not used
-    result = template_with(
-        "webConfig.scheme=HTTPS",
-        "webConfig.existingSecret=web",
-        "webConfig.inline.tls_server_config.min_version=TLS13",
-    )
+    # TLS on
+    result = template_with("webConfig.scheme=HTTPS", "webConfig.existingSecret=web")
 
     assert (result.returncode, result.stderr) == (0, "")
 
@@ -611,7 +778,7 @@ def test_inline_web_config_is_a_secret_the_exporter_accepts(tmp_path: Path) -> N
     ("handler", "action"),
     [
         ("tcpSocket", {"tcpSocket": {"port": "metrics"}}),
-        ("httpGet", {"httpGet": {"path": "/-/healthy", "port": "metrics", "scheme": "HTTP"}}),
+        # httpGet: refused with basic auth (test_the_schema_refuses_bad_values)
     ],
 )
 def test_the_probe_handler_can_be_chosen(handler: str, action: Json) -> None:
@@ -899,3 +1066,291 @@ def test_a_probe_target_the_configuration_does_not_know_is_refused() -> None:
         "configuration has no discovery or probe.allow_unlisted), so /probe would answer 404"
     ) in refused.stderr
     assert allowed.returncode == 0, allowed.stderr
+
+
+# --- values the attack on the chart found -----------------------------------------------
+
+
+def schema_definitions() -> Json:
+    schema: Json = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    definitions: Json = schema["definitions"]
+    return definitions
+
+
+def test_the_schemas_tls_choices_are_the_exporters() -> None:
+    tls = schema_definitions()["tlsServerConfig"]["properties"]
+
+    assert set(tls) == set(TlsServerConfig.model_fields)
+    assert tls["client_auth_type"]["enum"] == list(CLIENT_AUTH_TYPES)
+    assert tls["min_version"]["enum"] == [
+        name for name, version in TLS_VERSIONS.items() if version >= ssl.TLSVersion.TLSv1_2
+    ]
+    assert tls["max_version"]["enum"] == tls["min_version"]["enum"]
+    assert set(tls["cipher_suites"]["items"]["enum"]) == set(CIPHER_SUITES) | TLS13_CIPHER_SUITES
+    assert tls["curve_preferences"]["items"]["enum"] == list(CURVES)
+    assert tls["curve_preferences"]["maxItems"] == 1
+
+
+def test_the_schemas_response_headers_are_the_exporters() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    web = schema["properties"]["webConfig"]["properties"]["inline"]["properties"]
+    headers = web["http_server_config"]["properties"]["headers"]["properties"]
+
+    assert list(headers) == list(RESPONSE_HEADERS)
+    assert {
+        name: headers[name]["enum"] for name, allowed in RESPONSE_HEADERS.items() if allowed
+    } == {name: ["", *allowed] for name, allowed in RESPONSE_HEADERS.items() if allowed}
+
+
+def service_monitor_timings(*settings: str) -> list[tuple[str, str | None]]:
+    result = template_with("serviceMonitor.enabled=true", *settings)
+    assert result.returncode == 0, result.stderr
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    monitor = the_one(objects, "ServiceMonitor")
+    assert operator_errors(monitor) == []
+    return [
+        (endpoint["interval"], endpoint.get("scrapeTimeout"))
+        for endpoint in monitor["spec"]["endpoints"]
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("settings", "timings"),
+    [
+        (["serviceMonitor.interval=15s"], [("15s", "15s")]),
+        (["serviceMonitor.interval=1m"], [("1m", "30s")]),
+        (["serviceMonitor.interval=29s999ms"], [("29s999ms", "29s999ms")]),
+        (["serviceMonitor.interval=1h", "serviceMonitor.scrapeTimeout=1m30s"], [("1h", "1m30s")]),
+        (["serviceMonitor.interval=1m", "serviceMonitor.scrapeTimeout=2m"], [("1m", "1m")]),
+        (["serviceMonitor.scrapeTimeout="], [("60s", None)]),
+        (
+            [
+                "config.inline.pools[0].id=eu-west-1_AbCdEf123",
+                "serviceMonitor.targets[0].poolId=eu-west-1_AbCdEf123",
+                "serviceMonitor.targets[0].interval=10s",
+                "serviceMonitor.targets[1].poolId=eu-west-1_AbCdEf123",
+                "serviceMonitor.targets[1].scrapeTimeout=90s",
+            ],
+            [("60s", "30s"), ("10s", "10s"), ("60s", "60s")],
+        ),
+    ],
+)
+def test_no_scrape_timeout_exceeds_its_interval(
+    settings: list[str], timings: list[tuple[str, str | None]]
+) -> None:
+    # the Prometheus Operator refuses the whole ServiceMonitor when one endpoint's would
+    assert service_monitor_timings(*settings) == timings
+
+
+@pytest.mark.slow
+def test_inline_tls_files_come_from_a_kubernetes_tls_secret(tmp_path: Path) -> None:
+    result = template_with(
+        "config.inline.pools[0].id=eu-west-1_AbCdEf123",
+        "webConfig.scheme=HTTPS",
+        "webConfig.tls.existingSecret=web-tls",
+        "webConfig.inline.tls_server_config.cert_file=tls.crt",
+        "webConfig.inline.tls_server_config.key_file=tls.key",
+    )
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    # the projected volume, as the kubelet would fill it: the chart's Secret and cert-manager's
+    web_dir = tmp_path / "web"
+    web_dir.mkdir()
+    web_config = web_dir / "web-config.yml"
+    web_config.write_text(the_one(objects, "Secret")["stringData"]["web-config.yml"], "utf-8")
+    certificate = trustme.CA().issue_cert(f"{FULLNAME}.{NAMESPACE}.svc")
+    certificate.cert_chain_pems[0].write_to_path(str(web_dir / "tls.crt"))
+    certificate.private_key_pem.write_to_path(str(web_dir / "tls.key"))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(the_one(objects, "ConfigMap")["data"]["config.yaml"], "utf-8")
+
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.check",
+            f"--config.file={config_file}",
+            f"--web.config.file={web_config}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert volumes(objects)["web-config"] == {
+        "name": "web-config",
+        "projected": {
+            "sources": [
+                {"secret": {"name": f"{RELEASE}-cognito-import-exporter-web-config"}},
+                {"secret": {"name": "web-tls"}},
+            ]
+        },
+    }
+    assert mounts(objects)["web-config"]["mountPath"] == "/etc/cognito-import-exporter/web"
+    assert (check.returncode, check.stderr) == (0, ""), check.stdout
+    kubernetes_validate.validate(the_one(objects, "Deployment"), KUBERNETES_VERSIONS[-1], True)
+
+
+@pytest.mark.slow
+def test_a_storage_class_of_dash_means_no_class() -> None:
+    result = template_with(
+        "storage.type=persistentVolumeClaim", "storage.persistentVolumeClaim.storageClassName=-"
+    )
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    claim = the_one(objects, "PersistentVolumeClaim")
+
+    assert result.returncode == 0, result.stderr
+    assert claim["spec"]["storageClassName"] == ""
+    kubernetes_validate.validate(claim, KUBERNETES_VERSIONS[-1], True)
+
+
+@pytest.mark.slow
+def test_the_probe_fields_kubernetes_allows_are_accepted() -> None:
+    result = template_with(
+        "readinessProbe.successThreshold=2", "livenessProbe.terminationGracePeriodSeconds=10"
+    )
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    container = exporter_container(objects)
+
+    assert result.returncode == 0, result.stderr
+    assert container["readinessProbe"]["successThreshold"] == 2
+    assert container["livenessProbe"]["terminationGracePeriodSeconds"] == 10
+    kubernetes_validate.validate(the_one(objects, "Deployment"), KUBERNETES_VERSIONS[-1], True)
+
+
+@pytest.mark.slow
+def test_static_aws_keys_are_accepted_into_a_secret() -> None:
+    result = template_with(
+        "config.secret=true",
+        "config.inline.credentials.static.access_key_id=AKIAIOSFODNN7EXAMPLE",
+        "config.inline.credentials.static.secret_access_key=wJalrXUtnFEMIEXAMPLEKEY",
+    )
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+
+    assert result.returncode == 0, result.stderr
+    assert not [obj for obj in objects if obj["kind"] == "ConfigMap"]
+    assert "wJalrXUtnFEMIEXAMPLEKEY" in the_one(objects, "Secret")["stringData"]["config.yaml"]
+
+
+@pytest.mark.slow
+def test_aws_keys_read_from_the_environment_may_stay_in_the_config_map() -> None:
+    result = template_with(
+        "config.inline.credentials.static.access_key_id=AKIAIOSFODNN7EXAMPLE",
+        "config.inline.credentials.static.secret_access_key=${AWS_SECRET_ACCESS_KEY}",
+    )
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    config = yaml.safe_load(the_one(objects, "ConfigMap")["data"]["config.yaml"])
+
+    assert result.returncode == 0, result.stderr
+    assert config["credentials"]["static"]["secret_access_key"] == "${AWS_SECRET_ACCESS_KEY}"
+
+
+@pytest.mark.slow
+def test_a_service_account_made_elsewhere_is_named_in_the_notes() -> None:
+    result = helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--dry-run=client",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=shared",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "ServiceAccount shared, which the chart does not make" in result.stdout
+    assert "kind: ServiceAccount" not in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("release", "fullname"),
+    [
+        ("my.rel", "my-rel-cognito-import-exporter"),
+        ("cognito-import-exporter.prod", "cognito-import-exporter-prod"),
+    ],
+)
+def test_a_release_name_with_dots_names_valid_objects(release: str, fullname: str) -> None:
+    result = helm("template", release, str(CHART), "--set", "storage.type=persistentVolumeClaim")
+    objects = tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+
+    assert result.returncode == 0, result.stderr
+    assert the_one(objects, "Service")["metadata"]["name"] == fullname
+    assert the_one(objects, "Deployment")["metadata"]["labels"]["app.kubernetes.io/instance"] == (
+        release
+    )
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSIONS[-1], True)
+
+
+# the flags the Deployment sets, by the exporter's argument names
+CHART_FLAGS = {"listen_address", "config_file", "web_config_file", "storage_path"}
+
+
+def extra_argument_errors(argument: str) -> list[str]:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema["properties"]["extraArgs"]["items"])
+    return [error.message for error in validator.iter_errors(argument)]
+
+
+def overridden_flags(argument: str) -> set[str]:
+    """The chart's flags an extra argument would override, argparse taking prefixes."""
+    parser = build_parser()
+    try:
+        # argparse prints its refusals and the help
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            given = vars(parser.parse_args([argument]))
+    except SystemExit:
+        return set()
+    defaults = vars(parser.parse_args([]))
+    return {name for name in CHART_FLAGS if given[name] != defaults[name]}
+
+
+def test_extra_args_cannot_override_the_charts_flags_even_abbreviated() -> None:
+    options = sorted(set(re.findall(r"--[a-z][-.a-z]+", build_parser().format_help())))
+    prefixes = {option[:end] for option in options for end in range(3, len(option) + 1)}
+    candidates = sorted(f"{prefix}=/x" for prefix in prefixes)
+
+    overriding = [arg for arg in candidates if overridden_flags(arg)]
+    refused = [arg for arg in candidates if extra_argument_errors(arg)]
+    others = [option for option in options if not overridden_flags(f"{option}=/x")]
+
+    assert "--web.listen=/x" in overriding
+    assert "--s=/x" in overriding
+    assert set(overriding) <= set(refused)
+    assert others == [
+        "--config.check",
+        "--demo",
+        "--help",
+        "--log.format",
+        "--log.level",
+        "--version",
+        "--web.timeout-offset",
+    ]
+    assert {option: extra_argument_errors(option) for option in others} == {
+        option: [] for option in others
+    }
+    assert extra_argument_errors("--storage.path") != []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("settings", "fullname"),
+    [
+        (["1rel"], "1rel-cognito-import-exporter"),
+        (["cie", "--set", "fullnameOverride=9-exporter"], "9-exporter"),
+    ],
+)
+def test_a_name_starting_with_a_digit_is_refused(settings: list[str], fullname: str) -> None:
+    result = helm("template", *settings[:1], str(CHART), *settings[1:])
+
+    assert result.returncode == 1
+    assert (
+        f"the objects' name \"{fullname}\" must start with a letter (a Service's name is a "
+        "DNS-1035 label): set fullnameOverride, or a release name starting with a letter"
+    ) in result.stderr

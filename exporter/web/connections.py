@@ -128,6 +128,10 @@ class Connections:
     def _start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
+        # answers go out as written: Nagle's algorithm would hold a request's body (or an
+        # answer's last bytes) until the peer's delayed ACK, 40 ms later, as Go never does
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link = Link(self._serving, open_session, self._forget, loop)
         context = self._tls() or self._last_tls
         self._last_tls = context

@@ -88,7 +88,8 @@ class Front:
         environ = wsgi_environ(request, target, gzip)
         environ[ARRIVED] = arrived
         environ[DEADLINE] = deadline
-        lane = self._lanes.get(target.path, self._default_workers)
+        # the path the app routes by (decoded), so `/prob%65` queues where `/probe` does
+        lane = self._lanes.get(environ["PATH_INFO"], self._default_workers)
         if lane is None:
             return call_app(self._app, environ)
         answered = await self._run_by(lane, deadline, environ)

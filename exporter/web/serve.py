@@ -27,7 +27,10 @@ from exporter.web.webconfig import WebConfig
 log = logging.getLogger(__name__)
 
 _PORT = re.compile(r"[0-9]{1,5}")
-MAX_CONNECTIONS = 4096
+# An exporter has a few clients (Prometheus servers, probes, a browser); an idle TLS
+# connection holds about 280 KiB of OpenSSL's and asyncio's buffers, so 512 of them stay
+# within the 256 MiB the Kubernetes kit and the chart give the container.
+MAX_CONNECTIONS = 512
 BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 
 

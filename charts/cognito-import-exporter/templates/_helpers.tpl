@@ -6,20 +6,27 @@ The chart's name, or nameOverride.
 {{- end }}
 
 {{/*
-A fully qualified name for the release's objects, at most 63 characters (DNS label).
+A fully qualified name for the release's objects, at most 63 characters: a DNS-1035 label,
+as a Service's name must be, so the dots a release name may hold become dashes.
 A release name that already contains the chart's name is used as it is.
 */}}
 {{- define "cognito-import-exporter.fullname" -}}
+{{- $fullname := "" }}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- $fullname = .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- $release := .Release.Name | replace "." "-" }}
+{{- if contains $name $release }}
+{{- $fullname = $release | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- $fullname = printf "%s-%s" $release $name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
+{{- if not (regexMatch "^[a-z]" $fullname) }}
+{{- fail (printf "the objects' name %q must start with a letter (a Service's name is a DNS-1035 label): set fullnameOverride, or a release name starting with a letter" $fullname) }}
+{{- end }}
+{{- $fullname }}
 {{- end }}
 
 {{- define "cognito-import-exporter.chart" -}}
@@ -129,6 +136,36 @@ exec:
 {{- else }}
 tcpSocket:
   port: metrics
+{{- end }}
+{{- end }}
+
+{{/*
+A Prometheus duration (values.schema.json's pattern) in milliseconds.
+*/}}
+{{- define "cognito-import-exporter.durationMs" -}}
+{{- $parts := regexReplaceAll "^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$" . "${1},${2},${3},${4},${5},${6},${7}" | splitList "," }}
+{{- $unitsMs := list 31536000000 604800000 86400000 3600000 60000 1000 1 }}
+{{- $total := 0 }}
+{{- range $index, $part := $parts }}
+{{- $total = add $total (mul (atoi $part) (index $unitsMs $index)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+An endpoint's interval and scrapeTimeout. The Prometheus Operator refuses a whole
+ServiceMonitor with a timeout longer than an interval: the timeout is the smaller of the two,
+and left out when empty (Prometheus then takes the smaller of its own default and the interval).
+The exporter reads the timeout Prometheus sends with each scrape.
+*/}}
+{{- define "cognito-import-exporter.endpointTiming" -}}
+interval: {{ .interval }}
+{{- with .scrapeTimeout }}
+{{- if gt (include "cognito-import-exporter.durationMs" .| atoi) (include "cognito-import-exporter.durationMs" $.interval | atoi) }}
+scrapeTimeout: {{ $.interval }}
+{{- else }}
+scrapeTimeout: {{ . }}
+{{- end }}
 {{- end }}
 {{- end }}
 
