@@ -86,21 +86,23 @@ def test_an_http2_stream_whose_reader_drips_its_window_is_reset(tmp_path: Path) 
 def test_an_http2_reader_taking_the_minimum_gets_its_whole_answer(tmp_path: Path) -> None:
     web, ca = tls_web_config(tmp_path)
     limits = Limits(io_timeout=1.0)
-    with serving(answering(512 * KIB), web=lambda: web, limits=limits) as served:
-        client = H2Client(served.port, ca, window=16 * KIB)
+    with serving(answering(256 * KIB), web=lambda: web, limits=limits) as served:
+        client = H2Client(served.port, ca, window=8 * KIB)
         try:
             (stream_id,) = client.request("/metrics", 1)
-            started = time.monotonic()
+            started = window = time.monotonic()
             while stream_id not in client.ended | client.reset and time.monotonic() - started < 10:
-                read_when_ready(client, 0.1)
-                if stream_id in client.ended:
-                    break
-                # 160 KiB a second: over the minimum of 64 KiB an I/O timeout
-                client.h2.increment_flow_control_window(16 * KIB, stream_id)
-                client.h2.increment_flow_control_window(16 * KIB)
-                client.flush()
+                if time.monotonic() >= window:
+                    # 80 KiB a second: just over the minimum of 64 KiB an I/O timeout
+                    client.h2.increment_flow_control_window(8 * KIB, stream_id)
+                    client.h2.increment_flow_control_window(8 * KIB)
+                    client.flush()
+                    window += 0.1
+                read_when_ready(client, max(0.0, window - time.monotonic()))
+            took = time.monotonic() - started
         finally:
             client.close()
+    assert took > 2  # the pace held: the window was not opened faster
     assert client.statuses[stream_id] == b"200"
     assert stream_id in client.ended
     assert stream_id not in client.reset
@@ -341,6 +343,7 @@ def read_frames(sock: ssl.SSLSocket, frames: list[Frame], release: threading.Eve
                 data = data[9 + length :]
                 if isinstance(frame, GoAwayFrame):
                     release.set()  # the answer is made only once the GOAWAY was sent
+    sock.close()  # as a client does once its streams are answered
 
 
 def test_an_http2_connection_idle_after_its_last_stream_was_reset_is_closed(
