@@ -225,6 +225,34 @@ def test_a_flood_of_one_byte_window_updates_ends_the_connection(tmp_path: Path) 
     assert client.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
 
+def test_requests_carrying_a_priority_are_not_counted_as_frames_that_ask_nothing(
+    tmp_path: Path,
+) -> None:
+    web, ca = tls_web_config(tmp_path)
+    limits = Limits(max_streams=1200)
+    with serving(ok, web=lambda: web, limits=limits, workers=8) as served:
+        client = H2Client(served.port, ca)
+        try:
+            headers = [
+                (":method", "GET"),
+                (":path", "/"),
+                (":scheme", "https"),
+                (":authority", "127.0.0.1"),
+            ]
+            streams = []
+            for _ in range(1100):
+                stream_id = client.h2.get_next_available_stream_id()
+                client.h2.send_headers(stream_id, headers, end_stream=True, priority_weight=16)
+                streams.append(stream_id)
+                if len(streams) % 50 == 0:
+                    client.flush()
+                    assert pump([client], lambda: set(streams) <= client.ended, 10)
+        finally:
+            client.close()
+    assert client.goaway is None
+    assert sorted(set(client.statuses.values())) == [b"200"]
+
+
 def test_a_few_pings_are_answered(tmp_path: Path) -> None:
     web, ca = tls_web_config(tmp_path)
     with serving(ok, web=lambda: web) as served:

@@ -109,10 +109,17 @@ class Http2Session:
             self._flush()  # h2 has queued the GOAWAY naming the error
             self._link.close()
             return
+        # a request's own priority comes as an event of its own too: not a frame of its own
+        within_requests = {
+            id(event.priority_updated)
+            for event in events
+            if isinstance(event, h2.events.RequestReceived) and event.priority_updated
+        }
         for event in events:
             if self._link.closing:
                 return
-            self._handle(event)
+            if id(event) not in within_requests:
+                self._handle(event)
         self._pump()
         self._flush()
 
@@ -208,7 +215,7 @@ class Http2Session:
         )
         answer = await self._serving.front.answer(request)
         stream.task = None
-        if stream_id in self._streams:
+        if stream_id in self._streams and not self._link.closing:
             self._send(stream_id, request.method, answer)
             self._pump()
             self._flush()
@@ -308,7 +315,7 @@ class Http2Session:
         """A request that did not arrive, or an answer the client took less than the minimum
         of (or than what remained of it) in the I/O timeout."""
         stream = self._streams.get(stream_id)
-        if stream is None:
+        if stream is None or self._link.closing:
             return
         if stream.pending and stream.sent - stream.taken >= self._serving.limits.min_taken:
             self._arm(stream_id, stream)
