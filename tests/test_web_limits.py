@@ -190,11 +190,18 @@ def test_reading_while_a_request_waits_is_bounded() -> None:
 # --- HTTP/2 frames that ask nothing -------------------------------------------------------
 
 
-def test_a_ping_flood_ends_the_connection_with_enhance_your_calm(tmp_path: Path) -> None:
+def test_a_ping_flood_ends_the_connection_with_enhance_your_calm(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.web.link")
     web, ca = tls_web_config(tmp_path)
-    with serving(ok, web=lambda: web) as served:
+    calls: list[str] = []
+    release = threading.Event()
+    with serving(blocking_app(calls, release), web=lambda: web) as served:
         client = H2Client(served.port, ca)
         try:
+            client.request("/first", 1)
+            wait_until(lambda: calls == ["/first"], 5, "a request in flight")
             for batch in range(3):
                 for index in range(500):
                     client.h2.ping(struct.pack(">Q", batch * 500 + index))
@@ -203,8 +210,10 @@ def test_a_ping_flood_ends_the_connection_with_enhance_your_calm(tmp_path: Path)
                 read_when_ready(client, 0.05)
             assert pump([client], lambda: client.closed, 5)
         finally:
+            release.set()  # the answer in flight is made after the connection ended
             client.close()
     assert client.goaway == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert [record.getMessage() for record in caplog.records] == []
 
 
 def test_a_flood_of_one_byte_window_updates_ends_the_connection(tmp_path: Path) -> None:
