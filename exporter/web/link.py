@@ -207,7 +207,7 @@ class Link(asyncio.Protocol):
             self._transport.write(chunk)
             self._written += len(chunk)
             while not self._writable.is_set():
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError on 3.10
                     await asyncio.wait_for(self._writable.wait(), max(due - self.loop.time(), 0.0))
                 if self._writable.is_set():
                     break
