@@ -43,7 +43,14 @@ LOWEST_VERSIONS_DESELECTED = (
     "tests/test_server.py::test_a_large_answer_is_written_within_the_scrape_timeout",
 )
 # What the subset needs beyond the project itself.
-LOWEST_VERSIONS_TEST_TOOLS = ("pytest", "pytest-timeout", "hypothesis", "requests", "trustme", "psutil")
+LOWEST_VERSIONS_TEST_TOOLS = (
+    "pytest",
+    "pytest-timeout",
+    "hypothesis",
+    "requests",
+    "trustme",
+    "psutil",
+)
 
 
 @dataclass(frozen=True)
