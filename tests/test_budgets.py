@@ -110,6 +110,7 @@ def test_auto_spends_the_share_of_the_provisioned_rate_across_every_set_of_the_a
     runtime.close()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("sts_at_the_simulator")
 def test_throttled_requests_are_counted_against_their_account(
     model: SimulatedCognito, endpoint: str

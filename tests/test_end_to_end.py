@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from exporter.demo.service import SimulatedCognito
 from tests.exporter_process import running_exporter, samples, value
 from tests.prometheus_releases import PrometheusRelease
@@ -59,6 +61,7 @@ def test_every_pool_is_exact_and_a_missing_pool_is_isolated(tmp_path: Path) -> N
     assert f"user_pool_id={MISSING_POOL} error_code=ResourceNotFound" in log
 
 
+@pytest.mark.slow
 def test_exposition_passes_promtool(prometheus_release: PrometheusRelease, tmp_path: Path) -> None:
     model = SimulatedCognito(seed=4)
     populate(model, "eu-west-1_Small7", 7, 1)

@@ -101,6 +101,7 @@ def test_static_pools_report_while_discovery_is_still_under_way(
     runtime.close()
 
 
+@pytest.mark.slow
 def test_answers_that_drip_are_cut_at_their_deadline_and_free_their_slot(
     model: SimulatedCognito, endpoint: str
 ) -> None:

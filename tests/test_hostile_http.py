@@ -73,6 +73,7 @@ def web_config_with_users(tmp_path: Path, users: dict[str, str]) -> Path:
     return web
 
 
+@pytest.mark.slow
 def test_a_flood_of_wrong_passwords_never_delays_an_honest_client(
     tmp_path: Path, endpoint: str
 ) -> None:

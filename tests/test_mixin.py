@@ -261,6 +261,7 @@ def failing_alert_test(
     )
 
 
+@pytest.mark.slow
 def test_the_probe_split_leaves_replica_region_pools_out_of_the_failing_alert(
     prometheus_release: PrometheusRelease, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from tests import prometheus_releases
 from tests.prometheus_releases import release_of
 
 
+@pytest.mark.slow
 def test_each_release_gives_binaries_of_its_major_version() -> None:
     for major in prometheus_releases.MAJOR_VERSIONS:
         release = release_of(major)

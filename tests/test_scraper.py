@@ -158,6 +158,7 @@ def test_cache_ttl_serves_a_recent_collection_and_says_so(
     assert "Served from a cache up to 3600s old." in body.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fault", "code", "count"),
     [
@@ -194,6 +195,7 @@ def test_a_failing_pool_is_isolated(
         assert_exact(parsed, model, pool_id)
 
 
+@pytest.mark.slow
 def test_every_pool_stays_exact_with_one_call_in_four_throttled(
     model: SimulatedCognito, endpoint: str
 ) -> None:

@@ -162,6 +162,7 @@ class HangingScraper:
         return Snapshot(self.results, complete=True)
 
 
+@pytest.mark.slow
 def test_a_large_answer_is_written_within_the_scrape_timeout() -> None:
     config = load_text(
         """
