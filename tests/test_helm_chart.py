@@ -39,7 +39,7 @@ from exporter.web.tls import (
 )
 from exporter.web.webconfig import RESPONSE_HEADERS
 from tests.pod_security import restricted_violations
-from tests.tools import free_port, require_tool, wait_until
+from tests.tools import config_check, free_port, require_tool, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "cognito-import-exporter"
@@ -595,14 +595,7 @@ def test_inline_config_passes_the_exporters_config_check(tmp_path: Path) -> None
     config_file = tmp_path / "config.yaml"
     config_file.write_text(config_map["data"]["config.yaml"], encoding="utf-8")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.check", f"--config.file={config_file}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
+    result = config_check(config_file)
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"{config_file}: valid, 1 pools, 1 credential sets\n"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from tests.tools import require_tool
+from tests.tools import config_check, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 KIT = REPO / "deploy" / "kubernetes"
@@ -244,14 +243,7 @@ def test_mounted_config_passes_the_exporters_config_check(
     config_file = tmp_path / "config.yaml"
     config_file.write_text(the_one(objects, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.check", f"--config.file={config_file}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
+    result = config_check(config_file)
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"{config_file}: valid, 1 pools, 1 credential sets\n"

@@ -7,8 +7,11 @@ import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -107,3 +110,15 @@ def h2_get(
         connection.close_connection()
         tls.sendall(connection.data_to_send())
     return response, body
+
+
+def config_check(config_file: Path) -> subprocess.CompletedProcess[str]:
+    """`cognito-import-exporter --config.check` on `config_file`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", f"--config.file={config_file}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
