@@ -46,10 +46,12 @@ def populate(model: SimulatedCognito, spec: WorldSpec, now: float | None = None)
             age = spec.jobs - index
             active = age <= ACTIVE_DEPTH and draw.random() < ACTIVE_SHARE
             status = draw.choice(ACTIVE_STATUSES if active else FINISHED_MIX)
-            _add_job(model, pool_id, f"bench-{index:05d}", status, start - age * JOB_SPACING, draw)
+            add_history_job(
+                model, pool_id, f"bench-{index:05d}", status, start - age * JOB_SPACING, draw
+            )
 
 
-def _add_job(
+def add_history_job(
     model: SimulatedCognito,
     pool_id: str,
     name: str,
