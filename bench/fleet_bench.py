@@ -152,6 +152,8 @@ def report_large(run: LargeRun, report: Report) -> None:
         f"<= budget {timing.budget:g}",
         busiest <= timing.budget,
     )
+    ten = busiest_window(run.arrivals, timing.wall(10.0))
+    report.figure(name, "busiest ten seconds", f"{ten} calls (the budget: {timing.budget * 10:g})")
     report_calls(run, steady, report, name)
     behind = [a.region.get("refresh_behind_seconds") for a in steady]
     shown = [value for value in behind if value is not None]

@@ -150,21 +150,26 @@ def held_between(
 
 
 def wrong_values(answers: Sequence[Answer], versions: Versions, slack: float) -> list[str]:
-    """Every served value checked: a pool's counts must be ones it held within `slack` of its
-    last refresh, and its user totals never go down from one answer to the next."""
+    """Every served value checked: a pool's counts must be ones it held at some moment
+    between its previous refresh and this one (a read may span several scrapes, resuming
+    where it stopped), give or take `slack`; and its user totals never go down."""
     problems: list[str] = []
     highest: dict[tuple[str, str], int] = {}
+    stamps: dict[str, tuple[float, float]] = {}  # pool -> (previous refresh, last refresh)
     for number, answer in enumerate(answers):
         for pool_id, view in answer.pools.items():
             counts = view.counts()
             if counts is None or pool_id not in versions:
                 continue
-            at = view.refreshed_at
-            start, end = (answer.sent, answer.answered) if at is None else (at, at)
-            if counts not in held_between(versions[pool_id], start - slack, end + slack):
+            stamp = view.refreshed_at if view.refreshed_at is not None else answer.answered
+            previous, last = stamps.get(pool_id, (-math.inf, -math.inf))
+            if stamp != last:
+                previous, last = last, stamp
+                stamps[pool_id] = (previous, last)
+            if counts not in held_between(versions[pool_id], previous - slack, last + slack):
                 problems.append(
                     f"answer {number}: {pool_id} serves {counts}, which it did not hold "
-                    "when it was refreshed"
+                    "between its last two refreshes"
                 )
             for outcome, value in view.users.items():
                 if value < highest.get((pool_id, outcome), 0):
