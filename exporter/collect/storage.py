@@ -43,6 +43,7 @@ TEMPORARY_SUFFIX = ".tmp"
 # a write lasts milliseconds: a temporary file this old belongs to no live writer (another
 # exporter sharing the folder included), only to a process killed while writing
 LEFTOVER_AGE_SECONDS = 60.0
+LAST_SCAN_SECONDS = 60.0
 
 
 class StorageError(Exception):
@@ -58,7 +59,8 @@ class HistoryStore:
         self._folder = folder
         self._owner = owner
         self._lock = threading.Lock()
-        self._written: dict[str, bytes] = {}
+        # what was last written of each pool: the document but its last scan, and that scan
+        self._written: dict[str, tuple[bytes, float | None]] = {}
         self._failing: set[str] = set()
         # pool id -> the account its file was written for, kept while the account is not resolved
         self._accounts: dict[str, str] = {}
@@ -98,13 +100,17 @@ class HistoryStore:
                 self._ignored(pool, str(problem))
             return False
         try:
-            state = self._state_from(orjson.loads(data), pool)
+            document = orjson.loads(data)
+            state = self._state_from(document, pool)
         except (orjson.JSONDecodeError, ValueError) as error:
             self._ignored(pool, safe_error_text(error))
             return False
         history.restore(_shifted(state, now - wall_now), now)
         with self._lock:
-            self._written[pool.id] = data
+            self._written[pool.id] = (
+                orjson.dumps({**document, "last_scan": None}),
+                state.last_scan,
+            )
         log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
         return True
 
@@ -113,8 +119,9 @@ class HistoryStore:
         logged once while any pool's writes fail, and change nothing else."""
         state = _shifted(history.state(), wall_now - now, whole_seconds=True)
         data = orjson.dumps(self._document(pool, state))
+        unscanned = orjson.dumps(self._document(pool, replace(state, last_scan=None)))
         with self._lock:
-            if self._written.get(pool.id) == data:
+            if _same(self._written.get(pool.id), unscanned, state.last_scan):
                 return
         path = self._path(pool)
         temporary = path.with_name(
@@ -140,7 +147,7 @@ class HistoryStore:
             self._write_failed(pool, error)
             return
         with self._lock:
-            self._written[pool.id] = data
+            self._written[pool.id] = (unscanned, state.last_scan)
             recovered = pool.id in self._failing and len(self._failing) == 1
             self._failing.discard(pool.id)
         if recovered:
@@ -202,6 +209,7 @@ class HistoryStore:
             "ordered": state.ordered,
             "next_full_scan": state.next_full_scan,
             "last_full_scan": state.last_full_scan,
+            "last_scan": state.last_scan,
             "users_total": {outcome: state.users_total[outcome] for outcome in OUTCOMES},
         }
 
@@ -235,6 +243,7 @@ class HistoryStore:
             next_full_scan=stored.next_full_scan,
             last_full_scan=stored.last_full_scan,
             users_total=Counter(stored.users_total),
+            last_scan=stored.last_scan,
         )
         _check_sound(state)
         if isinstance(account, str):
@@ -265,6 +274,17 @@ class HistoryStore:
             )
 
 
+def _same(written: tuple[bytes, float | None] | None, unscanned: bytes, scan: float | None) -> bool:
+    """Whether a history needs no writing: nothing changed but when it was last read, and
+    that by less than LAST_SCAN_SECONDS (a restart resumes the schedule to within that)."""
+    if written is None or written[0] != unscanned:
+        return False
+    last = written[1]
+    return scan == last or (
+        scan is not None and last is not None and scan - last < LAST_SCAN_SECONDS
+    )
+
+
 def _shifted(state: HistoryState, offset: float, *, whole_seconds: bool = False) -> HistoryState:
     """`state` with its times moved to another clock. Stored in whole seconds, so the file of
     an unchanged history stays byte for byte the same while the two clocks drift apart."""
@@ -276,6 +296,7 @@ def _shifted(state: HistoryState, offset: float, *, whole_seconds: bool = False)
         state,
         next_full_scan=moved(state.next_full_scan) if state.next_full_scan else 0.0,
         last_full_scan=None if state.last_full_scan is None else moved(state.last_full_scan),
+        last_scan=None if state.last_scan is None else moved(state.last_scan),
     )
 
 
@@ -343,6 +364,8 @@ class _StoredHistory(BaseModel):
     ordered: bool
     next_full_scan: _WallTime
     last_full_scan: _WallTime | None
+    # absent from files written before refreshes were scheduled by age
+    last_scan: _WallTime | None = None
     users_total: _Counts
 
 
