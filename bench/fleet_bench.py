@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -94,13 +95,27 @@ def report_large(run: LargeRun, report: Report) -> None:
     steady = answers[warm:] if warm is not None else []
     report.figure(name, "scrapes", f"{len(answers)} answered, {run.failed_scrapes} failed")
     failures = false_failures(answers)
+    kinds = Counter(spec.kind_of(pool_id) for pool_id in failures)
     report.figure(
         name,
         "pools reading scrape_success 0 (the simulator never fails)",
-        f"{len(failures)} pools, {sum(failures.values())} pool-scrapes",
+        f"{len(failures)} pools, {sum(failures.values())} pool-scrapes"
+        + "".join(f"; {count} {kind}" for kind, count in sorted(kinds.items())),
         "0",
         not failures,
     )
+    errors: Counter[str] = Counter()
+    for view in answers[-1].pools.values() if answers else ():
+        errors.update(view.errors)
+    report.figure(name, "api_errors_total at the end", f"{dict(errors)}")
+    took = sorted(answer.answered - answer.sent for answer in answers)
+    if took:
+        report.figure(
+            name,
+            "answer time of a scrape, as run (compressed)",
+            f"median {took[len(took) // 2] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms "
+            f"(timeout {timing.wall(timing.timeout) * 1000:.0f} ms)",
+        )
     cold = cold_start_seconds(answers, pool_ids, run.started)
     cold_calls = sum(full_read_calls(spec.jobs_in(pool_id)) for pool_id in pool_ids)
     report.figure(
@@ -160,7 +175,7 @@ def report_large(run: LargeRun, report: Report) -> None:
     report.figure(
         name,
         "refresh_behind_seconds after the cold start",
-        f"max {real(max(shown)):.0f} s" if shown else "absent",
+        f"max {real(max(shown)):.1f} s" if shown else "absent",
         "0",
         bool(shown) and max(shown) == 0,
     )
@@ -171,7 +186,7 @@ def report_large(run: LargeRun, report: Report) -> None:
         "absent" if interval is None else f"{real(interval):.0f} s",
         f"{timing.full_resync_interval:g} s configured",
     )
-    report.figure(name, "warning and error lines logged", f"{len(run.warnings)}")
+    report.figure(name, "warning and error lines logged", logged(run.warnings))
     slack = timing.wall(timing.timeout) * SLACK_TIMEOUTS
     report.problems.extend(wrong_values(answers, run.versions, slack))
     report_final(run, report, name, slack)
@@ -234,6 +249,11 @@ def report_final(run: LargeRun, report: Report, name: str, slack: float) -> None
         "all",
         exact == len(run.truth),
     )
+
+
+def logged(warnings: dict[str, int]) -> str:
+    total = sum(warnings.values())
+    return f"{total}" + "".join(f"; {count} x {message!r}" for message, count in warnings.items())
 
 
 def report_small(run: SmallRun, report: Report) -> None:

@@ -3,6 +3,7 @@ HTTP with the scrape-timeout header, each answer read into what the fleet benchm
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from exporter.demo.model import PoolCounts
 PREFIX = "cognito_user_import_"
 READY_WITHIN_SECONDS = 30.0
 ANSWER_GRACE_SECONDS = 5.0
-WARNING_LEVELS = ("level=warn", "level=error")
+WARNING_LEVELS = ("warn", "error")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class PoolView:
     refreshed_at: float | None = None
     statuses: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # api_errors_total by error code
 
     def counts(self) -> PoolCounts | None:
         if not self.users:
@@ -83,9 +85,18 @@ class ExporterProcess:
             text = response.read().decode()
         return read_answer(text, sent, time.time())
 
-    def warnings(self) -> list[str]:
-        lines = self._log.read_text(errors="replace").splitlines()
-        return [line for line in lines if any(level in line for level in WARNING_LEVELS)]
+    def warnings(self) -> dict[str, int]:
+        """Warning and error lines logged so far, counted by message."""
+        counted: dict[str, int] = {}
+        for line in self._log.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"level": "error", "msg": line}
+            if isinstance(event, dict) and event.get("level") in WARNING_LEVELS:
+                message = str(event.get("msg"))
+                counted[message] = counted.get(message, 0) + 1
+        return counted
 
 
 @contextmanager
@@ -108,6 +119,8 @@ def running_exporter(config: str, *flags: str) -> Iterator[ExporterProcess]:
                     f"127.0.0.1:{port}",
                     "--log.level",
                     "warn",
+                    "--log.format",
+                    "json",
                     *flags,
                 ],
                 stdout=sink,
@@ -165,4 +178,6 @@ def read_answer(text: str, sent: float, answered: float) -> Answer:
                 view.statuses[labels["status"]] = int(sample.value)
             elif name == "users_total":
                 view.users[labels["outcome"]] = int(sample.value)
+            elif name == "api_errors_total":
+                view.errors[labels["error_code"]] = int(sample.value)
     return Answer(sent, answered, pools, region)

@@ -19,7 +19,6 @@ from bench.fleet_exporter import Answer, config_text, running_exporter
 from bench.fleet_world import FleetSimulator, FleetSpec, NewJob, Versions
 from bench.processes import Child
 from exporter.cognito.jobs import SERVICE_PAGE_JOBS
-from exporter.config.schema import Scrape
 from exporter.demo.model import PoolCounts
 
 SMALL_SCRAPE_GAP_SECONDS = 1.0
@@ -52,9 +51,8 @@ class Timing:
             "requests_per_second": self.budget * self.scale,
             "pool_requests_per_second": self.pool_rate * self.scale,
             "full_resync_interval": self.wall(self.full_resync_interval),
+            "max_staleness": self.wall(self.max_staleness),
         }
-        if "max_staleness" in Scrape.model_fields:
-            settings["max_staleness"] = self.wall(self.max_staleness)
         return settings
 
 
@@ -75,7 +73,7 @@ class LargeRun:
     new_jobs: list[NewJob]
     arrivals: list[float]
     truth: dict[str, PoolCounts]
-    warnings: list[str]
+    warnings: dict[str, int]
 
 
 def run_large(spec: FleetSpec, timing: Timing, minutes: float) -> LargeRun:
@@ -150,7 +148,7 @@ class SmallRun:
     spec: FleetSpec
     scrapes: list[SmallScrape] = field(default_factory=list)
     versions: Versions = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: dict[str, int] = field(default_factory=dict)
 
 
 def run_small(spec: FleetSpec, scrapes: int) -> SmallRun:

@@ -76,6 +76,18 @@ class FleetSpec:
     def new_job_ids(self) -> list[str]:
         return self.pool_ids()[self.pools - self.new_job_pools :]
 
+    def kind_of(self, pool_id: str) -> str:
+        kinds = [
+            kind
+            for kind, ids in (
+                ("full", self.full_ids()),
+                ("busy", self.busy_ids()),
+                ("new-job", self.new_job_ids()),
+            )
+            if pool_id in ids
+        ]
+        return " ".join(kinds) or "small"
+
     def jobs_in(self, pool_id: str) -> int:
         if pool_id in self.full_ids():
             return FULL_JOBS

@@ -190,3 +190,36 @@ def test_the_limits_benchmark_meets_every_target(tmp_path: Path) -> None:
     assert 15 <= rows["exporter cold, two sets"]["busiest_second"] <= 20
     assert rows["sequential, no budget"]["busiest_second"] > 20
     assert "PASS  busiest second across both sets <= 20 calls" in finished.stdout
+
+
+def test_the_fleet_benchmark_keeps_a_large_region_fresh_and_a_small_one_as_before(
+    tmp_path: Path,
+) -> None:
+    json_path = tmp_path / "fleet.json"
+    finished = run_bench("bench.fleet_bench", "--ci", "--json", str(json_path))
+    assert finished.stderr == ""
+    report = json.loads(json_path.read_text())
+    assert report["correct"] is True
+    assert report["problems"] == []
+    large, small = (
+        {row["figure"]: row for row in report["rows"] if row["run"].startswith(f"{pools} pools")}
+        for pools in (120, 10)
+    )
+    for figure in (
+        "pools reading scrape_success 0 (the simulator never fails)",
+        "pools with values in an answer after the cold start",
+        "pool age at every scrape after the cold start",
+        "age of pools with an active job",
+        "new job in an idle pool (4 jobs), read by a refresh within",
+        "refresh_behind_seconds after the cold start",
+        "pools equal to the truth after the quiet period",
+    ):
+        assert large[figure]["met"] is True, large[figure]
+    assert large["pools reading scrape_success 0 (the simulator never fails)"]["measured"] == (
+        "0 pools, 0 pool-scrapes"
+    )
+    assert large["full_resync_interval_seconds at the end"]["measured"] == "600 s"
+    assert all(row["met"] is True for row in small.values()), small
+    assert small["steady scrapes: ListUserImportJobs calls a pool a scrape"]["measured"] == "1"
+    assert small["pools equal to the truth at their scrape"]["measured"] == "30 of 30 pool-scrapes"
+    assert "results: every value served was one its pool held" in finished.stdout
