@@ -95,6 +95,8 @@ class ExporterProcess:
                 event = {"level": "error", "msg": line}
             if isinstance(event, dict) and event.get("level") in WARNING_LEVELS:
                 message = str(event.get("msg"))
+                if event.get("error"):
+                    message += f": {event['error']}"
                 counted[message] = counted.get(message, 0) + 1
         return counted
 

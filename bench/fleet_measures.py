@@ -8,6 +8,7 @@ seconds and the caller converts them to uncompressed ones.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,17 +70,21 @@ def all_ages(answers: Sequence[Answer], pool_ids: Sequence[str], bound: float) -
     return Ages.of((age_of(a.pools.get(p), a) for a in answers for p in pool_ids), bound)
 
 
-def active_ages(answers: Sequence[Answer], bound: float) -> Ages:
-    """Ages of the pools an answer shows with an active job."""
-    return Ages.of(
-        (
-            age_of(view, answer)
-            for answer in answers
-            for view in answer.pools.values()
-            if (counts := view.counts()) is not None and has_active_job(counts)
-        ),
-        bound,
-    )
+def active_ages(answers: Sequence[Answer]) -> Ages:
+    """Ages of the pools an answer shows with an active job; `over` counts those last
+    refreshed before the previous scrape was sent (more than one scrape old)."""
+    ages: list[float] = []
+    over = 0
+    for previous, answer in itertools.pairwise(answers):
+        for view in answer.pools.values():
+            counts = view.counts()
+            if counts is None or not has_active_job(counts):
+                continue
+            ages.append(age_of(view, answer))
+            if view.refreshed_at is None or view.refreshed_at < previous.sent:
+                over += 1
+    known = [age for age in ages if math.isfinite(age)]
+    return Ages(len(ages), max(known, default=0.0), over, len(ages) - len(known))
 
 
 def served_counts(answers: Sequence[Answer]) -> list[int]:

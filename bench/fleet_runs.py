@@ -30,8 +30,9 @@ class Timing:
 
     scale: float = 1.0
     interval: float = 60.0
-    timeout: float = 10.0
+    timeout: float = 10.0  # Prometheus' scrape timeout
     timeout_offset: float = 0.5
+    exporter_timeout: float = 25.0  # scrape.timeout: also what a refresh between scrapes has
     max_staleness: float = 300.0
     full_resync_interval: float = 600.0
     budget: float = 10.0  # requests a second: half the default quota of 20
@@ -47,7 +48,7 @@ class Timing:
 
     def scrape_settings(self) -> dict[str, object]:
         settings: dict[str, object] = {
-            "timeout": self.wall(self.timeout),
+            "timeout": self.wall(self.exporter_timeout),
             "requests_per_second": self.budget * self.scale,
             "pool_requests_per_second": self.pool_rate * self.scale,
             "full_resync_interval": self.wall(self.full_resync_interval),
@@ -148,6 +149,7 @@ class SmallRun:
     spec: FleetSpec
     scrapes: list[SmallScrape] = field(default_factory=list)
     versions: Versions = field(default_factory=dict)
+    arrivals: list[float] = field(default_factory=list)
     warnings: dict[str, int] = field(default_factory=dict)
 
 
@@ -179,6 +181,7 @@ def run_small(spec: FleetSpec, scrapes: int) -> SmallRun:
                 answered = after
             run.warnings = exporter.warnings()
         run.versions = simulator.ask("versions")
+        run.arrivals = simulator.ask("read_arrivals")
         return run
     finally:
         simulator.stop()
