@@ -311,6 +311,12 @@ def report_small(run: SmallRun, report: Report) -> None:
     )
 
 
+def small_fleet(pools: int) -> FleetSpec:
+    """One full pool, up to three busy ones, up to two that get a new job."""
+    busy = max(0, min(3, pools - 3))
+    return FleetSpec(pools, 1, busy, max(0, min(2, pools - 1 - busy)))
+
+
 def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, str | None]:
     parser = argparse.ArgumentParser(prog="bench.fleet_bench", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -327,6 +333,14 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, str | None]:
     parser.add_argument("--json", dest="json_path")
     options = parser.parse_args(argv)
     preset = PRESETS["ci" if options.ci else "default"]
+    scale = preset.scale if options.scale is None else options.scale
+    minutes = preset.minutes if options.minutes is None else options.minutes
+    small_pools = preset.small_pools if options.small_pools is None else options.small_pools
+    small_scrapes = preset.small_scrapes if options.small_scrapes is None else options.small_scrapes
+    if not (scale > 0 and minutes > 0 and math.isfinite(scale * minutes)):
+        parser.error("--scale and --minutes must be more than zero")
+    if small_pools < 0 or small_scrapes < 1:
+        parser.error("--small-pools must be 0 or more, --small-scrapes 1 or more")
     spec = preset.spec
     try:
         spec = FleetSpec(
@@ -337,13 +351,7 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, str | None]:
         )
     except ValueError as error:
         parser.error(str(error))
-    plan = Plan(
-        spec,
-        scale=options.scale or preset.scale,
-        minutes=options.minutes or preset.minutes,
-        small_pools=preset.small_pools if options.small_pools is None else options.small_pools,
-        small_scrapes=options.small_scrapes or preset.small_scrapes,
-    )
+    plan = Plan(spec, scale, minutes, small_pools, small_scrapes)
     return plan, options.json_path
 
 
@@ -352,8 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report()
     report_large(run_large(plan.spec, Timing(scale=plan.scale), plan.minutes), report)
     if plan.small_pools:
-        small = FleetSpec(plan.small_pools, 1, min(3, plan.small_pools - 3), 2)
-        report_small(run_small(small, plan.small_scrapes), report)
+        report_small(run_small(small_fleet(plan.small_pools), plan.small_scrapes), report)
     print(report.text())
     correct = not report.problems
     print("\nresults: " + ("every value served was one its pool held" if correct else "WRONG"))

@@ -56,8 +56,10 @@ class FleetSpec:
 
     def __post_init__(self) -> None:
         idle_small = self.pools - self.full_pools - self.busy_pools
-        if min(self.pools, self.full_pools, self.busy_pools, self.new_job_pools) < 0 or (
-            self.new_job_pools > idle_small
+        if (
+            self.pools < 1
+            or min(self.full_pools, self.busy_pools, self.new_job_pools) < 0
+            or (self.new_job_pools > idle_small)
         ):
             raise ValueError("the fleet needs pools for every kind asked for")
 

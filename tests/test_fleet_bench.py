@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from bench.fleet_bench import parse_plan
+from bench.fleet_bench import parse_plan, small_fleet
 from bench.fleet_exporter import Answer, PoolView, config_text, read_answer
 from bench.fleet_measures import (
     active_ages,
@@ -215,5 +215,23 @@ def test_presets_and_overrides() -> None:
     assert json_path is None
     plan, json_path = parse_plan(["--ci", "--pools", "200", "--small-pools", "0", "--json", "x"])
     assert (plan.spec.pools, plan.scale, plan.small_pools, json_path) == (200, 30, 0, "x")
-    with pytest.raises(SystemExit):
-        parse_plan(["--pools", "10"])
+    for wrong in (
+        ["--pools", "10"],
+        ["--pools", "0"],
+        ["--full-pools", "-1"],
+        ["--scale", "0"],
+        ["--minutes", "-5"],
+        ["--scale", "inf"],
+        ["--small-scrapes", "0"],
+        ["--small-pools", "-1"],
+    ):
+        with pytest.raises(SystemExit):
+            parse_plan(wrong)
+
+
+@pytest.mark.parametrize("pools", [1, 2, 3, 4, 5, 20])
+def test_a_small_fleet_of_any_size_has_a_full_pool(pools: int) -> None:
+    spec = small_fleet(pools)
+    assert spec.pools == pools
+    assert spec.full_pools == 1
+    assert len(spec.busy_ids()) == spec.busy_pools <= 3
