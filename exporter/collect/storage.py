@@ -311,6 +311,7 @@ def _record(job: Job) -> dict[str, Any]:
         "ImportedUsers": job.imported,
         "SkippedUsers": job.skipped,
         "FailedUsers": job.failed,
+        "CloudWatchLogsRoleArn": job.log_role_arn,
     }
 
 
