@@ -28,6 +28,7 @@ from exporter.collect.discovery import PoolDiscovery
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.pool import PoolTracker
 from exporter.collect.ratelimit import BucketRegistry
+from exporter.collect.reasons_reader import ReasonsReader
 from exporter.collect.scraper import Scraper
 from exporter.collect.storage import HistoryStore
 from exporter.config.model import Config, Pool
@@ -102,6 +103,8 @@ class Runtime:
             pool_buckets=BucketRegistry(Scrape().pool_requests_per_second),
         )
         self._budgets = Budgets(self._gate, self.metrics)
+        # reads finished jobs' logs for pools with reasons on; its thread starts with the first
+        self._reasons_reader = ReasonsReader()
         self._store = (
             HistoryStore.open(storage_path, self._budgets.known_account) if storage_path else None
         )
@@ -175,6 +178,7 @@ class Runtime:
 
     def close(self) -> None:
         self._budgets.stop()
+        self._reasons_reader.stop()
         discovery = self.discovery
         if discovery is not None:
             discovery.stop()
@@ -258,6 +262,7 @@ class Runtime:
                     account_key=self._budgets.account_key,
                     on_not_enabled=self._not_enabled,
                     store=self._store,
+                    reasons_reader=self._reasons_reader,
                 )
                 self._scraper = Scraper(pools, scrape, self._tracker)
             else:

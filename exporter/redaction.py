@@ -69,8 +69,16 @@ def safe_error_text(error: BaseException) -> str:
     its type), with URLs, secrets and anything unprintable taken out."""
     lines = str(error).splitlines()
     text = lines[0] if lines and lines[0].strip() else type(error).__name__
-    text = SECRETS(_URL.sub("<url>", text))[:MAX_ERROR_TEXT]
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return safe_text(text)
+
+
+def safe_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """`text` cut to `limit` characters, with URLs and secrets taken out and anything
+    unprintable (control characters, lone surrogates) escaped."""
+    text = SECRETS(_URL.sub("<url>", text))[:limit]
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def safe_traceback(error: BaseException) -> str:

@@ -28,6 +28,8 @@ from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, rec
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import DeadlineExceeded
 from exporter.collect.reading import jobs_per_page, page_bound
+from exporter.collect.reasons_pool import PoolReasons, ReasonsView
+from exporter.collect.reasons_reader import ReadRequest, ReasonsReader
 from exporter.collect.storage import HistoryStore
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape, region_from_pool_id
@@ -52,6 +54,7 @@ class PoolResult:
     error_message: str | None = None
     outcome: ScanOutcome | None = None
     recent_jobs: tuple[Job, ...] = ()
+    reasons: ReasonsView | None = None
 
     @property
     def success(self) -> bool:
@@ -85,6 +88,7 @@ class _Shared:
     on_not_enabled: Callable[[Pool], bool]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
+    reasons_reader: ReasonsReader | None
 
 
 class PoolTracker:
@@ -101,6 +105,7 @@ class PoolTracker:
         store: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        reasons_reader: ReasonsReader | None = None,
     ) -> None:
         self._settings = CollectSettings(scrape, clients)
         self._shared = _Shared(
@@ -111,6 +116,7 @@ class PoolTracker:
             on_not_enabled,
             clock,
             wall_clock,
+            reasons_reader,
         )
 
     def configure(self, scrape: Scrape, clients: ClientFactory) -> None:
@@ -144,6 +150,7 @@ class TrackedPool:
         self._logged = False
         self._timed_out_last = False
         self._dropped = False
+        self._reasons = PoolReasons()
 
     @property
     def pool(self) -> Pool:
@@ -188,7 +195,11 @@ class TrackedPool:
                 outcome.jobs, shared.wall_clock(), scrape.job_window, scrape.max_jobs_per_pool
             )
             result = PoolResult(
-                pool, shared.clock() - started, outcome=outcome, recent_jobs=tuple(recent)
+                pool,
+                shared.clock() - started,
+                outcome=outcome,
+                recent_jobs=tuple(recent),
+                reasons=self._reasons_after(pool, settings, outcome),
             )
             _log_changes(pool, outcome.changes)
             if outcome.ordering_broken:
@@ -226,6 +237,7 @@ class TrackedPool:
                 self._dropped = True
             if self._store is not None:
                 self._store.remove(self._pool)
+        self._reasons.drop()
         self._forget_series()
 
     def _is_dropped(self) -> bool:
@@ -249,7 +261,9 @@ class TrackedPool:
             if not self._stored_history_read:
                 self._stored_history_read = True
                 if store is not None:
-                    store.load(pool, history, clock(), wall_clock())
+                    store.load(
+                        pool, history, clock(), wall_clock(), restore_reasons=self._reasons.restore
+                    )
             reader = PoolJobs(settings.clients.client(ClientKey.of(pool)), pool.id, pool.page_size)
             denied_before = history.describe_denied
             with calling_for(scope):
@@ -269,10 +283,32 @@ class TrackedPool:
             if store is not None:
                 with self._storing:
                     if not self._is_dropped():
-                        store.save(pool, history, clock(), wall_clock())
+                        reasons = self._reasons.stored() if pool.reasons else None
+                        store.save(pool, history, clock(), wall_clock(), reasons=reasons)
             return outcome
         finally:
             self._scanning.release()
+
+    def _reasons_after(
+        self, pool: Pool, settings: CollectSettings, outcome: ScanOutcome
+    ) -> ReasonsView | None:
+        """The pool's reasons after a scan; the jobs it finished, offered to the reader
+        (never waited for: their reasons show in a later scrape)."""
+        reader = self._shared.reasons_reader
+        if reader is None:
+            return None
+        reasons = self._reasons
+        reasons.keep_only(job.job_id for job in outcome.jobs)
+        if pool.reasons and self._label != UNLISTED_POOL_LABEL:
+            finished = [change.job for change in outcome.changes if change.job.terminal]
+            wanted = reasons.wanted((*finished, *outcome.jobs), settings)
+            account = self._shared.account_key(pool)
+            reader.submit(
+                ReadRequest(pool, job, reasons, settings.clients, settings, account, self._label)
+                for job in wanted
+            )
+        # the settings object is new at each reload: a refusal holds until the next one
+        return reasons.view(pool.reasons, settings)
 
     def _log_result(self, result: PoolResult) -> None:
         """Log a pool that starts failing, fails otherwise, or works again."""

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,9 +87,17 @@ class HistoryStore:
         _remove_leftovers(folder)
         return cls(folder, owner)
 
-    def load(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> bool:
+    def load(
+        self,
+        pool: Pool,
+        history: PoolHistory,
+        now: float,
+        wall_now: float,
+        restore_reasons: Callable[[object], None] | None = None,
+    ) -> bool:
         """Restore `pool`'s history from its file, if there is a sound one of this pool.
-        The history keeps time by `now`'s clock (monotonic); the file by the wall clock."""
+        The history keeps time by `now`'s clock (monotonic); the file by the wall clock.
+        `restore_reasons` takes the file's reasons, if it holds any (ValueError: unsound)."""
         path = self._path(pool)
         try:
             data = read_regular_file(str(path), MAX_FILE_BYTES)
@@ -98,7 +106,10 @@ class HistoryStore:
                 self._ignored(pool, str(problem))
             return False
         try:
-            state = self._state_from(orjson.loads(data), pool)
+            document = orjson.loads(data)
+            state = self._state_from(document, pool)
+            if restore_reasons is not None and document.get("reasons") is not None:
+                restore_reasons(document["reasons"])
         except (orjson.JSONDecodeError, ValueError) as error:
             self._ignored(pool, safe_error_text(error))
             return False
@@ -108,11 +119,22 @@ class HistoryStore:
         log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
         return True
 
-    def save(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> None:
-        """Write `pool`'s history if it changed since it was last written. Failures are
-        logged once while any pool's writes fail, and change nothing else."""
+    def save(
+        self,
+        pool: Pool,
+        history: PoolHistory,
+        now: float,
+        wall_now: float,
+        reasons: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write `pool`'s history (and the reasons its jobs' logs gave, as JSON values) if it
+        changed since it was last written. Failures are logged once while any pool's writes
+        fail, and change nothing else."""
         state = _shifted(history.state(), wall_now - now, whole_seconds=True)
-        data = orjson.dumps(self._document(pool, state))
+        document = self._document(pool, state)
+        if reasons is not None:
+            document["reasons"] = reasons
+        data = orjson.dumps(document)
         with self._lock:
             if self._written.get(pool.id) == data:
                 return

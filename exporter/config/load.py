@@ -191,6 +191,7 @@ def _resolve(document: ConfigDocument, problems: list[str]) -> Config:
                 credentials=entry.credentials,
                 endpoint_url=entry.endpoint_url,
                 labels=tuple(sorted(entry.labels.items())),
+                reasons=entry.reasons,
             )
         )
     return Config(

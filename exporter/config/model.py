@@ -27,6 +27,8 @@ class Pool:
     labels: tuple[tuple[str, str], ...]
     page_size: int
     max_listed_jobs: int
+    # read why users were skipped or failed from finished jobs' logs
+    reasons: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def pool_with_defaults(
     credentials: str | None = None,
     endpoint_url: str | None = None,
     labels: tuple[tuple[str, str], ...] = (),
+    reasons: bool | None = None,
 ) -> Pool:
     """A pool with the defaults applied to whatever it does not say."""
     return Pool(
@@ -116,4 +119,5 @@ def pool_with_defaults(
         labels=labels,
         page_size=defaults.page_size,
         max_listed_jobs=defaults.max_jobs,
+        reasons=defaults.reasons if reasons is None else reasons,
     )
