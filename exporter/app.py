@@ -64,6 +64,7 @@ class Runtime:
         load_config: Callable[[], Config],
         load_web_config: Callable[[], WebConfig] = WebConfig,
         storage_path: str = "",
+        reasons_reader: ReasonsReader | None = None,
     ) -> None:
         self._storage_path = storage_path
         self._load_config = load_config
@@ -104,7 +105,7 @@ class Runtime:
         )
         self._budgets = Budgets(self._gate, self.metrics)
         # reads finished jobs' logs for pools with reasons on; its thread starts with the first
-        self._reasons_reader = ReasonsReader()
+        self._reasons_reader = reasons_reader or ReasonsReader()
         self._store = (
             HistoryStore.open(storage_path, self._budgets.known_account) if storage_path else None
         )

@@ -90,6 +90,7 @@ class ReasonsReader:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._busy = False
 
     def submit(self, requests: Iterable[ReadRequest]) -> None:
         """Read these jobs when their turn comes; past `max_waiting_jobs` a job is left for
@@ -103,18 +104,25 @@ class ReasonsReader:
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._run, name="reasons", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            self._wake.notify_all()
 
     def waiting(self) -> int:
         with self._wake:
             return self._waiting()
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        """Wait until no job is being read or waiting (for tests and the benchmark)."""
+        with self._wake:
+            return self._wake.wait_for(
+                lambda: not self._busy and not self._waiting(), timeout=timeout
+            )
 
     def stop(self) -> None:
         with self._wake:
             self._stopping = True
             self._ready.clear()
             self._later.clear()
-            self._wake.notify()
+            self._wake.notify_all()
 
     def _waiting(self) -> int:
         return len(self._ready) + len(self._later)
@@ -132,6 +140,10 @@ class ReasonsReader:
                     extra={"fields": _fields(read.request, error)},
                 )
                 self._finish(read)
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
 
     def _next(self) -> _Read | None:
         with self._wake:
@@ -140,6 +152,7 @@ class ReasonsReader:
                 while self._later and self._later[0][0] <= now:
                     self._ready.append(heapq.heappop(self._later)[2])
                 if self._ready:
+                    self._busy = True
                     return self._ready.popleft()
                 wait = self._later[0][0] - now if self._later else None
                 self._wake.wait(wait)
