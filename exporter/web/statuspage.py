@@ -10,15 +10,17 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter import __version__
 from exporter.cognito.jobs import Job
 from exporter.collect.pool import PoolResult
+from exporter.collect.reasons_pool import ReasonsView
 from exporter.collect.scraper import Snapshot
 from exporter.config.model import Pool
 from exporter.redaction import SECRETS
 from exporter.web.console import import_jobs_url, pool_url
+from exporter.web.reasons_html import reasons_html
 
 # the alert rules' thresholds (prometheus/alerts.yml): a job running this long is stuck (here a
 # Stopping job counts as running too); a job still Created this long after its creation is about
@@ -43,6 +45,7 @@ th{background:#eef0f4}.ok{color:#17753a;font-weight:600}.fail{color:#b3261e;font
 .warn{color:#8a4b00;font-weight:600}tr.problem td{background:#fdf3f2}
 td.num{text-align:right;font-variant-numeric:tabular-nums}p.note{max-width:60em}
 #problems td{vertical-align:top}#problems small,td.console{white-space:nowrap}
+ul.reasons{margin:0.3em 0;padding-left:1.2em}ul.reasons small{white-space:normal}
 """
 
 
@@ -58,6 +61,8 @@ class Problem:
     kind: str
     detail: str
     link: str | None
+    # the reasons of the pool the job is in, when it has any to tell
+    reasons: ReasonsView | None = None
 
 
 def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> list[Problem]:
@@ -74,7 +79,7 @@ def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> li
         problem
         for result in current
         for job in result.recent_jobs
-        if (problem := _outcome_problem(result.pool, job)) is not None
+        if (problem := _outcome_problem(result.pool, job, result.reasons)) is not None
     ]
     running = [
         _job_problem(result.pool, job, ACTIVE_TOO_LONG, _running_detail(job, now))
@@ -127,7 +132,7 @@ def _collection_problem(result: PoolResult) -> Problem:
     )
 
 
-def _outcome_problem(pool: Pool, job: Job) -> Problem | None:
+def _outcome_problem(pool: Pool, job: Job, reasons: ReasonsView | None) -> Problem | None:
     if job.status == "Failed":
         kind = JOB_FAILED
     elif job.failed:
@@ -139,7 +144,7 @@ def _outcome_problem(pool: Pool, job: Job) -> Problem | None:
     detail = f"{job.status}: {job.imported} imported, {job.skipped} skipped, {job.failed} failed"
     if job.completion_message:
         detail += f". {_shown(job.completion_message)}"
-    return _job_problem(pool, job, kind, detail)
+    return replace(_job_problem(pool, job, kind, detail), reasons=reasons)
 
 
 def _worst(problem: Problem) -> int:
@@ -236,11 +241,15 @@ def _problems_section(pools: Iterable[Pool], snapshot: Snapshot | None, now: flo
             f"<td>{html.escape(_shown(problem.pool_name))}<br><small>{html.escape(problem.pool_id)}"
             f"</small></td><td>{job}</td>"
             f"<td class='{severity}'>{html.escape(problem.kind)}</td>"
-            f"<td>{html.escape(problem.detail)}</td>"
+            f"<td>{html.escape(problem.detail)}{_reasons(problem)}</td>"
             f"<td class='console'>{_link(problem.link, f'{target} in console')}</td></tr>"
         )
     rows.append("</table>")
     return note + "".join(rows)
+
+
+def _reasons(problem: Problem) -> str:
+    return "" if problem.job_id is None else reasons_html(problem.reasons, problem.job_id)
 
 
 def _link(url: str | None, text: str) -> str:
