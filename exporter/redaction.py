@@ -16,7 +16,9 @@ import traceback
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
-_URL = re.compile(r"\w+://[^\s\"'<>]+")
+# a scheme starts where a word starts: tried inside a long word, it would read the rest of
+# the word again from every letter (hours for a log line of a few hundred kB)
+_URL = re.compile(r"(?<!\w)\w+://[^\s\"'<>]+")
 _CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 # what makes a pre-signed URL grant anything, with or without its scheme, encoded or not
 _SIGNING_PARAMETER = re.compile(

@@ -28,7 +28,7 @@ EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 200
 
 _ROW = re.compile(
-    r"\s*\[\s*(SUCCEEDED|SKIPPED|FAILED)\s*\]\s*Line\s*Number\s*:?\s*(\d{1,12})\s*[-:]?\s*(.*)",
+    r"\s*\[\s*(SUCCEEDED|SKIPPED|FAILED)\s*\]\s*Line\s*Number\s*:?\s*(\d{1,12})(?:\s*[-:]\s*|\s+|$)(.*)",
     re.IGNORECASE | re.DOTALL,
 )
 _WORD = re.compile(r"[a-z]+")

@@ -192,9 +192,10 @@ class PoolReasons:
             )
             for job in document.jobs
         }
+        totals = Counter(_counts(document.totals))
         with self._lock:
             self._pool_name = document.pool_name
-            self._totals = Counter(_counts(document.totals))
+            self._totals = totals
             self._jobs = jobs
 
 

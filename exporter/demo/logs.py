@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from exporter.demo.lifecycle import JsonObject
@@ -87,6 +87,8 @@ class LogsFaults:
     empty_pages: int = 0
     # messages of a page, in bytes, at most (the service's 1 MB)
     page_bytes: int = PAGE_BYTES
+    # this text in an answer is sent as bytes that are not UTF-8
+    not_utf8_marker: str | None = None
 
     def clear(self) -> None:
         for name, value in vars(LogsFaults()).items():
@@ -150,6 +152,9 @@ class SimulatedLogs:
             reply = json_reply(self._filter(parsed_params(body)))
         except ServiceError as error:
             reply = error_reply(error.code, error.message)
+        marker = self.faults.not_utf8_marker
+        if marker is not None:
+            reply = replace(reply, body=reply.body.replace(marker.encode(), b"\xff\xfe"))
         left = arrived + self.faults.latency - now()
         if left > 0:
             time.sleep(left)
