@@ -39,6 +39,8 @@ WORDINGS = [
     ("Required attribute given_name is missing.", "schema_mismatch"),
     ("The user couldn't be imported due to an internal error.", "internal_error"),
     ("An unexpected error occurred.", "internal_error"),
+    ("InternalErrorException: try again", "internal_error"),
+    ("USER ALREADY EXISTS", "already_exists"),
     ("Something nobody has seen before.", "other"),
     ("", "other"),
 ]

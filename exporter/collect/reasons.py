@@ -31,7 +31,8 @@ _ROW = re.compile(
     r"\s*\[\s*(SUCCEEDED|SKIPPED|FAILED)\s*\]\s*Line\s*Number\s*:?\s*(\d{1,12})(?:\s*[-:]\s*|\s+|$)(.*)",
     re.IGNORECASE | re.DOTALL,
 )
-_WORD = re.compile(r"[a-z]+")
+# words, also inside CamelCase names (InternalError: internal, error)
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 # each reason with the words that say it, in the order they are tried: a row that names a
 # verified attribute may also speak of the schema, and is about the attribute
 _MEANINGS: tuple[tuple[str, tuple[frozenset[str], ...]], ...] = (
@@ -88,7 +89,7 @@ def parse_row(message: str) -> Row | None:
 
 def reason_of(text: str) -> str:
     """The reason a row's text gives, from the closed set."""
-    words = set(_WORD.findall(text.casefold()))
+    words = {word.casefold() for word in _WORD.findall(text)}
     for reason, wordings in _MEANINGS:
         if any(wording <= words for wording in wordings):
             return reason
