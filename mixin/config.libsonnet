@@ -16,6 +16,11 @@
     // CognitoUserImportExporterCertificateExpiring: the served TLS certificate expires within
     // this many days (fractions allowed).
     certificateExpiryDays: 14,
+    // CognitoUserImportJobUsersFailedForReason: a recent job's log gives one of these reasons
+    // for failed users (pools with reasons: true), e.g. ['schema_mismatch', 'internal_error'].
+    // Reasons: already_exists, no_verified_attribute, schema_mismatch, internal_error, other.
+    // Empty: no such alert.
+    failedReasonsToAlertOn: [],
 
     // Where the alerts' runbooks are: each alert's runbook_url is this, '#' and the alert's
     // name in lower case, the anchor of its heading in the README.

@@ -139,7 +139,28 @@
             description: "Import job {{ $labels.job_name }} ({{ $labels.job_id }}) in user pool {{ $labels.user_pool_id }} is still in status Created {{ $value | humanizeDuration }} after it was created. Cognito expires a job that is not started within 24 to 48 hours of its creation (status Expired), and its users are then never imported.",
           },
         },
-        ],
+        ] + (if std.length($._config.failedReasonsToAlertOn) == 0 then [] else [
+        {
+          alert: "CognitoUserImportJobUsersFailedForReason",
+          expr: |||
+            (
+              max by (user_pool_id, job_id, reason) (
+                last_over_time(cognito_user_import_job_reason_users{%(cognitoImportSelector)s, outcome="failed", reason=~"%(reasons)s"}[15m])
+              ) > 0
+            )
+            * on (user_pool_id, job_id) group_left (job_name)
+              max by (user_pool_id, job_id, job_name) (
+                last_over_time(cognito_user_import_job_info{%(cognitoImportSelector)s}[15m])
+              )
+          ||| % ($._config { reasons: std.join("|", $._config.failedReasonsToAlertOn) }),
+          'for': "0m",
+          labels: { severity: "warning" },
+          annotations: {
+            summary: "Users of a user import job failed for a reason chosen to alert on.",
+            description: "The log of import job {{ $labels.job_name }} ({{ $labels.job_id }}) in user pool {{ $labels.user_pool_id }} says {{ $value }} of its users failed with reason {{ $labels.reason }}. The exporter reads the reasons of pools with reasons: true; the status page shows example lines of the log.",
+          },
+        },
+        ]),
       },
       {
         name: "cognito-import-exporter",

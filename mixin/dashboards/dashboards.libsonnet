@@ -155,6 +155,24 @@ local notReporting(y) = {
   ],
 };
 
+local usersByReason(y) = timeseries(
+  25,
+  'Users failed and skipped, by reason',
+  'From the CloudWatch logs of finished jobs of pools with reasons: true: users failed or '
+  + "skipped per interval, by the reason the job's log gives (already_exists, "
+  + 'no_verified_attribute, schema_mismatch, internal_error, other). A job is counted when '
+  + 'its log has been read, a few scrapes after it finished. Empty when no pool reads reasons.',
+  'short',
+  { h: 8, w: 24, x: 0, y: y },
+  [
+    target(
+      'A',
+      'sum by (outcome, reason) (increase(cognito_user_import_reason_users_total{%s, user_pool_id=~"$pool"}[$__rate_interval])) > 0' % scope,
+      '{{outcome}}: {{reason}}',
+    ),
+  ],
+);
+
 local panels = import 'panels.json';
 local bottom = std.foldl(function(lowest, p) std.max(lowest, p.gridPos.y + p.gridPos.h), panels, 0);
 
@@ -214,7 +232,7 @@ local bottom = std.foldl(function(lowest, p) std.max(lowest, p.gridPos.y + p.gri
           ),
         ],
       },
-      panels: panels + [notReporting(bottom)] + quotaRow(bottom + 6),
+      panels: panels + [usersByReason(bottom), notReporting(bottom + 8)] + quotaRow(bottom + 14),
     },
   },
 }
