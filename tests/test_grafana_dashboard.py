@@ -32,9 +32,9 @@ PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 DASHBOARD_UID = "cognito-import-jobs"
-PANEL_COUNT = 21
+PANEL_COUNT = 22
 QUERY_VARIABLES = 4
-TARGET_COUNT = 29
+TARGET_COUNT = 30
 
 SCRAPE_INTERVAL_SECONDS = 1
 # Grafana's built-in intervals for a data source whose scrape interval is 1s: $__interval is the

@@ -167,7 +167,7 @@ local usersByReason(y) = timeseries(
   [
     target(
       'A',
-      'sum by (outcome, reason) (increase(cognito_user_import_reason_users_total{%s, user_pool_id=~"$pool"}[$__rate_interval])) > 0' % scope,
+      'sum by (outcome, reason) (increase(cognito_user_import_reason_users_total{%s, user_pool_id=~"$pool"}[$__rate_interval]))' % scope,
       '{{outcome}}: {{reason}}',
     ),
   ],
