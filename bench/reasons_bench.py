@@ -49,7 +49,7 @@ class Result:
 
 def config_text(endpoint: str, reasons: bool) -> str:
     return f"""
-defaults: {{endpoint_url: {endpoint}, credentials: bench}}
+defaults: {{endpoint_url: {endpoint}, logs_endpoint_url: {endpoint}, credentials: bench}}
 credentials:
   bench: {{access_key_id: BENCHACCESSKEY, secret_access_key: bench-not-a-secret,
           account_id: "123456789012"}}

@@ -63,7 +63,8 @@ def exporter(
 ) -> Iterator[tuple[Runtime, ReasonsReader]]:
     text = config_yaml(
         endpoint,
-        extra=f"pools:\n  - {{id: {POOL}, name: Shown name, reasons: {str(reasons).lower()}}}\n",
+        extra=f"pools:\n  - {{id: {POOL}, name: Shown name, reasons: {str(reasons).lower()}, "
+        f"logs_endpoint_url: {endpoint}}}\n",
     )
     reader = ReasonsReader(limits)
     runtime = Runtime(lambda: load_text(text), storage_path=storage, reasons_reader=reader)

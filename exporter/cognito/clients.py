@@ -141,8 +141,8 @@ class ClientFactory:
             return client
 
     def logs_client(self, key: ClientKey) -> LogsClient:
-        """A CloudWatch Logs client with the pool's credentials, region and endpoint: one
-        attempt a call (its caller paces and retries), answers up to a page of log lines."""
+        """A CloudWatch Logs client with these credentials, region and endpoint: one attempt
+        a call (its caller paces and retries), answers up to a page of log lines."""
         with self._lock:
             client = self._logs_clients.get(key)
             if client is None:

@@ -196,7 +196,9 @@ class ReasonsReader:
             client = request.clients.client(ClientKey.of(pool))
             name = self._call(read, lambda: pool_name(client, pool.id))
             request.reasons.name_read(name)
-        logs = request.clients.logs_client(ClientKey.of(pool))
+        logs = request.clients.logs_client(
+            ClientKey(pool.credentials, pool.region, pool.logs_endpoint_url)
+        )
         asked = job_request(log_group(pool.id, name), job)
         expected = job.skipped + job.failed
         for _ in range(limits.pages_per_turn):

@@ -192,6 +192,7 @@ def _resolve(document: ConfigDocument, problems: list[str]) -> Config:
                 endpoint_url=entry.endpoint_url,
                 labels=tuple(sorted(entry.labels.items())),
                 reasons=entry.reasons,
+                logs_endpoint_url=entry.logs_endpoint_url,
             )
         )
     return Config(

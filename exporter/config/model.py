@@ -27,8 +27,9 @@ class Pool:
     labels: tuple[tuple[str, str], ...]
     page_size: int
     max_listed_jobs: int
-    # read why users were skipped or failed from finished jobs' logs
+    # read why users were skipped or failed from finished jobs' logs, at this endpoint
     reasons: bool = False
+    logs_endpoint_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def pool_with_defaults(
     endpoint_url: str | None = None,
     labels: tuple[tuple[str, str], ...] = (),
     reasons: bool | None = None,
+    logs_endpoint_url: str | None = None,
 ) -> Pool:
     """A pool with the defaults applied to whatever it does not say."""
     return Pool(
@@ -120,4 +122,5 @@ def pool_with_defaults(
         page_size=defaults.page_size,
         max_listed_jobs=defaults.max_jobs,
         reasons=defaults.reasons if reasons is None else reasons,
+        logs_endpoint_url=logs_endpoint_url or defaults.logs_endpoint_url,
     )

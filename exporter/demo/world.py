@@ -135,6 +135,7 @@ def demo_config(endpoint_url: str) -> Config:
         f"""
 defaults:
   endpoint_url: {endpoint_url}
+  logs_endpoint_url: {endpoint_url}
   credentials: demo
 credentials:
   demo: {{access_key_id: DEMOACCESSKEY, secret_access_key: demo-not-a-secret,
