@@ -67,15 +67,19 @@ class Standing:
     calls: int
     full_calls: int
 
-    def due(self, max_staleness: float, wall_now: float) -> float:
-        """When the pool is next refreshed in the background."""
-        if self.attempted_at is None:
-            return self.since
+    def period(self, max_staleness: float, wall_now: float) -> float:
+        """How often the pool is refreshed in the background."""
         recent = self.active or (
             self.last_change is not None
             and wall_now - self.last_change < RECENT_HORIZONS * max_staleness
         )
-        return self.attempted_at + max_staleness * (RECENT_PERIOD if recent else IDLE_PERIOD)
+        return max_staleness * (RECENT_PERIOD if recent else IDLE_PERIOD)
+
+    def due(self, max_staleness: float, wall_now: float) -> float:
+        """When the pool is next refreshed in the background (a pool never read: at once)."""
+        if self.attempted_at is None:
+            return self.since
+        return self.attempted_at + self.period(max_staleness, wall_now)
 
 
 @dataclass
@@ -209,9 +213,7 @@ class RefreshPlanner:
         fresh = 0.0
         for standing in members:
             if large and not standing.active:
-                period = standing.due(scrape.max_staleness, wall_now) - (
-                    standing.attempted_at if standing.attempted_at is not None else standing.since
-                )
+                period = standing.period(scrape.max_staleness, wall_now)
             else:
                 period = self._scrape_interval
             fresh += standing.calls / max(period, 1.0)
