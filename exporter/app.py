@@ -29,6 +29,7 @@ from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.pool import PoolTracker
 from exporter.collect.ratelimit import BucketRegistry
 from exporter.collect.reasons_reader import ReasonsReader
+from exporter.collect.schedule import RefreshPlanner
 from exporter.collect.scraper import Scraper
 from exporter.collect.storage import HistoryStore
 from exporter.config.model import Config, Pool
@@ -106,6 +107,7 @@ class Runtime:
         self._budgets = Budgets(self._gate, self.metrics)
         # reads finished jobs' logs for pools with reasons on; its thread starts with the first
         self._reasons_reader = reasons_reader or ReasonsReader()
+        self._planner = RefreshPlanner(self._gate.account_rate, self.metrics)
         self._store = (
             HistoryStore.open(storage_path, self._budgets.known_account) if storage_path else None
         )
@@ -262,10 +264,11 @@ class Runtime:
                     self.metrics,
                     account_key=self._budgets.account_key,
                     on_not_enabled=self._not_enabled,
+                    full_interval=self._planner.full_resync_interval,
                     store=self._store,
                     reasons_reader=self._reasons_reader,
                 )
-                self._scraper = Scraper(pools, scrape, self._tracker)
+                self._scraper = Scraper(pools, scrape, self._tracker, planner=self._planner)
             else:
                 self._tracker.configure(scrape, generation.clients)
                 self._scraper.configure(scrape, pools)

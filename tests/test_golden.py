@@ -17,6 +17,7 @@ GOLDEN = Path(__file__).parent / "testdata" / "metrics.prom"
 _MOMENTARY = re.compile(
     r"^(cognito_user_import_scrape_duration_seconds"
     r"|cognito_user_import_config_last_reload_success_timestamp_seconds"
+    r"|cognito_user_import_scrape_last_success_timestamp_seconds"
     r"|process_[a-z_]+)(\{[^}]*\})? .*$",
     re.MULTILINE,
 )
@@ -56,6 +57,7 @@ def test_the_whole_metrics_answer_matches_the_golden_file(tmp_path: Path) -> Non
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(exposition)
     assert exposition == GOLDEN.read_text()
-    # the two momentary series above, and the process' CPU, memory, descriptors and start
-    assert exposition.count("<masked>") == 4 + len(PROCESS_SERIES)
+    # the momentary series above (three durations, two pools' last success, the reload's
+    # time), and the process' CPU, memory, descriptors and start
+    assert exposition.count("<masked>") == 6 + len(PROCESS_SERIES)
     assert set(re.findall(r"^(process_[a-z_]+) ", exposition, re.MULTILINE)) >= PROCESS_SERIES

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from exporter.cognito.jobs import DescribeNotAllowed, Job, Page, PagingError
-from exporter.collect.history import PoolHistory, recent_jobs
+from exporter.collect.history import PoolHistory
 from exporter.collect.ratelimit import DeadlineExceeded
+from exporter.collect.served import recent_jobs
 from tests.jobs import BASE_TIME, PagedList, Pages, job
 
 NOW = BASE_TIME + 100_000

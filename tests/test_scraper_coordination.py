@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from exporter.collect.pool import TIMEOUT, PoolResult
-from exporter.collect.scraper import Scraper
+from exporter.collect.attempts import AccountRegion
+from exporter.collect.schedule import Standing
+from exporter.collect.scraper import REPORT_GRACE_SECONDS, Scraper
+from exporter.collect.served import TIMEOUT, PoolResult
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape
 from tests.clocks import SteppingClock
@@ -31,9 +33,8 @@ class FakeTracked:
         self._pool = pool
         self._behaviour = behaviour or (lambda tracked, deadline: PoolResult(tracked.pool, 0.1))
         self.deadlines: list[float] = []
-        self.timeouts_counted = 0
-        self.not_collected_reports = 0
         self.dropped = False
+        self._latest: PoolResult | None = None
         self.started = threading.Event()
 
     @property
@@ -47,17 +48,17 @@ class FakeTracked:
     def follow(self, pool: Pool) -> None:
         self._pool = pool
 
-    def collect(self, deadline: float) -> PoolResult:
+    def collect(self, deadline: float, *, background: bool = False) -> PoolResult:
         self.deadlines.append(deadline)
         self.started.set()
-        return self._behaviour(self, deadline)
+        self._latest = self._behaviour(self, deadline)
+        return self._latest
 
-    def not_collected(self, duration: float) -> PoolResult:
-        self.not_collected_reports += 1
-        return PoolResult.timed_out(self._pool, duration)
+    def latest(self) -> PoolResult:
+        return self._latest or PoolResult(self._pool, 0.0)
 
-    def count_timeout(self) -> None:
-        self.timeouts_counted += 1
+    def standing(self) -> Standing:
+        return Standing(AccountRegion("111122223333", "eu-west-1"), 0.0, None, False, None, 1, 1)
 
     def drop(self) -> None:
         self.dropped = True
@@ -81,6 +82,11 @@ def scraper_of(
     settings = Scrape.model_validate(scrape)
     scraper = Scraper([pool(pool_id) for pool_id in pool_ids], settings, tracker, clock.now)
     return scraper, tracker
+
+
+def refreshed_by(deadline: float) -> float:
+    """The deadline a refresh for a scrape due at `deadline` gets (windows of a second or more)."""
+    return deadline - REPORT_GRACE_SECONDS
 
 
 def test_concurrent_scrapes_share_one_collection() -> None:
@@ -117,7 +123,7 @@ def test_a_scrape_after_the_collection_finished_collects_again() -> None:
     clock.sleep(5)
     snapshot = scraper.collect(15.0)
     assert not snapshot.cached
-    assert tracker.made["a"].deadlines == [10.0, 15.0]
+    assert tracker.made["a"].deadlines == [refreshed_by(10.0), refreshed_by(15.0)]
 
 
 def test_a_joiner_with_more_time_collects_again_what_ran_out() -> None:
@@ -136,10 +142,8 @@ def test_a_joiner_with_more_time_collects_again_what_ran_out() -> None:
     long = scraper.collect(deadline=10.0, arrived=0.0)
     assert [r.error_code for r in short.results] == [TIMEOUT, None]
     assert [r.error_code for r in long.results] == [None, None]
-    assert tracker.made["slow"].deadlines == [1.0, 10.0]
-    assert tracker.made["quick"].deadlines == [1.0]
-    # the collection ran out once for the slow pool: counted once, whoever reported it
-    assert tracker.made["slow"].timeouts_counted == 1
+    assert tracker.made["slow"].deadlines == [refreshed_by(1.0), refreshed_by(10.0)]
+    assert tracker.made["quick"].deadlines == [refreshed_by(1.0)]
 
 
 def test_a_joiner_with_too_little_time_left_does_not_extend() -> None:
@@ -154,7 +158,7 @@ def test_a_joiner_with_too_little_time_left_does_not_extend() -> None:
     clock.sleep(1.5)
     joined = scraper.collect(deadline=2.0, arrived=0.0)  # 0.5 s left: under a second
     assert [r.error_code for r in joined.results] == [TIMEOUT]
-    assert tracker.made["slow"].deadlines == [1.0]
+    assert tracker.made["slow"].deadlines == [refreshed_by(1.0)]
 
 
 def test_cache_ttl_serves_the_collection_until_it_is_that_old() -> None:
@@ -167,31 +171,30 @@ def test_cache_ttl_serves_the_collection_until_it_is_that_old() -> None:
     fresh = scraper.collect(clock.now() + 30)
     assert (first.cached, cached.cached, fresh.cached) == (False, True, False)
     assert cached.results == first.results
-    assert tracker.made["a"].deadlines == [30.0, 90.0]
+    assert tracker.made["a"].deadlines == [refreshed_by(30.0), refreshed_by(90.0)]
 
 
-def test_a_pool_not_done_by_the_deadline_is_reported_as_not_collected_once() -> None:
+def test_a_pool_not_done_by_the_deadline_serves_what_was_known_and_fails_nothing() -> None:
     clock = SteppingClock()
     release = threading.Event()
     scraper, tracker = scraper_of(("hangs", "ok"), clock)
+    scraper.collect(deadline=10.0)
+    known = tracker.made["hangs"].latest()
 
     def hangs(tracked: FakeTracked, deadline: float) -> PoolResult:
         release.wait(RELEASE_TIMEOUT)
         return PoolResult(tracked.pool, 1.0, error_code=TIMEOUT)
 
     tracker.made["hangs"]._behaviour = hangs
+    clock.sleep(20)
     try:
         # the point is the deadline: the scrape waits this long for the pool, then answers
-        snapshot = scraper.collect(deadline=0.2)
+        snapshot = scraper.collect(deadline=clock.now() + 0.2)
     finally:
         release.set()
-    assert [(r.pool.id, r.error_code) for r in snapshot.results] == [
-        ("hangs", TIMEOUT),
-        ("ok", None),
-    ]
+    assert [(r.pool.id, r.error_code) for r in snapshot.results] == [("hangs", None), ("ok", None)]
+    assert snapshot.results[0] is known
     assert not snapshot.complete
-    assert tracker.made["hangs"].not_collected_reports == 1
-    assert tracker.made["hangs"].timeouts_counted == 1
 
 
 def test_a_pool_dropped_while_its_collection_runs_is_not_reported() -> None:

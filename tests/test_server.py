@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from exporter.app import Runtime
 from exporter.collect.collector import ImportJobsCollector
 from exporter.collect.history import ScanOutcome
-from exporter.collect.pool import PoolResult
 from exporter.collect.scraper import Scraper, Snapshot
+from exporter.collect.served import PoolResult
 from exporter.config.load import load_text
 from exporter.web.routes import ExporterApp, scrape_budget
 from tests.jobs import job

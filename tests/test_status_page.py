@@ -15,8 +15,8 @@ from PIL import Image, ImageStat
 
 from exporter.cognito.jobs import Job
 from exporter.collect.history import ScanOutcome
-from exporter.collect.pool import PoolResult
 from exporter.collect.scraper import Snapshot
+from exporter.collect.served import PoolResult
 from exporter.config.load import load_text
 from exporter.config.model import Pool
 from exporter.demo.service import SimulatedCognito

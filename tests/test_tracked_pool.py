@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cognito.clients import ClientFactory, ClientSettings
 from exporter.collect.metrics import ExporterMetrics
-from exporter.collect.pool import TIMEOUT, PoolTracker
+from exporter.collect.pool import PoolTracker
 from exporter.collect.storage import HistoryStore
 from exporter.config.load import load_text
 from exporter.config.model import Config
@@ -90,9 +90,6 @@ def test_a_pool_dropped_while_it_is_collected_leaves_no_file_and_no_series(
     assert [result.error_code for result in results] == [fault and "NotAuthorized"]
     assert error_series(metrics) == {}
     assert list(tmp_path.iterdir()) == []
-    # a scrape that reports it as timed out after the drop counts nothing either
-    tracked.count_timeout()
-    assert error_series(metrics) == {}
 
 
 def test_a_pool_that_goes_on_failing_is_logged_once_and_once_when_it_works_again(
@@ -104,14 +101,16 @@ def test_a_pool_that_goes_on_failing_is_logged_once_and_once_when_it_works_again
     model.faults.failing_pools[POOL] = "NotAuthorizedException"
     for _ in range(3):
         tracked.collect(time.monotonic() + 20)
-    tracked.not_collected(1.0)
-    tracked.count_timeout()
+    # a refresh whose turn does not come before its deadline fails nothing, logs nothing and
+    # serves the last result
+    calls = model.pool_call_counts()[POOL]
+    postponed = tracked.collect(time.monotonic() - 1)
+    assert (postponed.error_code, model.pool_call_counts()[POOL]) == ("NotAuthorized", calls)
     del model.faults.failing_pools[POOL]
     assert tracked.collect(time.monotonic() + 20).success
     lines = log_stream.getvalue().splitlines()
     assert [line.split("msg=")[1].split('"')[1] for line in lines if "collecting" in line] == [
         "collecting the pool failed",
-        "collecting the pool failed",
         "collecting the pool works again",
     ]
-    assert error_series(metrics) == {(POOL, "NotAuthorized"): 3.0, (POOL, TIMEOUT): 1.0}
+    assert error_series(metrics) == {(POOL, "NotAuthorized"): 3.0}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.collect.metrics import ExporterMetrics
-from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded
+from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded, Postponed
 
 THROTTLING_CODES = frozenset({"TooManyRequests", "Throttling", "ThrottlingException"})
 THROTTLE_BACK_OFF_SECONDS = 1.0
@@ -55,6 +55,8 @@ class CallScope:
     account_key: AccountRegion | None
     deadline: float
     label: str = ""
+    # a refresh in the background: its requests give way to those of scrapes
+    yielding: bool = False
     attempt: _Attempt | None = field(default=None, repr=False)
     last_attempt_failed: bool = False
     cut_off: bool = False
@@ -203,6 +205,10 @@ class AttemptGate:
         self._account_buckets.set_default_rate(account_rate)
         self._pool_buckets.set_default_rate(pool_rate)
 
+    def account_rate(self, account_key: AccountRegion) -> float:
+        """The budget of one account and region, in requests a second."""
+        return self._account_buckets.rate_of(account_key)
+
     def set_account_rate(self, account_key: AccountRegion, rate: float | None) -> None:
         """The budget of one account and region (None: the default again)."""
         self._account_buckets.set_rate(account_key, rate)
@@ -213,10 +219,13 @@ class AttemptGate:
             if scope.cut_off:
                 raise AttemptCutOff("the answer took longer than its deadline; not retried")
             if self._clock() >= scope.deadline:
-                raise DeadlineExceeded("the scrape deadline passed before this request")
+                raise Postponed("the deadline passed before this request")
             if scope.account_key is not None and service == RATE_LIMITED_SERVICE:
-                self._pool_buckets.bucket(scope.pool_id).acquire(scope.deadline)
-                self._account_buckets.bucket(scope.account_key).acquire(scope.deadline)
+                yielding = scope.yielding
+                self._pool_buckets.bucket(scope.pool_id).acquire(scope.deadline, yielding=yielding)
+                self._account_buckets.bucket(scope.account_key).acquire(
+                    scope.deadline, yielding=yielding
+                )
                 self._metrics.api_account_requests.labels(
                     account_id=scope.account_key.account, region=scope.account_key.region
                 ).inc()

@@ -1,4 +1,5 @@
-"""The Prometheus collector: one collection of every pool per scrape, as metric families.
+"""The Prometheus collector: a collection per scrape, every pool's last known state as metric
+families.
 
 Registering it makes no AWS call (`describe()` answers from the metric table). The scrape's
 deadline reaches `collect()` through `scrape_deadline`, which the HTTP layer sets from
@@ -27,6 +28,7 @@ from exporter.collect.metrics import (
     JOB_STARTED,
     JOB_USERS,
     JOBS,
+    LAST_SUCCESS,
     POOL_FAMILIES,
     POOL_INFO,
     REASON_USERS,
@@ -37,10 +39,10 @@ from exporter.collect.metrics import (
     USERS,
     MetricSpec,
 )
-from exporter.collect.pool import PoolResult
 from exporter.collect.reasons import REASONS, ROW_OUTCOMES
 from exporter.collect.reasons_pool import OFF, STATES, ReasonsView
 from exporter.collect.scraper import Scraper
+from exporter.collect.served import PoolResult
 
 
 @dataclass
@@ -128,10 +130,15 @@ def _add_pool(built: dict[str, Metric], result: PoolResult) -> None:
     info_labels = {"user_pool_id": pool.id, "user_pool_name": pool.name, "region": pool.region}
     info_labels.update(pool.labels)
     built[POOL_INFO.name].add_sample(POOL_INFO.name, info_labels, 1.0)
+    if not result.attempted:
+        return
     _gauge(built, SCRAPE_SUCCESS).add_metric([pool.id], 1.0 if result.success else 0.0)
     _gauge(built, SCRAPE_DURATION).add_metric([pool.id], result.duration)
+    if result.refreshed_at is not None:
+        _gauge(built, LAST_SUCCESS).add_metric([pool.id], result.refreshed_at)
+    # what the last refresh that succeeded found, also while later ones fail
     outcome = result.outcome
-    if not result.success or outcome is None:
+    if outcome is None:
         return
     statuses = dict.fromkeys(KNOWN_STATUSES, 0) | outcome.statuses
     extra = sorted(set(statuses) - set(KNOWN_STATUSES))

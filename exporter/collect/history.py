@@ -21,7 +21,7 @@ import math
 import operator
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from exporter.cognito.jobs import DescribeNotAllowed, Job, PagingError
@@ -95,6 +95,7 @@ class HistoryState:
     next_full_scan: float
     last_full_scan: float | None
     users_total: Counter[str]
+    last_scan: float | None = None
 
 
 def _users(job: Job) -> Counter[str]:
@@ -118,6 +119,7 @@ class PoolHistory:
         self._ordered = False
         self._next_full_scan = 0.0
         self._last_full_scan: float | None = None
+        self._last_scan: float | None = None
         self._users_total: Counter[str] = Counter()
         self._unfinished: FullRead | None = None
         self._describe_denied = False
@@ -127,6 +129,32 @@ class PoolHistory:
         """DescribeUserImportJob answered AccessDenied or NotAuthorized: deep active jobs are
         paged to instead."""
         return self._describe_denied
+
+    @property
+    def last_scan(self) -> float | None:
+        """When the history was last brought up to date (None: never)."""
+        return self._last_scan
+
+    @property
+    def active(self) -> bool:
+        """Whether a known job may still change (Created, Pending, InProgress, Stopping)."""
+        return any(not job.terminal for job in self._head)
+
+    @property
+    def last_change(self) -> float | None:
+        """When the newest known job last moved, in seconds since the epoch."""
+        changes = [job.last_change for job in (*self._head, *self._tail_recent[:1])]
+        return max((change for change in changes if change is not None), default=None)
+
+    @property
+    def job_count(self) -> int:
+        return sum(self._tail.statuses.values()) + len(self._head)
+
+    def view(self) -> ScanOutcome | None:
+        """What the history knows now, as a scan that read nothing would tell it."""
+        if not self._scanned:
+            return None
+        return self._outcome(pages=0, describes=0, full=False, changes=(), ordering_broken=False)
 
     def configure(self, keep_recent: int, full_scan_interval: float) -> None:
         """New settings from a reload, in force from the next scan: a shorter interval brings
@@ -151,6 +179,7 @@ class PoolHistory:
             next_full_scan=self._next_full_scan,
             last_full_scan=self._last_full_scan,
             users_total=Counter(self._users_total),
+            last_scan=self._last_scan,
         )
 
     def restore(self, state: HistoryState, now: float) -> None:
@@ -161,6 +190,7 @@ class PoolHistory:
         self._tail_recent = state.tail_recent[: self._keep_recent]
         self._users_total = Counter(state.users_total)
         self._last_full_scan = state.last_full_scan
+        self._last_scan = state.last_scan
         # a full read that fell due while the exporter was down comes within the next
         # interval, spread over the pools, not for every pool at once; so does one due further
         # off than an interval (a clock that was ahead, an interval shortened since)
@@ -276,10 +306,28 @@ class PoolHistory:
             self._boundary = None
         self._head = tuple(fresh[:split])
         self._scanned = True
+        self._last_scan = now
         if full:
             self._ordered = ordered
             self._next_full_scan = self._next_after_full_read(now)
             self._last_full_scan = now
+        return self._outcome(
+            pages=pages,
+            describes=describes,
+            full=full,
+            changes=changes,
+            ordering_broken=full and not ordered,
+        )
+
+    def _outcome(
+        self,
+        *,
+        pages: int,
+        describes: int,
+        full: bool,
+        changes: tuple[StatusChange, ...],
+        ordering_broken: bool,
+    ) -> ScanOutcome:
         everything = self._tail + Totals.of(self._head)
         return ScanOutcome(
             statuses=dict(everything.statuses),
@@ -289,7 +337,7 @@ class PoolHistory:
             describes=describes,
             full=full,
             changes=changes,
-            ordering_broken=full and not ordered,
+            ordering_broken=ordering_broken,
         )
 
     def _users_added(self, fresh: list[Job], *, full: bool) -> Counter[str]:
@@ -343,18 +391,6 @@ class PoolHistory:
             elif previous.status != job.status:
                 changes.append(StatusChange(job, previous.status))
         return tuple(changes)
-
-
-def recent_jobs(jobs: Iterable[Job], now: float, window: float, limit: int) -> list[Job]:
-    """Active jobs and jobs that finished within the window, newest first, at most `limit`."""
-    chosen: list[Job] = []
-    for job in jobs:
-        if len(chosen) >= limit:
-            break
-        changed = job.last_change
-        if not job.terminal or (changed is not None and changed >= now - window):
-            chosen.append(job)
-    return chosen
 
 
 def _start_of_terminal_run(jobs: list[Job]) -> int:

@@ -105,7 +105,14 @@ POOL_INFO = MetricSpec(
 )
 SCRAPE_SUCCESS = MetricSpec(
     f"{PREFIX}_scrape_success",
-    "Whether the last collection of the pool's import jobs succeeded (1) or not (0).",
+    "Whether the last collection of the pool's import jobs succeeded (1) or not (0); a pool "
+    "whose turn has not come keeps its last collection's.",
+    ("user_pool_id",),
+)
+LAST_SUCCESS = MetricSpec(
+    f"{PREFIX}_scrape_last_success_timestamp_seconds",
+    "When the pool's import jobs were last collected successfully, in seconds since the "
+    "epoch; every value of the pool is as of then.",
     ("user_pool_id",),
 )
 SCRAPE_DURATION = MetricSpec(
@@ -184,6 +191,18 @@ API_BUDGET = MetricSpec(
     "region, shared by every credential set of the account.",
     ("account_id", "region"),
 )
+REFRESH_BEHIND = MetricSpec(
+    f"{PREFIX}_refresh_behind_seconds",
+    "How far the account and region's most overdue pool is past scrape.max_staleness "
+    "(0 while every pool is within it).",
+    ("account_id", "region"),
+)
+FULL_RESYNC_INTERVAL = MetricSpec(
+    f"{PREFIX}_full_resync_interval_seconds",
+    "The interval of full re-reads in force in the account and region: "
+    "scrape.full_resync_interval, or longer when the budget cannot afford it.",
+    ("account_id", "region"),
+)
 TLS_CERTIFICATE_NOT_AFTER = MetricSpec(
     f"{PREFIX}_web_tls_certificate_not_after_timestamp_seconds",
     "When the TLS certificate the exporter serves expires, in seconds since the epoch "
@@ -205,6 +224,7 @@ POOL_FAMILIES = (
     REASONS_WAITING,
     POOL_INFO,
     SCRAPE_SUCCESS,
+    LAST_SUCCESS,
     SCRAPE_DURATION,
 )
 
@@ -225,6 +245,8 @@ class ExporterMetrics:
         self.api_budget = _gauge(API_BUDGET, registry)
         self.api_account_requests = _counter(API_ACCOUNT_REQUESTS, registry)
         self.api_account_throttles = _counter(API_ACCOUNT_THROTTLES, registry)
+        self.refresh_behind = _gauge(REFRESH_BEHIND, registry)
+        self.full_resync_interval = _gauge(FULL_RESYNC_INTERVAL, registry)
 
     def forget_pool(self, pool_id: str) -> None:
         """Remove the series of a pool no longer collected."""

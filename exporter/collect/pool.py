@@ -1,10 +1,13 @@
 """One pool's life in the exporter: its history, read through its stored file and scans, the
 result a collection reports, the log lines its changes make, and what goes when it is dropped.
 
-A `TrackedPool` owns all of that privately and is used through a few verbs: `collect`,
-`not_collected`, `count_timeout`, `follow` and `drop`. `PoolTracker` builds them, and is
-the one place that knows what a collection needs beyond the pool: settings and clients (which
-a reload changes), metrics, the history store, the budget a pool's calls take, and clocks.
+A `TrackedPool` owns all of that privately and is used through a few verbs: `collect` (a
+refresh), `latest` (what is known without a call), `standing` (what its schedule needs),
+`follow` and `drop`. A refresh whose turn does not come before its deadline (no slot in the
+budget, the pool busy) is no failure: the pool keeps serving what it last knew.
+`PoolTracker` builds them, and is the one place that knows what a collection needs beyond
+the pool: settings and clients (which a reload changes), metrics, the history store, the
+budget a pool's calls take, the full re-read interval in force, and clocks.
 """
 
 from __future__ import annotations
@@ -13,23 +16,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
-from exporter.cognito.jobs import Job, PoolJobs
+from exporter.cognito.jobs import PoolJobs
 from exporter.collect.attempts import (
     AccountRegion,
     CallScope,
     calling_for,
     failure_counted_by_attempt,
 )
-from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange, recent_jobs
+from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange
 from exporter.collect.metrics import ExporterMetrics
-from exporter.collect.ratelimit import DeadlineExceeded
+from exporter.collect.ratelimit import Postponed
 from exporter.collect.reading import jobs_per_page, page_bound
-from exporter.collect.reasons_pool import PoolReasons, ReasonsView
-from exporter.collect.reasons_reader import ReadRequest, ReasonsReader
+from exporter.collect.reasons_pool import PoolReasons
+from exporter.collect.reasons_reader import PoolToRead, ReasonsReader
+from exporter.collect.schedule import Standing
+from exporter.collect.served import TIMEOUT, PoolResult, recent_jobs
 from exporter.collect.storage import HistoryStore
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape, region_from_pool_id
@@ -37,32 +42,11 @@ from exporter.redaction import safe_error_text
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = DeadlineExceeded.error_code
-NOT_COLLECTED = "not collected before the scrape deadline"
 # errors of pools probed without being listed share one label value, so probing cannot grow
 # the exporter's own series without bound
 UNLISTED_POOL_LABEL = ""
 # what a replica region of a multi-region pool answers
 NOT_ENABLED = "OperationNotEnabled"
-
-
-@dataclass(frozen=True)
-class PoolResult:
-    pool: Pool
-    duration: float
-    error_code: str | None = None
-    error_message: str | None = None
-    outcome: ScanOutcome | None = None
-    recent_jobs: tuple[Job, ...] = ()
-    reasons: ReasonsView | None = None
-
-    @property
-    def success(self) -> bool:
-        return self.error_code is None
-
-    @classmethod
-    def timed_out(cls, pool: Pool, duration: float) -> PoolResult:
-        return cls(pool, duration, error_code=TIMEOUT, error_message=NOT_COLLECTED)
 
 
 def _unresolved_account(pool: Pool) -> AccountRegion:
@@ -86,6 +70,7 @@ class _Shared:
     store: HistoryStore | None
     account_key: Callable[[Pool], AccountRegion]
     on_not_enabled: Callable[[Pool], bool]
+    full_interval: Callable[[Pool], float]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
     reasons_reader: ReasonsReader | None
@@ -102,18 +87,26 @@ class PoolTracker:
         *,
         account_key: Callable[[Pool], AccountRegion] = _unresolved_account,
         on_not_enabled: Callable[[Pool], bool] = lambda pool: False,
+        full_interval: Callable[[AccountRegion], float] | None = None,
         store: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         reasons_reader: ReasonsReader | None = None,
     ) -> None:
         self._settings = CollectSettings(scrape, clients)
+
+        def pool_full_interval(pool: Pool) -> float:
+            if full_interval is None:
+                return self._settings.scrape.full_resync_interval
+            return full_interval(account_key(pool))
+
         self._shared = _Shared(
             lambda: self._settings,
             metrics,
             store,
             account_key,
             on_not_enabled,
+            pool_full_interval,
             clock,
             wall_clock,
             reasons_reader,
@@ -139,16 +132,21 @@ class TrackedPool:
         self._store = shared.store if listed else None
         scrape = shared.settings().scrape
         self._history = PoolHistory(pool.id, scrape.max_jobs_per_pool, scrape.full_resync_interval)
-        # one scan at a time; a scrape that cannot have it by its deadline reports a timeout
+        self._since = shared.clock()
+        # one scan at a time; a scrape that cannot have it by its deadline is postponed
         self._scanning = threading.Lock()
-        self._stored_history_read = False
+        # the stored file is read once, before the pool's first scan or standing
+        self._restoring = threading.Lock()
+        self._restored = False
         # a save and the removal of the file when the pool goes, one after the other
         self._storing = threading.Lock()
-        # what was last logged, timed out, dropped: read and written by any scrape's thread
+        # what was last logged, served, attempted, dropped: read and written by any thread
         self._lock = threading.Lock()
         self._logged_error: str | None = None
         self._logged = False
-        self._timed_out_last = False
+        self._latest: PoolResult | None = None
+        self._attempted_at: float | None = None
+        self._calls = 1
         self._dropped = False
         self._reasons = PoolReasons()
 
@@ -158,49 +156,81 @@ class TrackedPool:
 
     @property
     def timed_out_last(self) -> bool:
-        """Whether the last collection ran out of time (such pools go last)."""
+        """Whether the last refresh ran out of time (such pools go last)."""
         with self._lock:
-            return self._timed_out_last
+            latest = self._latest
+        return latest is not None and latest.error_code == TIMEOUT
+
+    def latest(self) -> PoolResult:
+        """What is known of the pool without a call: its last refresh's result."""
+        self._restore_once()
+        with self._lock:
+            latest = self._latest
+        return self._with_reasons(latest if latest is not None else PoolResult(self._pool, 0.0))
+
+    def standing(self) -> Standing:
+        self._restore_once()
+        history = self._history
+        with self._lock:
+            attempted_at, calls = self._attempted_at, self._calls
+        return Standing(
+            account=self._shared.account_key(self._pool),
+            since=self._since,
+            attempted_at=attempted_at,
+            active=history.active,
+            last_change=history.last_change,
+            calls=calls,
+            full_calls=page_bound(history.job_count, self._pool.page_size),
+        )
 
     def follow(self, pool: Pool) -> None:
         """The same pool as configured by a reload (name, labels, paging), from now on."""
         self._pool = pool
 
-    def collect(self, deadline: float) -> PoolResult:
-        """The pool's result by `deadline`; any failure is this pool's alone."""
+    def collect(self, deadline: float, *, background: bool = False) -> PoolResult:
+        """Refresh the pool by `deadline`; any failure is this pool's alone. A refresh whose
+        turn does not come in time, or that another caller made meanwhile, gives the latest.
+        `background` refreshes give way to scrapes in the budget."""
         shared = self._shared
         settings = shared.settings()
         pool = self._pool
-        started = shared.clock()
-        scope = CallScope(pool.id, shared.account_key(pool), deadline, self._label)
+        asked = started = shared.clock()
+        scope = CallScope(
+            pool.id, shared.account_key(pool), deadline, self._label, yielding=background
+        )
         discovery_dropped = False
         try:
-            outcome = self._scan(pool, settings, scope)
+            outcome = self._scan(pool, settings, scope, asked)
+        except Postponed:
+            return self.latest()
         except Exception as error:
             code = error_code(error)
-            # timeouts are counted where the scrape reports them, once per pool and collection
-            if code != TIMEOUT and not failure_counted_by_attempt(scope):
+            if not failure_counted_by_attempt(scope):
                 shared.metrics.api_errors.labels(user_pool_id=self._label, error_code=code).inc()
             message = safe_error_text(error)
             if code == NOT_ENABLED:
                 message = _not_enabled_message(pool)
                 # a discovered pool in a replica region is dropped, and discovery says so
                 discovery_dropped = shared.on_not_enabled(pool)
-            result = PoolResult(
-                pool, shared.clock() - started, error_code=code, error_message=message
-            )
-        else:
-            scrape = settings.scrape
-            recent = recent_jobs(
-                outcome.jobs, shared.wall_clock(), scrape.job_window, scrape.max_jobs_per_pool
-            )
+            with self._lock:
+                known = self._latest
             result = PoolResult(
                 pool,
                 shared.clock() - started,
-                outcome=outcome,
-                recent_jobs=tuple(recent),
-                reasons=self._reasons_after(pool, settings, outcome),
+                error_code=code,
+                error_message=message,
+                outcome=None if known is None else known.outcome,
+                recent_jobs=() if known is None else known.recent_jobs,
+                refreshed_at=None if known is None else known.refreshed_at,
             )
+        else:
+            if outcome is None:
+                return self.latest()
+            result = self._succeeded(outcome, shared.clock() - started, shared.wall_clock())
+            self._offer_reasons(pool, settings, outcome)
+            if not outcome.full:
+                with self._lock:
+                    self._calls = max(1, outcome.pages + outcome.describes)
             _log_changes(pool, outcome.changes)
             if outcome.ordering_broken:
                 log.warning(
@@ -208,26 +238,14 @@ class TrackedPool:
                     extra={"fields": {"user_pool_id": pool.id}},
                 )
         with self._lock:
-            self._timed_out_last = result.error_code == TIMEOUT
+            self._latest = result
+            self._attempted_at = shared.clock()
         if self._is_dropped():
             # what this collection counted after the pool went goes too
             self._forget_series()
         elif not discovery_dropped:
             self._log_result(result)
-        return result
-
-    def not_collected(self, duration: float) -> PoolResult:
-        """The result of a scrape that could not wait for this pool any longer."""
-        result = PoolResult.timed_out(self._pool, duration)
-        self._log_result(result)
-        return result
-
-    def count_timeout(self) -> None:
-        """One collection of this pool ran out of time (a pool dropped since counts nothing)."""
-        errors = self._shared.metrics.api_errors
-        with self._lock:
-            if not self._dropped:
-                errors.labels(user_pool_id=self._label, error_code=TIMEOUT).inc()
+        return self._with_reasons(result)
 
     def drop(self) -> None:
         """The pool is no longer collected: its series, stored file and memory go. A
@@ -248,22 +266,51 @@ class TrackedPool:
         if self._label != UNLISTED_POOL_LABEL:
             self._shared.metrics.forget_pool(self._label)
 
-    def _scan(self, pool: Pool, settings: CollectSettings, scope: CallScope) -> ScanOutcome:
+    def _succeeded(self, outcome: ScanOutcome, duration: float, wall_now: float) -> PoolResult:
+        scrape = self._shared.settings().scrape
+        recent = recent_jobs(outcome.jobs, wall_now, scrape.job_window, scrape.max_jobs_per_pool)
+        return PoolResult(
+            self._pool, duration, outcome=outcome, recent_jobs=tuple(recent), refreshed_at=wall_now
+        )
+
+    def _restore_once(self) -> None:
+        """The stored history, read before anything else is asked of the pool: a restart
+        serves it and keeps its schedule."""
+        with self._restoring:
+            if self._restored:
+                return
+            self._restored = True
+            store, clock, wall_clock = self._store, self._shared.clock, self._shared.wall_clock
+            now, wall_now = clock(), wall_clock()
+            if store is None or not store.load(
+                self._pool, self._history, now, wall_now, self._reasons.restore
+            ):
+                return
+            last_scan, view = self._history.last_scan, self._history.view()
+            if last_scan is None or view is None:
+                return
+            refreshed = self._succeeded(view, 0.0, wall_now - (now - last_scan))
+        with self._lock:
+            self._latest, self._attempted_at = refreshed, min(last_scan, now)
+
+    def _scan(
+        self, pool: Pool, settings: CollectSettings, scope: CallScope, asked: float
+    ) -> ScanOutcome | None:
+        """The scan, or None when another caller refreshed the pool while this one waited."""
         clock, wall_clock = self._shared.clock, self._shared.wall_clock
+        self._restore_once()
         remaining = scope.deadline - clock()
         if remaining <= 0 or not self._scanning.acquire(timeout=remaining):
-            raise DeadlineExceeded("the pool was still busy from an earlier scrape")
+            raise Postponed("the pool was still busy with another refresh")
         try:
+            with self._lock:
+                attempted_at = self._attempted_at
+            if attempted_at is not None and attempted_at >= asked:
+                return None
             history = self._history
             scrape = settings.scrape
-            history.configure(scrape.max_jobs_per_pool, scrape.full_resync_interval)
+            history.configure(scrape.max_jobs_per_pool, self._shared.full_interval(pool))
             store = self._store
-            if not self._stored_history_read:
-                self._stored_history_read = True
-                if store is not None:
-                    store.load(
-                        pool, history, clock(), wall_clock(), restore_reasons=self._reasons.restore
-                    )
             reader = PoolJobs(settings.clients.client(ClientKey.of(pool)), pool.id, pool.page_size)
             denied_before = history.describe_denied
             with calling_for(scope):
@@ -284,31 +331,28 @@ class TrackedPool:
                 with self._storing:
                     if not self._is_dropped():
                         reasons = self._reasons.stored() if pool.reasons else None
-                        store.save(pool, history, clock(), wall_clock(), reasons=reasons)
+                        store.save(pool, history, clock(), wall_clock(), reasons)
             return outcome
         finally:
             self._scanning.release()
 
-    def _reasons_after(
-        self, pool: Pool, settings: CollectSettings, outcome: ScanOutcome
-    ) -> ReasonsView | None:
-        """The pool's reasons after a scan; the jobs it finished, offered to the reader
-        (never waited for: their reasons show in a later scrape)."""
+    def _offer_reasons(self, pool: Pool, settings: CollectSettings, outcome: ScanOutcome) -> None:
+        """Finished jobs offered to the reader (never waited for: a later scrape shows them)."""
+        self._reasons.keep_only(job.job_id for job in outcome.jobs)
         reader = self._shared.reasons_reader
-        if reader is None:
-            return None
-        reasons = self._reasons
-        reasons.keep_only(job.job_id for job in outcome.jobs)
-        if pool.reasons and self._label != UNLISTED_POOL_LABEL:
-            finished = [change.job for change in outcome.changes if change.job.terminal]
-            wanted = reasons.wanted((*finished, *outcome.jobs), settings)
+        if reader is not None and pool.reasons and self._label != UNLISTED_POOL_LABEL:
             account = self._shared.account_key(pool)
-            reader.submit(
-                ReadRequest(pool, job, reasons, settings.clients, settings, account, self._label)
-                for job in wanted
-            )
-        # the settings object is new at each reload: a refusal holds until the next one
-        return reasons.view(pool.reasons, settings)
+            read = PoolToRead(pool, self._reasons, settings.clients, settings, account, self._label)
+            finished = [change.job for change in outcome.changes if change.job.terminal]
+            reader.offer(read, (*finished, *outcome.jobs))
+
+    def _with_reasons(self, result: PoolResult) -> PoolResult:
+        """`result` with the reasons read so far; a refusal holds until a reload (new settings)."""
+        if self._shared.reasons_reader is None or result.outcome is None:
+            return result
+        return replace(
+            result, reasons=self._reasons.view(self._pool.reasons, self._shared.settings())
+        )
 
     def _log_result(self, result: PoolResult) -> None:
         """Log a pool that starts failing, fails otherwise, or works again."""

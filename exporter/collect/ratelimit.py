@@ -26,6 +26,11 @@ class DeadlineExceeded(Exception):
     error_code = "Timeout"
 
 
+class Postponed(DeadlineExceeded):
+    """No request could be made before the deadline (no slot in a budget, the pool busy):
+    nothing failed, the refresh waits for its next turn."""
+
+
 class TokenBucket:
     def __init__(
         self,
@@ -38,6 +43,9 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._departures: deque[float] = deque()
+        # callers waiting for a slot who come before the yielding ones (refreshes in the
+        # background give way to scrapes)
+        self._waiting_first = 0
         self.set_rate(rate)
 
     def set_rate(self, rate: float) -> None:
@@ -48,19 +56,31 @@ class TokenBucket:
             self._per_window = max(1, math.floor(rate))
             self._departures = deque(self._departures, maxlen=self._per_window)
 
-    def acquire(self, deadline: float) -> None:
-        """Wait for this caller's turn; raise DeadlineExceeded if it comes after the deadline."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                slot = max(now, self._next_slot, self._window_opens())
-                if slot > deadline:
-                    raise DeadlineExceeded("rate limit: no request slot before the deadline")
-                if slot <= now:
-                    self._next_slot = now + self._interval
-                    self._departures.append(now)
-                    return
-            self._sleep(slot - now)
+    def acquire(self, deadline: float, *, yielding: bool = False) -> None:
+        """Wait for this caller's turn; raise Postponed if it comes after the deadline. A
+        `yielding` caller takes a slot only while no other caller is waiting."""
+        waiting = False
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    slot = max(now, self._next_slot, self._window_opens())
+                    if slot > deadline:
+                        raise Postponed("rate limit: no request slot before the deadline")
+                    if yielding and self._waiting_first:
+                        slot = max(slot, now + self._interval)
+                    elif slot <= now:
+                        self._next_slot = now + self._interval
+                        self._departures.append(now)
+                        return
+                    elif not yielding and not waiting:
+                        waiting = True
+                        self._waiting_first += 1
+                self._sleep(slot - now)
+        finally:
+            if waiting:
+                with self._lock:
+                    self._waiting_first -= 1
 
     def back_off(self, seconds: float) -> None:
         """Push every later slot back, so all callers slow down together after throttling."""

@@ -54,12 +54,12 @@ class ReadLimits:
 
 
 @dataclass(frozen=True)
-class ReadRequest:
-    """A job to read, with what reading it needs: the pool as configured, the clients and
-    configuration generation in force when it was asked for, its budget and error label."""
+class PoolToRead:
+    """A pool whose jobs' logs are to be read, with what reading them needs: the pool as
+    configured, the clients and configuration generation in force when they were offered,
+    its budget and error label."""
 
     pool: Pool
-    job: Job
     reasons: PoolReasons
     clients: ClientFactory
     generation: object
@@ -69,7 +69,8 @@ class ReadRequest:
 
 @dataclass(eq=False)
 class _Read:
-    request: ReadRequest
+    request: PoolToRead
+    job: Job
     tally: ReasonTally = field(default_factory=ReasonTally)
     token: str | None = None
     pages: int = 0
@@ -92,15 +93,16 @@ class ReasonsReader:
         self._stopping = False
         self._busy = False
 
-    def submit(self, requests: Iterable[ReadRequest]) -> None:
-        """Read these jobs when their turn comes; past `max_waiting_jobs` a job is left for
-        a later collection to ask for again."""
+    def offer(self, pool: PoolToRead, jobs: Iterable[Job]) -> None:
+        """Read those of `jobs` the pool wants read, when their turn comes; past
+        `max_waiting_jobs` a job is left for a later collection to offer again."""
+        wanted = pool.reasons.wanted(jobs, pool.generation)
         with self._wake:
-            for request in requests:
+            for job in wanted:
                 if self._stopping or self._waiting() >= self.limits.max_waiting_jobs:
-                    request.reasons.forget_waiting(request.job.job_id)
+                    pool.reasons.forget_waiting(job.job_id)
                     continue
-                self._ready.append(_Read(request))
+                self._ready.append(_Read(pool, job))
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._run, name="reasons", daemon=True)
                 self._thread.start()
@@ -137,7 +139,7 @@ class ReasonsReader:
             except Exception as error:  # one job's surprise must not end the reading
                 log.warning(
                     "reading an import job's log failed",
-                    extra={"fields": _fields(read.request, error)},
+                    extra={"fields": _fields(read, error)},
                 )
                 self._finish(read)
             finally:
@@ -190,7 +192,7 @@ class ReasonsReader:
     def _read_pages(self, read: _Read, started: float) -> bool:
         """Pages of the job's log for one turn; True when nothing of it is left to read."""
         request, limits = read.request, self.limits
-        pool, job = request.pool, request.job
+        pool, job = request.pool, read.job
         name = request.reasons.pool_name
         if name is None:
             client = request.clients.client(ClientKey.of(pool))
@@ -229,7 +231,7 @@ class ReasonsReader:
                 log.warning(
                     "reading import job logs is not allowed; reasons are off for the pool "
                     "until the configuration is reloaded (allow logs:FilterLogEvents)",
-                    extra={"fields": _fields(request, error)},
+                    extra={"fields": _fields(read, error)},
                 )
             return
         if code in THROTTLING_CODES:
@@ -240,16 +242,15 @@ class ReasonsReader:
         if read.failures >= limits.tries:
             log.info(
                 "an import job's log could not be read; its reasons stay incomplete",
-                extra={"fields": _fields(request, error)},
+                extra={"fields": _fields(read, error)},
             )
             self._finish(read)
             return
         self._again(read, limits.retry_seconds * read.failures)
 
     def _finish(self, read: _Read) -> None:
-        request = read.request
-        job, tally = request.job, read.tally
-        request.reasons.record(
+        job, tally = read.job, read.tally
+        read.request.reasons.record(
             JobReasons(
                 job.job_id,
                 dict(tally.counts),
@@ -259,10 +260,10 @@ class ReasonsReader:
         )
 
 
-def _fields(request: ReadRequest, error: BaseException) -> dict[str, object]:
+def _fields(read: _Read, error: BaseException) -> dict[str, object]:
     return {
-        "user_pool_id": request.pool.id,
-        "job_id": request.job.job_id,
+        "user_pool_id": read.request.pool.id,
+        "job_id": read.job.job_id,
         "error_code": error_code(error),
         "error": safe_error_text(error),
     }

@@ -1,11 +1,13 @@
-"""Collecting every pool at once, within the scrape's deadline, shared by concurrent scrapes.
+"""Collecting the pools a scrape refreshes, within its deadline, shared by concurrent scrapes.
 
-Pools are collected in parallel on a bounded thread pool. A scrape joins a collection that
-was under way when it arrived, or that finished after it arrived, instead of starting another
-(HA Prometheus pairs, a dashboard beside Prometheus, scrapes that queued for a worker); with
-`cache_ttl` a recent finished collection is served as it is. Whatever is not done by the
-deadline is reported as a failed pool (`Timeout`) and the rest goes out on time. One pool's
-failure never touches another's numbers.
+A scrape refreshes the pools their schedule says (`exporter.collect.schedule`: every pool
+while the budget affords it) in parallel on a bounded thread pool, and serves every pool's
+last known state; pools of large regions are refreshed between scrapes by the background
+refresher. A scrape joins a collection that was under way when it arrived, or that finished
+after it arrived, instead of starting another (HA Prometheus pairs, a dashboard beside
+Prometheus, scrapes that queued for a worker); with `cache_ttl` a recent finished collection
+is served as it is. A pool not refreshed by the deadline serves what it knew, and the rest
+goes out on time. One pool's failure never touches another's numbers.
 
 The scraper lives as long as the process: a reload gives it new settings and pools
 (`configure`) and never cancels a collection in flight. It holds the tracked pools (each owns
@@ -27,7 +29,9 @@ from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from exporter.collect.pool import TIMEOUT, PoolResult
+from exporter.collect.refresher import BackgroundRefresher
+from exporter.collect.schedule import RefreshPlanner, Standing
+from exporter.collect.served import TIMEOUT, PoolResult
 from exporter.config.model import Pool
 from exporter.config.schema import Scrape
 
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 MAX_PROBED_POOLS = 1000
 # a joining scrape collects again what its collection ran out of time for if it has this long
 MIN_EXTENSION_SECONDS = 1.0
+# a refresh ends this much before the scrape stops waiting for it, so a call cut off at its
+# deadline is reported by the scrape it was made for (at most a quarter of the window)
+REPORT_GRACE_SECONDS = 0.25
 
 
 class Tracked(Protocol):
@@ -49,11 +56,11 @@ class Tracked(Protocol):
 
     def follow(self, pool: Pool) -> None: ...
 
-    def collect(self, deadline: float) -> PoolResult: ...
+    def collect(self, deadline: float, *, background: bool = False) -> PoolResult: ...
 
-    def not_collected(self, duration: float) -> PoolResult: ...
+    def latest(self) -> PoolResult: ...
 
-    def count_timeout(self) -> None: ...
+    def standing(self) -> Standing: ...
 
     def drop(self) -> None: ...
 
@@ -75,8 +82,9 @@ class Snapshot:
 class _Collection:
     started: float
     deadline: float
-    futures: dict[str, Future[PoolResult]]
-    timeouts_counted: set[str] = field(default_factory=set)
+    # the pools listed when it started; those it refreshes have a future
+    listed: frozenset[str]
+    futures: dict[str, Future[PoolResult]] = field(default_factory=dict)
     finished_at: float | None = None
 
     def done(self) -> bool:
@@ -90,12 +98,19 @@ class Scraper:
         scrape: Scrape,
         tracker: Tracker,
         clock: Callable[[], float] = time.monotonic,
+        planner: RefreshPlanner | None = None,
     ) -> None:
         self._tracker = tracker
         self._clock = clock
         self._lock = threading.Lock()
         self._scrape = scrape
+        # without a planner every region counts as small: every pool at every scrape
+        self._planner = planner or RefreshPlanner(lambda account: float("inf"))
+        self._planner.configure(scrape)
         self._executor = self._new_executor(scrape)
+        self._background = BackgroundRefresher(
+            self._listed, self._planner, lambda: self._scrape, clock
+        )
         # pool id -> tracked pool, in the order pools are listed
         self._tracked: dict[str, Tracked] = {}
         self._probed: OrderedDict[str, Tracked] = OrderedDict()
@@ -122,6 +137,8 @@ class Scraper:
                 self._executor.shutdown(wait=False, cancel_futures=False)
                 self._executor = self._new_executor(scrape)
             self._scrape = scrape
+        self._planner.configure(scrape)
+        self._background.configure(scrape)
         self.set_pools(pools)
 
     def set_pools(self, pools: Sequence[Pool]) -> None:
@@ -140,6 +157,7 @@ class Scraper:
         for pool_id, gone in previous.items():
             if pool_id not in tracked:
                 gone.drop()
+        self._background.wake()
 
     def wait_for_pools_with(self, wait: Callable[[float], bool] | None) -> None:
         """`wait(seconds)` says whether the pool list is complete yet (discovery's first
@@ -155,6 +173,8 @@ class Scraper:
             collection, cached = self._usable_collection(now, arrived)
             if collection is None:
                 collection = self._start(now, deadline)
+        if self._planner.background_needed:
+            self._background.start()
         if cached:
             return replace(self._snapshot_of(collection, complete_only=True), cached=True)
         wait = self._wait_for_pools
@@ -180,20 +200,21 @@ class Scraper:
         return snapshot
 
     def collect_one(self, pool: Pool, deadline: float, *, listed: bool = True) -> PoolResult:
-        """One pool alone, for /probe; not shared with other scrapes."""
+        """One pool alone, for /probe; not shared with other scrapes. A pool its schedule
+        does not call due serves what is known of it."""
         tracked = self._tracked_for_probe(pool, listed=listed)
-        future = self._executor.submit(tracked.collect, deadline)
+        now = self._clock()
+        if not self._planner.due_for_probe(tracked.standing(), now):
+            return tracked.latest()
+        future = self._executor.submit(tracked.collect, self._refresh_deadline(now, deadline))
         try:
-            result = future.result(timeout=max(0.0, deadline - self._clock()))
+            return future.result(timeout=max(0.0, deadline - self._clock()))
         except FutureTimeout:
-            tracked.count_timeout()
-            return PoolResult.timed_out(pool, max(0.0, deadline - self._clock()))
-        if result.error_code == TIMEOUT:
-            tracked.count_timeout()
-        return result
+            return tracked.latest()
 
     def close(self, *, wait: bool = False) -> None:
         """At exit: what is still queued is not needed; `wait` for what runs."""
+        self._background.stop(wait=wait)
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def _listed(self) -> tuple[Tracked, ...]:
@@ -211,7 +232,7 @@ class Scraper:
     def _usable_collection(self, now: float, arrived: float) -> tuple[_Collection | None, bool]:
         """The latest collection when this scrape may use it, and whether only as a cache."""
         latest = self._latest
-        if latest is None or set(latest.futures) != set(self._tracked):
+        if latest is None or latest.listed != set(self._tracked):
             return None, False
         scrape = self._scrape
         if not latest.done():
@@ -223,11 +244,15 @@ class Scraper:
         return None, False
 
     def _start(self, now: float, deadline: float) -> _Collection:
-        collection = _Collection(started=now, deadline=deadline, futures={})
+        collection = _Collection(now, deadline, frozenset(self._tracked))
         self._latest = collection
+        listed = [(tracked, tracked.standing()) for tracked in self._tracked.values()]
+        chosen = self._planner.for_scrape(listed, deadline - now, now)
         # pools that ran out of time last time go last, so they cannot keep the others waiting
-        ordered = sorted(self._tracked.values(), key=lambda tracked: tracked.timed_out_last)
+        ordered = sorted(chosen, key=lambda tracked: tracked.timed_out_last)
         self._submit(collection, ordered)
+        if not collection.futures:
+            collection.finished_at = now
         return collection
 
     def _extend(self, collection: _Collection, deadline: float) -> bool:
@@ -236,7 +261,7 @@ class Scraper:
         any scrape that joins later."""
         with self._lock:
             now = self._clock()
-            if collection.deadline > now or deadline - now < MIN_EXTENSION_SECONDS:
+            if deadline <= collection.deadline or deadline - now < MIN_EXTENSION_SECONDS:
                 return False
             timed_out = [
                 tracked
@@ -255,28 +280,39 @@ class Scraper:
 
     def _add_missing(self, collection: _Collection) -> None:
         missing = [
-            tracked
+            (tracked, tracked.standing())
             for pool_id, tracked in self._tracked.items()
-            if pool_id not in collection.futures
+            if pool_id not in collection.listed
         ]
-        if collection is self._latest and missing:
+        if collection is not self._latest or not missing:
+            return
+        collection.listed = frozenset(self._tracked)
+        chosen = [
+            tracked for tracked, standing in missing if self._planner.refreshed_at_scrapes(standing)
+        ]
+        if chosen:
             collection.finished_at = None
-            self._submit(collection, missing)
+            self._submit(collection, chosen)
 
     def _submit(self, collection: _Collection, pools: Sequence[Tracked]) -> None:
         """Call with the scraper's lock held."""
+        deadline = self._refresh_deadline(collection.started, collection.deadline)
         for tracked in pools:
-            future = self._executor.submit(tracked.collect, collection.deadline)
+            future = self._executor.submit(tracked.collect, deadline)
             collection.futures[tracked.pool.id] = future
             future.add_done_callback(functools.partial(self._finished, collection))
+
+    @staticmethod
+    def _refresh_deadline(started: float, deadline: float) -> float:
+        return deadline - min(REPORT_GRACE_SECONDS, max(0.0, deadline - started) / 4)
 
     def _finished(self, collection: _Collection, _: Future[PoolResult]) -> None:
         if collection.done() and collection.finished_at is None:
             collection.finished_at = self._clock()
 
     def _snapshot_of(self, collection: _Collection, *, complete_only: bool = False) -> Snapshot:
-        """The collection's results for the pools listed now (a pool dropped meanwhile is
-        not reported; one added meanwhile is, as not collected)."""
+        """The collection's results for the pools listed now, and the latest known of those
+        it did not refresh (a pool dropped meanwhile is not reported)."""
         with self._lock:
             listed = tuple(self._tracked.items())
             futures = dict(collection.futures)
@@ -285,26 +321,14 @@ class Scraper:
         for pool_id, tracked in listed:
             future = futures.get(pool_id)
             if future is not None and future.done() and not future.cancelled():
-                result = future.result()
-                if result.error_code == TIMEOUT:
-                    self._count_timeout_once(collection, tracked)
-                results.append(result)
+                results.append(future.result())
                 continue
-            complete = False
-            if not complete_only:
-                self._count_timeout_once(collection, tracked)
-                results.append(tracked.not_collected(self._clock() - collection.started))
+            if future is not None or pool_id not in collection.listed:
+                complete = False
+                if complete_only:
+                    continue
+            results.append(tracked.latest())
         return Snapshot(tuple(results), complete=complete)
-
-    def _count_timeout_once(self, collection: _Collection, tracked: Tracked) -> None:
-        """A pool reported as timed out counts once per collection, however many scrapes
-        shared that collection and whether the worker or the waiter saw the deadline first."""
-        pool_id = tracked.pool.id
-        with self._lock:
-            first_report = pool_id not in collection.timeouts_counted
-            collection.timeouts_counted.add(pool_id)
-        if first_report:
-            tracked.count_timeout()
 
     def _tracked_for_probe(self, pool: Pool, *, listed: bool) -> Tracked:
         with self._lock:

@@ -43,6 +43,7 @@ TEMPORARY_SUFFIX = ".tmp"
 # a write lasts milliseconds: a temporary file this old belongs to no live writer (another
 # exporter sharing the folder included), only to a process killed while writing
 LEFTOVER_AGE_SECONDS = 60.0
+LAST_SCAN_SECONDS = 60.0
 
 
 class StorageError(Exception):
@@ -58,7 +59,8 @@ class HistoryStore:
         self._folder = folder
         self._owner = owner
         self._lock = threading.Lock()
-        self._written: dict[str, bytes] = {}
+        # what was last written of each pool: the document but its last scan, and that scan
+        self._written: dict[str, tuple[bytes, float | None]] = {}
         self._failing: set[str] = set()
         # pool id -> the account its file was written for, kept while the account is not resolved
         self._accounts: dict[str, str] = {}
@@ -96,8 +98,7 @@ class HistoryStore:
         restore_reasons: Callable[[object], None] | None = None,
     ) -> bool:
         """Restore `pool`'s history from its file, if there is a sound one of this pool.
-        The history keeps time by `now`'s clock (monotonic); the file by the wall clock.
-        `restore_reasons` takes the file's reasons, if it holds any (ValueError: unsound)."""
+        The history keeps time by `now`'s clock (monotonic); the file by the wall clock."""
         path = self._path(pool)
         try:
             data = read_regular_file(str(path), MAX_FILE_BYTES)
@@ -115,7 +116,10 @@ class HistoryStore:
             return False
         history.restore(_shifted(state, now - wall_now), now)
         with self._lock:
-            self._written[pool.id] = data
+            self._written[pool.id] = (
+                orjson.dumps({**document, "last_scan": None}),
+                state.last_scan,
+            )
         log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
         return True
 
@@ -127,16 +131,14 @@ class HistoryStore:
         wall_now: float,
         reasons: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write `pool`'s history (and the reasons its jobs' logs gave, as JSON values) if it
-        changed since it was last written. Failures are logged once while any pool's writes
-        fail, and change nothing else."""
+        """Write `pool`'s history, with its jobs' reasons (JSON values), if it changed since it
+        was last written. Failures are logged once while any pool's writes fail, and change
+        nothing else."""
         state = _shifted(history.state(), wall_now - now, whole_seconds=True)
-        document = self._document(pool, state)
-        if reasons is not None:
-            document["reasons"] = reasons
-        data = orjson.dumps(document)
+        data = orjson.dumps(self._document(pool, state, reasons))
+        unscanned = orjson.dumps(self._document(pool, replace(state, last_scan=None), reasons))
         with self._lock:
-            if self._written.get(pool.id) == data:
+            if _same(self._written.get(pool.id), unscanned, state.last_scan):
                 return
         path = self._path(pool)
         temporary = path.with_name(
@@ -162,7 +164,7 @@ class HistoryStore:
             self._write_failed(pool, error)
             return
         with self._lock:
-            self._written[pool.id] = data
+            self._written[pool.id] = (unscanned, state.last_scan)
             recovered = pool.id in self._failing and len(self._failing) == 1
             self._failing.discard(pool.id)
         if recovered:
@@ -212,8 +214,11 @@ class HistoryStore:
             "account": account,
         }
 
-    def _document(self, pool: Pool, state: HistoryState) -> dict[str, Any]:
+    def _document(
+        self, pool: Pool, state: HistoryState, reasons: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         return {
+            **({} if reasons is None else {"reasons": reasons}),
             "format": FORMAT,
             "pool": self._identity(pool),
             "head": [_record(job) for job in state.head],
@@ -224,6 +229,7 @@ class HistoryStore:
             "ordered": state.ordered,
             "next_full_scan": state.next_full_scan,
             "last_full_scan": state.last_full_scan,
+            "last_scan": state.last_scan,
             "users_total": {outcome: state.users_total[outcome] for outcome in OUTCOMES},
         }
 
@@ -257,6 +263,7 @@ class HistoryStore:
             next_full_scan=stored.next_full_scan,
             last_full_scan=stored.last_full_scan,
             users_total=Counter(stored.users_total),
+            last_scan=stored.last_scan,
         )
         _check_sound(state)
         if isinstance(account, str):
@@ -287,6 +294,17 @@ class HistoryStore:
             )
 
 
+def _same(written: tuple[bytes, float | None] | None, unscanned: bytes, scan: float | None) -> bool:
+    """Whether a history needs no writing: nothing changed but when it was last read, and
+    that by less than LAST_SCAN_SECONDS (a restart resumes the schedule to within that)."""
+    if written is None or written[0] != unscanned:
+        return False
+    last = written[1]
+    return scan == last or (
+        scan is not None and last is not None and scan - last < LAST_SCAN_SECONDS
+    )
+
+
 def _shifted(state: HistoryState, offset: float, *, whole_seconds: bool = False) -> HistoryState:
     """`state` with its times moved to another clock. Stored in whole seconds, so the file of
     an unchanged history stays byte for byte the same while the two clocks drift apart."""
@@ -298,6 +316,7 @@ def _shifted(state: HistoryState, offset: float, *, whole_seconds: bool = False)
         state,
         next_full_scan=moved(state.next_full_scan) if state.next_full_scan else 0.0,
         last_full_scan=None if state.last_full_scan is None else moved(state.last_full_scan),
+        last_scan=None if state.last_scan is None else moved(state.last_scan),
     )
 
 
@@ -366,6 +385,8 @@ class _StoredHistory(BaseModel):
     ordered: bool
     next_full_scan: _WallTime
     last_full_scan: _WallTime | None
+    # absent from files written before refreshes were scheduled by age
+    last_scan: _WallTime | None = None
     users_total: _Counts
 
 

@@ -286,6 +286,9 @@ class Scrape(StrictModel):
     job_window: Duration = 86400.0
     max_jobs_per_pool: Integer = Field(default=20, ge=0, le=1000)
     full_resync_interval: Duration = 600.0
+    # every pool is refreshed at least this often (see exporter.collect.schedule for the
+    # default: what the default budget affords a region of 1,000 pools)
+    max_staleness: Duration = Field(default=300.0, ge=1)
     cache_ttl: Duration = 0.0
 
     @property

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 
 from exporter import __version__
 from exporter.cognito.jobs import Job
-from exporter.collect.pool import PoolResult
 from exporter.collect.reasons_pool import ReasonsView
 from exporter.collect.scraper import Snapshot
+from exporter.collect.served import PoolResult
 from exporter.config.model import Pool
 from exporter.redaction import SECRETS
 from exporter.web.console import import_jobs_url, pool_url
