@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from prometheus_client import generate_latest
 
 from exporter.app import Runtime
-from exporter.collect.reasons_reader import ReadLimits, ReasonsReader
+from exporter.collect.reasons_reader import ReadLimits
 from exporter.config.load import load_text
 from exporter.demo.logs import expected_reasons
 from exporter.demo.server import SimulatorServer
@@ -91,7 +91,7 @@ def scrape_calls(model: SimulatedCognito, endpoint: str, reasons: bool) -> tuple
     """ListUserImportJobs calls of SCRAPES scrapes, and the longest scrape."""
     model.reset_calls()
     config = load_text(config_text(endpoint, reasons))
-    runtime = Runtime(lambda: config, reasons_reader=ReasonsReader())
+    runtime = Runtime(lambda: config)
     runtime.start()
     longest = 0.0
     try:
@@ -112,9 +112,9 @@ def run(rows: int, rate: float, latency: float) -> Result:
         model.logs.call_times.clear()
         model.logs.calls.clear()
         model.reset_calls()
-        reader = ReasonsReader(ReadLimits(requests_per_second=rate))
         config = load_text(config_text(server.url, True))
-        runtime = Runtime(lambda: config, reasons_reader=reader)
+        runtime = Runtime(lambda: config, reasons_limits=ReadLimits(requests_per_second=rate))
+        reader = runtime.reasons_reader
         runtime.start()
         try:
             started = time.monotonic()

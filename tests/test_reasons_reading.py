@@ -66,11 +66,10 @@ def exporter(
         extra=f"pools:\n  - {{id: {POOL}, name: Shown name, reasons: {str(reasons).lower()}, "
         f"logs_endpoint_url: {endpoint}}}\n",
     )
-    reader = ReasonsReader(limits)
-    runtime = Runtime(lambda: load_text(text), storage_path=storage, reasons_reader=reader)
+    runtime = Runtime(lambda: load_text(text), storage_path=storage, reasons_limits=limits)
     runtime.start()
     try:
-        yield runtime, reader
+        yield runtime, runtime.reasons_reader
     finally:
         runtime.close()
 
@@ -337,3 +336,22 @@ def test_hostile_lines_and_a_job_name_holding_an_address_are_read_safely(
     assert "\\x1b[31m internal error\\x00 &lt;script&gt;x&lt;/script&gt;" in page
     assert "\ufffd\ufffd the user data does not match" in page
     assert "sync for alice@example.com" in page  # shown as the job's name is shown elsewhere
+
+
+def test_answers_cut_off_at_their_deadline_are_tried_a_few_times_then_the_job_given_up(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    job_id = finished(model, "slow", skipped=1, failed=1)
+    model.logs.faults.latency = 1.0
+    limits = ReadLimits(requests_per_second=200, call_seconds=0.3, tries=2, retry_seconds=0.05)
+    with exporter(endpoint, limits) as (runtime, reader):
+        parsed = read_all(runtime, reader)
+        page = landing_page(runtime.scraper.pools, runtime.scraper.last_snapshot).decode()
+    assert model.logs.calls == {"FilterLogEvents": 2}
+    assert reasons_of(parsed, job_id) == {}
+    assert "the job's log could not be read" in page
+    errors = (
+        "cognito_user_import_api_errors_total",
+        frozenset({("user_pool_id", POOL), ("error_code", "Timeout")}),
+    )
+    assert parsed[errors] == 2

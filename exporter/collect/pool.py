@@ -149,6 +149,7 @@ class TrackedPool:
         self._calls = 1
         self._dropped = False
         self._reasons = PoolReasons()
+        self._reasons_reader = shared.reasons_reader if listed else None
 
     @property
     def pool(self) -> Pool:
@@ -339,8 +340,7 @@ class TrackedPool:
     def _offer_reasons(self, pool: Pool, settings: CollectSettings, outcome: ScanOutcome) -> None:
         """Finished jobs offered to the reader (never waited for: a later scrape shows them)."""
         self._reasons.keep_only(job.job_id for job in outcome.jobs)
-        reader = self._shared.reasons_reader
-        if reader is not None and pool.reasons and self._label != UNLISTED_POOL_LABEL:
+        if (reader := self._reasons_reader) is not None and pool.reasons:
             account = self._shared.account_key(pool)
             read = PoolToRead(pool, self._reasons, settings.clients, settings, account, self._label)
             finished = [change.job for change in outcome.changes if change.job.terminal]
@@ -348,7 +348,7 @@ class TrackedPool:
 
     def _with_reasons(self, result: PoolResult) -> PoolResult:
         """`result` with the reasons read so far; a refusal holds until a reload (new settings)."""
-        if self._shared.reasons_reader is None or result.outcome is None:
+        if self._reasons_reader is None or result.outcome is None:
             return result
         return replace(
             result, reasons=self._reasons.view(self._pool.reasons, self._shared.settings())

@@ -27,7 +27,14 @@ from exporter.cognito.errors import error_code
 from exporter.cognito.jobs import DENIED_CODES, Job
 from exporter.cognito.logs import fetch_log_page, job_request, log_group
 from exporter.cognito.pools import pool_name
-from exporter.collect.attempts import THROTTLING_CODES, AccountRegion, CallScope, calling_for
+from exporter.collect.attempts import (
+    THROTTLING_CODES,
+    AccountRegion,
+    CallScope,
+    calling_for,
+    failure_counted_by_attempt,
+)
+from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded
 from exporter.collect.reasons import ReasonTally
 from exporter.collect.reasons_pool import JobReasons, PoolReasons
@@ -37,6 +44,10 @@ from exporter.redaction import safe_error_text
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class _NoSlot(Exception):
+    """The budget had no request slot within a turn: the job takes a turn of its own later."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +87,20 @@ class _Read:
     pages: int = 0
     seconds: float = 0.0
     failures: int = 0
+    # the last call's scope: whether the gate counted its failure
+    scope: CallScope | None = None
 
 
 class ReasonsReader:
     def __init__(
-        self, limits: ReadLimits | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        limits: ReadLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: ExporterMetrics | None = None,
     ) -> None:
         self.limits = limits or ReadLimits()
         self._clock = clock
+        self._metrics = metrics
         self._buckets = BucketRegistry(self.limits.requests_per_second, clock)
         self._wake = threading.Condition()
         self._ready: deque[_Read] = deque()
@@ -176,8 +193,8 @@ class ReasonsReader:
         started = self._clock()
         try:
             done = self._read_pages(read, started)
-        except DeadlineExceeded:
-            self._again(read)  # the budget had no slot this turn: a turn of its own later
+        except _NoSlot:
+            self._again(read)
             return
         except Exception as error:
             self._failed(read, error)
@@ -218,19 +235,27 @@ class ReasonsReader:
 
     def _call(self, read: _Read, call: Callable[[], T]) -> T:
         request, limits = read.request, self.limits
-        self._buckets.bucket(request.account).acquire(self._clock() + limits.seconds_per_turn)
+        try:
+            self._buckets.bucket(request.account).acquire(self._clock() + limits.seconds_per_turn)
+        except DeadlineExceeded:
+            raise _NoSlot from None
         scope = CallScope(request.pool.id, None, self._clock() + limits.call_seconds, request.label)
+        read.scope = scope
         with calling_for(scope):
             return call()
 
     def _failed(self, read: _Read, error: Exception) -> None:
         request, limits = read.request, self.limits
         code = error_code(error)
+        counted = read.scope is not None and failure_counted_by_attempt(read.scope)
+        if self._metrics is not None and not counted:
+            self._metrics.api_errors.labels(user_pool_id=request.label, error_code=code).inc()
         if code in DENIED_CODES:
             if request.reasons.deny(request.generation):
                 log.warning(
                     "reading import job logs is not allowed; reasons are off for the pool "
-                    "until the configuration is reloaded (allow logs:FilterLogEvents)",
+                    "until the configuration is reloaded (allow logs:FilterLogEvents, and "
+                    "cognito-idp:DescribeUserPool for the log group's name)",
                     extra={"fields": _fields(read, error)},
                 )
             return
