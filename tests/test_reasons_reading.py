@@ -355,3 +355,17 @@ def test_answers_cut_off_at_their_deadline_are_tried_a_few_times_then_the_job_gi
         frozenset({("user_pool_id", POOL), ("error_code", "Timeout")}),
     )
     assert parsed[errors] == 2
+
+
+def test_a_token_that_comes_back_again_ends_the_job_s_read_within_its_tries(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    job_id = finished(model, "looping", skipped=2, failed=2)
+    model.logs.faults.empty_pages = 1
+    model.logs.faults.repeat_token = True
+    limits = ReadLimits(requests_per_second=200, tries=3, retry_seconds=0.05)
+    with exporter(endpoint, limits) as (runtime, reader):
+        parsed = read_all(runtime, reader)
+    # the first page's token, then the same token back on each of three tries
+    assert model.logs.calls == {"FilterLogEvents": 4}
+    assert reasons_of(parsed, job_id) == {}

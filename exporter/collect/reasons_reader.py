@@ -25,7 +25,7 @@ from typing import TypeVar
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
 from exporter.cognito.jobs import DENIED_CODES, Job
-from exporter.cognito.logs import fetch_log_page, job_request, log_group
+from exporter.cognito.logs import InvalidLogPage, fetch_log_page, job_request, log_group
 from exporter.cognito.pools import pool_name
 from exporter.collect.attempts import (
     THROTTLING_CODES,
@@ -222,6 +222,8 @@ class ReasonsReader:
         expected = job.skipped + job.failed
         for _ in range(limits.pages_per_turn):
             page = self._call(read, lambda: fetch_log_page(logs, asked, read.token))
+            if page.next_token is not None and page.next_token == read.token:
+                raise InvalidLogPage("FilterLogEvents gave the same token again")
             read.pages += 1
             read.tally.add(page.messages)
             read.token = page.next_token

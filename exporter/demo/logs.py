@@ -20,7 +20,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 LOGS_TARGET_PREFIX = "Logs_20140328."
 GROUP_PREFIX = "/aws/cognito/userpools/"
 MAX_LIMIT = 10_000
+CALL_HISTORY = 10_000
 PAGE_BYTES = 1_048_576
 EVENT_OVERHEAD_BYTES = 26
 TEST_LOG_LINE = "Cognito User Pools Import - Test Log"
@@ -89,6 +90,8 @@ class LogsFaults:
     page_bytes: int = PAGE_BYTES
     # this text in an answer is sent as bytes that are not UTF-8
     not_utf8_marker: str | None = None
+    # every page carries the token it was asked with (a search that never ends)
+    repeat_token: bool = False
 
     def clear(self) -> None:
         for name, value in vars(LogsFaults()).items():
@@ -114,7 +117,7 @@ class SimulatedLogs:
     seed: int = 0
     faults: LogsFaults = field(default_factory=LogsFaults)
     calls: Counter[str] = field(default_factory=Counter)
-    call_times: list[float] = field(default_factory=list)
+    call_times: deque[float] = field(default_factory=lambda: deque(maxlen=CALL_HISTORY))
     _own_lines: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -180,6 +183,8 @@ class SimulatedLogs:
             position, empties = 0, self.faults.empty_pages
         else:
             position, empties = self._cursor(token, group, prefix)
+        if self.faults.repeat_token and token is not None:
+            return {"events": [], "nextToken": token}
         if empties > 0:
             return {"events": [], "nextToken": self._token(group, prefix, position, empties - 1)}
         events: list[JsonObject] = []
