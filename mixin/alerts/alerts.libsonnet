@@ -148,10 +148,13 @@
         rules: [
         {
           alert: "CognitoUserImportScrapeFailing",
+          // while it fails, a pool of a large region is collected every 3/4 of
+          // scrape.max_staleness: a replica region's errors are looked for over an hour, which
+          // leaves such a pool out for a max_staleness of up to 100m (15m would up to 40m)
           expr: |||
             cognito_user_import_scrape_success{%(cognitoImportSelector)s} == 0
             unless on (user_pool_id)
-              increase(cognito_user_import_api_errors_total{%(cognitoImportSelector)s, error_code="OperationNotEnabled"}[15m]) > 0
+              increase(cognito_user_import_api_errors_total{%(cognitoImportSelector)s, error_code="OperationNotEnabled"}[1h]) > 0
           ||| % $._config,
           'for': "15m",
           labels: { severity: "warning" },
