@@ -13,6 +13,10 @@
     // CognitoUserImportJobExpiring: a Created job older than this (Cognito expires Created
     // jobs that were not started within 24 to 48 hours).
     jobExpiringHours: 20,
+    // CognitoUserImportDataStale: a pool's last successful collection is older than this
+    // (seconds): three times scrape.max_staleness's default of 5m, within which the exporter
+    // refreshes every pool its budget affords. Raise it with max_staleness.
+    staleDataSeconds: 900,
     // CognitoUserImportExporterCertificateExpiring: the served TLS certificate expires within
     // this many days (fractions allowed).
     certificateExpiryDays: 14,

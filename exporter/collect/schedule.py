@@ -108,6 +108,8 @@ class RefreshPlanner:
         self._scrape = Scrape()
         # the regions too large to refresh every pool at every scrape, as the last scrape saw
         self._large: frozenset[AccountRegion] = frozenset()
+        # the regions whose probes, each refreshing, would outgrow the budget
+        self._probed_large: set[AccountRegion] = set()
         self._full_intervals: dict[AccountRegion, float] = {}
         self._regions: dict[AccountRegion, _Region] = {}
         self._last_scrape: float | None = None
@@ -122,9 +124,15 @@ class RefreshPlanner:
     def background_needed(self) -> bool:
         return bool(self._large)
 
-    def for_scrape(self, pools: Sequence[tuple[T, Standing]], window: float, now: float) -> list[T]:
+    def for_scrape(
+        self,
+        pools: Sequence[tuple[T, Standing]],
+        window: float,
+        now: float,
+        probed: Sequence[Standing] = (),
+    ) -> list[T]:
         """The pools a scrape starting `now` with `window` seconds refreshes; decides the way
-        of each account and region."""
+        of each account and region (`probed`: the pools only probed, which share budgets)."""
         with self._lock:
             if self._last_scrape is not None and now > self._last_scrape:
                 self._scrape_interval = now - self._last_scrape
@@ -137,8 +145,13 @@ class RefreshPlanner:
             for account, needed in calls.items()
             if needed > self._budget_rate(account) * max(0.0, window) * SMALL_FLEET_SHARE
         )
-        self._assess([standing for _, standing in pools], now)
+        self._assess([*(standing for _, standing in pools), *probed], now)
         return [item for item, standing in pools if self.refreshed_at_scrapes(standing)]
+
+    def assess(self, standings: Sequence[Standing], now: float) -> None:
+        """The full re-read interval and lag of every region of `standings`, for exporters
+        scraped through /probe alone."""
+        self._assess(standings, now)
 
     def in_background(
         self, pools: Sequence[tuple[T, Standing]], now: float
@@ -182,6 +195,11 @@ class RefreshPlanner:
                 probes.popleft()
             probe_rate = len(probes) / PROBE_RATE_SECONDS
         affordable = probe_rate * standing.calls <= self._budget_rate(account) * SMALL_FLEET_SHARE
+        with self._lock:
+            if affordable:
+                self._probed_large.discard(account)
+            else:
+                self._probed_large.add(account)
         if standing.active or (account not in self._large and affordable):
             return True
         return standing.due(self._scrape.max_staleness, self._wall_clock()) <= now
@@ -219,11 +237,15 @@ class RefreshPlanner:
             metrics.full_resync_interval.remove(account.account, account.region)
             metrics.refresh_behind.remove(account.account, account.region)
 
+    def _spread(self, account: AccountRegion) -> bool:
+        """Whether the region's idle pools are refreshed by age, not at every scrape."""
+        return account in self._large or account in self._probed_large
+
     def _affordable_full_interval(
         self, account: AccountRegion, members: Sequence[Standing], rate: float
     ) -> float:
         scrape = self._scrape
-        large = account in self._large
+        large = self._spread(account)
         wall_now = self._wall_clock()
         fresh = 0.0
         for standing in members:
@@ -242,7 +264,7 @@ class RefreshPlanner:
     def _behind(self, account: AccountRegion, members: Sequence[Standing], now: float) -> float:
         """How far the region's most overdue pool is past max_staleness (0 for a region whose
         pools are refreshed at every scrape: their age is the scrape interval's)."""
-        if account not in self._large:
+        if not self._spread(account):
             return 0.0
         max_staleness = self._scrape.max_staleness
         oldest = min(
