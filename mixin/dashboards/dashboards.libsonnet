@@ -209,7 +209,7 @@ local notReporting(y) = {
 };
 
 local usersByReason(y) = timeseries(
-  25,
+  26,
   'Users failed and skipped, by reason',
   'From the CloudWatch logs of finished jobs of pools with reasons: true: users failed or '
   + "skipped per interval, by the reason the job's log gives (already_exists, "
