@@ -136,7 +136,7 @@ def test_every_wording_is_counted_exactly_per_job_and_per_pool(
     with exporter(endpoint) as (runtime, reader):
         parsed = read_all(runtime, reader)
         page = landing_page(runtime.scraper.pools, runtime.scraper.last_snapshot).decode()
-    assert reasons_of(parsed, plain) == expected_reasons(every, every)
+    assert reasons_of(parsed, plain) == expected_reasons(plain, every, every)
     assert reasons_of(parsed, plain) == {
         ("skipped", "already_exists"): 72,
         ("failed", "no_verified_attribute"): 24,
@@ -174,7 +174,7 @@ def test_empty_pages_with_a_token_and_pages_cut_at_their_size_are_read_to_the_en
     model.logs.faults.page_bytes = 4_000
     with exporter(endpoint) as (runtime, reader):
         parsed = read_all(runtime, reader)
-    assert reasons_of(parsed, job_id) == expected_reasons(100, 300)
+    assert reasons_of(parsed, job_id) == expected_reasons(job_id, 100, 300)
     # 400 rows of 50 to 150 bytes (26 more counted each) in pages of 4,000 bytes
     assert (
         3 + math.ceil(400 * 76 / 4_000)
@@ -203,8 +203,8 @@ def test_a_refusal_logs_once_turns_reading_off_and_a_reload_turns_it_on(
         runtime.reload()
         parsed = read_all(runtime, reader)
     assert state_of(parsed) == "reading"
-    assert reasons_of(parsed, first) == expected_reasons(2, 2)
-    assert reasons_of(parsed, second) == expected_reasons(2, 2)
+    assert reasons_of(parsed, first) == expected_reasons(first, 2, 2)
+    assert reasons_of(parsed, second) == expected_reasons(second, 2, 2)
     logged = [line for line in log_stream.getvalue().splitlines() if "logs:FilterLogEvents" in line]
     assert len(logged) == 1, logged
     assert "error_code=AccessDenied" in logged[0]
@@ -218,7 +218,7 @@ def test_throttling_slows_reading_down_and_every_user_is_still_counted(
     with exporter(endpoint) as (runtime, reader):
         parsed = read_all(runtime, reader)
     for job_id in jobs:
-        assert reasons_of(parsed, job_id) == expected_reasons(3, 5)
+        assert reasons_of(parsed, job_id) == expected_reasons(job_id, 3, 5)
     assert model.logs.calls["FilterLogEvents"] > 4
 
 
@@ -267,8 +267,8 @@ def test_a_restart_reads_no_log_again_and_an_older_file_still_loads(
     assert calls == (1, 1)
     with exporter(endpoint, storage=str(tmp_path)) as (runtime, reader):
         parsed = read_all(runtime, reader)
-    assert reasons_of(parsed, job_id) == expected_reasons(4, 6)
-    assert reasons_of(parsed) == expected_reasons(4, 6)
+    assert reasons_of(parsed, job_id) == expected_reasons(job_id, 4, 6)
+    assert reasons_of(parsed) == expected_reasons(job_id, 4, 6)
     assert (model.logs.calls["FilterLogEvents"], model.call_counts()["DescribeUserPool"]) == calls
     stored = tmp_path / f"{POOL}.json"
     document = orjson.loads(stored.read_bytes())
@@ -276,7 +276,7 @@ def test_a_restart_reads_no_log_again_and_an_older_file_still_loads(
     stored.write_bytes(orjson.dumps(document))
     with exporter(endpoint, storage=str(tmp_path)) as (runtime, reader):
         parsed = read_all(runtime, reader)
-    assert reasons_of(parsed, job_id) == expected_reasons(4, 6)
+    assert reasons_of(parsed, job_id) == expected_reasons(job_id, 4, 6)
     assert model.logs.calls["FilterLogEvents"] == 2
 
 

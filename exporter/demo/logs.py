@@ -20,6 +20,7 @@ import random
 import re
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -64,15 +65,22 @@ FAILED_TEXTS: tuple[tuple[str, str], ...] = (
 _TERM = re.compile(r'\??("[^"]+"|[A-Za-z0-9_]+)')
 
 
-def expected_reasons(skipped: int, failed: int) -> dict[tuple[str, str], int]:
+def wording_offset(job_id: str) -> int:
+    """Where a job's rows start in the turn of wordings, so that jobs differ as real ones do."""
+    return zlib.crc32(job_id.encode())
+
+
+def expected_reasons(job_id: str, skipped: int, failed: int) -> dict[tuple[str, str], int]:
     """What the default lines of a job with these counts say, by (outcome, reason)."""
+    offset = wording_offset(job_id)
     counts: Counter[tuple[str, str]] = Counter()
     for outcome, texts, rows in (
         ("skipped", SKIPPED_TEXTS, skipped),
         ("failed", FAILED_TEXTS, failed),
     ):
         for index, (_, reason) in enumerate(texts):
-            counts[(outcome, reason)] += len(range(index, rows, len(texts)))
+            first = (index - offset) % len(texts)
+            counts[(outcome, reason)] += len(range(first, rows, len(texts)))
     return {key: users for key, users in counts.items() if users}
 
 
@@ -105,6 +113,7 @@ class _Stream:
     skipped: int
     failed: int
     rows: int
+    offset: int
     start_ms: int
     end_ms: int
 
@@ -243,6 +252,7 @@ class SimulatedLogs:
                     skipped=skipped,
                     failed=failed,
                     rows=skipped + failed + int(_number(job, "ImportedUsers")),
+                    offset=wording_offset(job_id),
                     start_ms=int(started * 1000),
                     end_ms=max(int(started * 1000), int(ended * 1000)),
                 )
@@ -291,10 +301,12 @@ def _line(stream: _Stream, index: int) -> str:
     row = index - 1
     line_number = index + 1  # line 1 of the CSV file is its header
     if row < stream.skipped:
-        return f"[SKIPPED] Line Number {line_number} - {SKIPPED_TEXTS[row % len(SKIPPED_TEXTS)][0]}"
+        text = SKIPPED_TEXTS[(row + stream.offset) % len(SKIPPED_TEXTS)][0]
+        return f"[SKIPPED] Line Number {line_number} - {text}"
     row -= stream.skipped
     if row < stream.failed:
-        return f"[FAILED] Line Number {line_number} - {FAILED_TEXTS[row % len(FAILED_TEXTS)][0]}"
+        text = FAILED_TEXTS[(row + stream.offset) % len(FAILED_TEXTS)][0]
+        return f"[FAILED] Line Number {line_number} - {text}"
     return f"[SUCCEEDED] Line Number {line_number} - {SUCCEEDED_TEXT}"
 
 
