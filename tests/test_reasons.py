@@ -107,18 +107,26 @@ def test_hostile_text_is_counted_and_its_example_kept_short_printable_and_redact
             "[FAILED] Line Number 2 - \x1b[2J\x00internal error \udcff\u202e",
             "[FAILED] Line Number 3 - schema " + "long words " * 30_000,
             "[FAILED] Line Number 4 - see https://bucket.example/upload?X-Amz-Signature=abc",
+            "[FAILED] Line Number 5 - " + "\x07" * 1_000,
         ]
     )
     assert tally.counts == {
         ("failed", "internal_error"): 1,
         ("failed", "schema_mismatch"): 1,
-        ("failed", "other"): 1,
+        ("failed", "other"): 2,
     }
     texts = {example.line: example.text for example in tally.examples}
     assert texts[2] == "\\x1b[2J\\x00internal error \\udcff\\u202e"
     assert len(texts[3]) == EXAMPLE_CHARS
     assert texts[4] == "see <url>"
     assert all(text.isprintable() for text in texts.values())
+    assert len(texts[5]) == EXAMPLE_CHARS
+    # what is kept of the worst text still comes back from storage
+    reasons = PoolReasons()
+    reasons.record(JobReasons("import-a", dict(tally.counts), tuple(tally.examples), True))
+    restored = PoolReasons()
+    restored.restore(reasons.stored())
+    assert restored.stored() == reasons.stored()
 
 
 def job(job_id: str, *, skipped: int = 1, failed: int = 0, role: str | None = "arn:role") -> Job:

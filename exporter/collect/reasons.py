@@ -127,5 +127,6 @@ class ReasonTally:
             key = (row.outcome, reason)
             self.counts[key] += 1
             if self.counts[key] <= EXAMPLES_PER_REASON:
-                text = safe_text(row.text, EXAMPLE_CHARS)
+                # escaping can make a text longer; what is kept is as long as it says
+                text = safe_text(row.text, EXAMPLE_CHARS)[:EXAMPLE_CHARS]
                 self.examples.append(Example(row.line, row.outcome, reason, text))
