@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from exporter.cognito.jobs import Job
+from exporter.cognito.jobs import Job, PagingError
 from exporter.cognito.logs import (
     InvalidLogPage,
     LogPage,
@@ -18,6 +18,7 @@ from exporter.cognito.logs import (
     log_group,
     parse_log_page,
 )
+from exporter.cognito.pools import pool_name
 
 JOB = Job(
     "import-AbC123",
@@ -99,3 +100,35 @@ def test_an_answer_that_cannot_be_trusted_is_refused(answer: dict[str, Any], mes
 def test_a_huge_line_is_kept_short() -> None:
     page = parse_log_page({"events": [{"message": "[FAILED] " + "x" * 1_000_000}]})
     assert len(page.messages[0]) == 2_000
+
+
+@pytest.fixture
+def cognito() -> Any:
+    return botocore.session.get_session().create_client(
+        "cognito-idp",
+        region_name="eu-west-1",
+        aws_access_key_id="AKIAEXAMPLE",
+        aws_secret_access_key="not-a-secret",
+    )
+
+
+def describe_answer(name: object) -> dict[str, Any]:
+    return {"UserPool": {"Id": "eu-west-1_Pool1", "Name": name}}
+
+
+def test_the_log_group_is_named_after_the_pool_s_own_name(cognito: Any) -> None:
+    with Stubber(cognito) as stubber:
+        stubber.add_response(
+            "describe_user_pool",
+            describe_answer("real name"),
+            expected_params={"UserPoolId": "eu-west-1_Pool1"},
+        )
+        assert pool_name(cognito, "eu-west-1_Pool1") == "real name"
+
+
+@pytest.mark.parametrize("name", ["a/b", "x" * 129])
+def test_a_pool_name_that_cannot_name_a_log_group_is_refused(cognito: Any, name: str) -> None:
+    with Stubber(cognito) as stubber:
+        stubber.add_response("describe_user_pool", describe_answer(name))
+        with pytest.raises(PagingError, match="names no valid pool name"):
+            pool_name(cognito, "eu-west-1_Pool1")
