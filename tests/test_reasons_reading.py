@@ -369,3 +369,20 @@ def test_a_token_that_comes_back_again_ends_the_job_s_read_within_its_tries(
     # the first page's token, then the same token back on each of three tries
     assert model.logs.calls == {"FilterLogEvents": 4}
     assert reasons_of(parsed, job_id) == {}
+
+
+def test_a_log_read_just_after_its_job_finished_that_lacks_rows_is_read_again_once(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    job_id = finished(model, "just now", skipped=0, failed=3, ago=5)
+    rows = [f"[FAILED] Line Number {n} - Internal error." for n in (2, 3, 4)]
+    model.logs.set_lines(job_id, rows[:1])
+    limits = ReadLimits(requests_per_second=200, retry_seconds=1.0)
+    with exporter(endpoint, limits) as (runtime, reader):
+        scrape(runtime)
+        wait_until(lambda: model.logs.call_count() == 1, 10, "the first read")
+        model.logs.set_lines(job_id, rows)  # the rest of the log arrives
+        assert reader.wait_until_idle(IDLE_WITHIN)
+        parsed = scrape(runtime)
+    assert reasons_of(parsed, job_id) == {("failed", "internal_error"): 3}
+    assert model.logs.calls == {"FilterLogEvents": 2}

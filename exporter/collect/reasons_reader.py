@@ -62,6 +62,9 @@ class ReadLimits:
     retry_seconds: float = 30.0
     throttled_seconds: float = 5.0
     max_waiting_jobs: int = 10_000
+    # a log read this soon after its job finished that lacks rows is read again once, a
+    # retry_seconds later
+    settle_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class _Read:
     pages: int = 0
     seconds: float = 0.0
     failures: int = 0
+    read_again: bool = False
     # the last call's scope: whether the gate counted its failure
     scope: CallScope | None = None
 
@@ -97,9 +101,11 @@ class ReasonsReader:
         limits: ReadLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: ExporterMetrics | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = limits or ReadLimits()
         self._clock = clock
+        self._wall_clock = wall_clock
         self._metrics = metrics
         self._buckets = BucketRegistry(self.limits.requests_per_second, clock)
         self._wake = threading.Condition()
@@ -201,10 +207,21 @@ class ReasonsReader:
             return
         finally:
             read.seconds += self._clock() - started
-        if done or read.pages >= limits.pages_per_job or read.seconds >= limits.seconds_per_job:
+        if done and self._may_be_unsettled(read):
+            read.read_again, read.tally, read.token = True, ReasonTally(), None
+            self._again(read, limits.retry_seconds)
+        elif done or read.pages >= limits.pages_per_job or read.seconds >= limits.seconds_per_job:
             self._finish(read)
         else:
             self._again(read)
+
+    def _may_be_unsettled(self, read: _Read) -> bool:
+        """Rows missing from a log read just after its job finished may not be written yet."""
+        job = read.job
+        if read.read_again or read.tally.users >= job.skipped + job.failed:
+            return False
+        finished_ago = self._wall_clock() - (job.completed or job.created or 0.0)
+        return finished_ago < self.limits.settle_seconds
 
     def _read_pages(self, read: _Read, started: float) -> bool:
         """Pages of the job's log for one turn; True when nothing of it is left to read."""
