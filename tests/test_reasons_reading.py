@@ -192,6 +192,8 @@ def test_a_refusal_logs_once_turns_reading_off_and_a_reload_turns_it_on(
     with exporter(endpoint) as (runtime, reader):
         parsed = read_all(runtime, reader)
         assert state_of(parsed) == "denied"
+        page = landing_page(runtime.scraper.pools, runtime.scraper.last_snapshot).decode()
+        assert page.count("Reasons not read: logs:FilterLogEvents is denied") == 3  # pool, jobs
         finished(model, "third", skipped=1, failed=0, ago=100)
         parsed = read_all(runtime, reader)
         assert state_of(parsed) == "denied"

@@ -37,3 +37,15 @@ def reasons_html(view: ReasonsView | None, job_id: str) -> str:
         )
     parts.append("</ul>")
     return "".join(parts)
+
+
+def reasons_state_html(view: ReasonsView | None) -> str:
+    """A pool's reading of reasons, as HTML to follow its job counts: why it reads none, or
+    how many finished jobs wait to be read; empty when there is nothing to say."""
+    if view is None or view.state == OFF:
+        return ""
+    if view.state in _NOT_READ:
+        return f"<br><small class='reasons'>Reasons {html.escape(_NOT_READ[view.state])}</small>"
+    if view.waiting:
+        return f"<br><small class='reasons'>Reasons: {view.waiting} finished jobs to read</small>"
+    return ""

@@ -20,7 +20,7 @@ from exporter.collect.served import PoolResult
 from exporter.config.model import Pool
 from exporter.redaction import SECRETS
 from exporter.web.console import import_jobs_url, pool_url
-from exporter.web.reasons_html import reasons_html
+from exporter.web.reasons_html import reasons_html, reasons_state_html
 
 # the alert rules' thresholds (prometheus/alerts.yml): a job running this long is stuck (here a
 # Stopping job counts as running too); a job still Created this long after its creation is about
@@ -308,7 +308,11 @@ def _result_cells(result: PoolResult | None, now: float) -> str:
         return "<td>not read yet</td><td></td><td></td><td></td>"
     statuses = result.outcome.statuses if result.outcome else {}
     summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()) if count)
-    jobs = html.escape(summary or "none") if result.outcome else ""
+    jobs = (
+        html.escape(summary or "none") + reasons_state_html(result.reasons)
+        if result.outcome
+        else ""
+    )
     age = html.escape(_age(result, now))
     if not result.success:
         error = html.escape(f"{result.error_code}: {result.error_message or ''}")
