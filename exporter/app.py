@@ -28,6 +28,7 @@ from exporter.collect.discovery import PoolDiscovery
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.pool import PoolTracker
 from exporter.collect.ratelimit import BucketRegistry
+from exporter.collect.reasons_reader import ReadLimits, ReasonsReader
 from exporter.collect.schedule import RefreshPlanner
 from exporter.collect.scraper import Scraper
 from exporter.collect.storage import HistoryStore
@@ -64,6 +65,7 @@ class Runtime:
         load_config: Callable[[], Config],
         load_web_config: Callable[[], WebConfig] = WebConfig,
         storage_path: str = "",
+        reasons_limits: ReadLimits | None = None,
     ) -> None:
         self._storage_path = storage_path
         self._load_config = load_config
@@ -103,6 +105,8 @@ class Runtime:
             pool_buckets=BucketRegistry(Scrape().pool_requests_per_second),
         )
         self._budgets = Budgets(self._gate, self.metrics)
+        # reads finished jobs' logs for pools with reasons on; its thread starts with the first
+        self.reasons_reader = ReasonsReader(reasons_limits, metrics=self.metrics)
         self._planner = RefreshPlanner(self._gate.account_rate, self.metrics)
         self._store = (
             HistoryStore.open(storage_path, self._budgets.known_account) if storage_path else None
@@ -177,6 +181,7 @@ class Runtime:
 
     def close(self) -> None:
         self._budgets.stop()
+        self.reasons_reader.stop()
         discovery = self.discovery
         if discovery is not None:
             discovery.stop()
@@ -261,6 +266,7 @@ class Runtime:
                     on_not_enabled=self._not_enabled,
                     full_interval=self._planner.full_resync_interval,
                     store=self._store,
+                    reasons_reader=self.reasons_reader,
                 )
                 self._scraper = Scraper(pools, scrape, self._tracker, planner=self._planner)
             else:

@@ -16,7 +16,9 @@ import traceback
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
-_URL = re.compile(r"\w+://[^\s\"'<>]+")
+# a scheme starts where a word starts: tried inside a long word, it would read the rest of
+# the word again from every letter (hours for a log line of a few hundred kB)
+_URL = re.compile(r"(?<!\w)\w+://[^\s\"'<>]+")
 _CREDENTIAL_SHAPE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 # what makes a pre-signed URL grant anything, with or without its scheme, encoded or not
 _SIGNING_PARAMETER = re.compile(
@@ -69,8 +71,16 @@ def safe_error_text(error: BaseException) -> str:
     its type), with URLs, secrets and anything unprintable taken out."""
     lines = str(error).splitlines()
     text = lines[0] if lines and lines[0].strip() else type(error).__name__
-    text = SECRETS(_URL.sub("<url>", text))[:MAX_ERROR_TEXT]
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return safe_text(text)
+
+
+def safe_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """`text` cut to `limit` characters, with URLs and secrets taken out and anything
+    unprintable (control characters, lone surrogates) escaped."""
+    text = SECRETS(_URL.sub("<url>", text))[:limit]
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def safe_traceback(error: BaseException) -> str:

@@ -13,9 +13,18 @@
     // CognitoUserImportJobExpiring: a Created job older than this (Cognito expires Created
     // jobs that were not started within 24 to 48 hours).
     jobExpiringHours: 20,
+    // CognitoUserImportDataStale: a pool's last successful collection is older than this
+    // (seconds): three times scrape.max_staleness's default of 5m, within which the exporter
+    // refreshes every pool its budget affords. Raise it with max_staleness.
+    staleDataSeconds: 900,
     // CognitoUserImportExporterCertificateExpiring: the served TLS certificate expires within
     // this many days (fractions allowed).
     certificateExpiryDays: 14,
+    // CognitoUserImportJobUsersFailedForReason: a recent job's log gives one of these reasons
+    // for failed users (pools with reasons: true), e.g. ['schema_mismatch', 'internal_error'].
+    // Reasons: already_exists, no_verified_attribute, schema_mismatch, internal_error, other.
+    // Empty: no such alert.
+    failedReasonsToAlertOn: [],
 
     // Where the alerts' runbooks are: each alert's runbook_url is this, '#' and the alert's
     // name in lower case, the anchor of its heading in the README.

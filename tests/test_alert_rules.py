@@ -36,7 +36,7 @@ ALERTS_FILE = RULES_DIR / "alerts.yml"
 TESTS_FILE = RULES_DIR / "alerts.test.yml"
 CONFIG_FILE = RULES_DIR / "prometheus.yml"
 
-ALERT_COUNT = 12
+ALERT_COUNT = 13
 SEVERITIES = {"critical", "warning", "info"}
 ANNOTATIONS = {"summary", "description", "runbook_url"}
 SCRAPE_JOB = "cognito-import-exporter"

@@ -8,11 +8,11 @@ import pytest
 from botocore.credentials import AssumeRoleCredentialFetcher
 from botocore.exceptions import ClientError
 
+from exporter.cognito.answers import epoch_seconds
 from exporter.cognito.clients import (
     ClientFactory,
     ClientKey,
     ClientSettings,
-    epoch_seconds,
 )
 from exporter.cognito.errors import error_code
 from exporter.collect.ratelimit import DeadlineExceeded

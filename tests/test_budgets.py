@@ -20,6 +20,7 @@ from tests.exporter_process import samples, value
 from tests.simulated import (
     TEST_ACCOUNT,
     assert_exact,
+    busiest_window,
     config_yaml,
     exporter_for,
     populate,
@@ -66,13 +67,6 @@ def two_sets_of_one_account(endpoint: str, pools: tuple[str, ...], **scrape: obj
 @pytest.fixture
 def sts_at_the_simulator(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", endpoint)
-
-
-def busiest_window(times: list[float], window: float = 1.0) -> int:
-    ordered = sorted(times)
-    return max(
-        (sum(1 for t in ordered if start <= t < start + window) for start in ordered), default=0
-    )
 
 
 @pytest.mark.usefixtures("sts_at_the_simulator")

@@ -66,6 +66,7 @@ def test_first_page_request_sends_pool_and_page_size_only(client: Any) -> None:
             skipped=40,
             failed=10,
             completion_message="done",
+            log_role_arn="arn:aws:iam::123456789012:role/CognitoImport",
         ),
     )
 

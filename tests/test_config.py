@@ -51,6 +51,7 @@ def test_example_config_loads_with_defaults_applied() -> None:
     assert (customers.page_size, customers.max_listed_jobs) == (60, 100_000)
     assert config.scrape.timeout == 25.0
     assert config.scrape.full_resync_interval == 600.0
+    assert config.scrape.max_staleness == 300.0
     assert config.credentials["prod"].duration == 3600.0
 
 

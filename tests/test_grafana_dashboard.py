@@ -32,9 +32,9 @@ PROVISIONING_DIR = REPO / "grafana" / "provisioning"
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 DASHBOARD_UID = "cognito-import-jobs"
-PANEL_COUNT = 21
+PANEL_COUNT = 25
 QUERY_VARIABLES = 4
-TARGET_COUNT = 29
+TARGET_COUNT = 33
 
 SCRAPE_INTERVAL_SECONDS = 1
 # Grafana's built-in intervals for a data source whose scrape interval is 1s: $__interval is the
@@ -533,6 +533,14 @@ def test_the_quota_row_repeats_for_each_account_and_region_with_data(
         assert float(results["C"][0]["value"][1]) > 0
         throttles = run_targets(panel_named(dashboard, "Throttled requests"), prometheus, chosen)
         assert len(throttles["A"]) == 1
+        # the demo's few pools are all refreshed at every scrape: nothing behind, and full
+        # re-reads at the configured 10 minutes
+        behind = run_targets(panel_named(dashboard, "Refresh behind"), prometheus, chosen)
+        assert [float(series["value"][1]) for series in behind["A"]] == [0.0]
+        interval = run_targets(
+            panel_named(dashboard, "Full re-read interval in force"), prometheus, chosen
+        )
+        assert [float(series["value"][1]) for series in interval["A"]] == [600.0]
 
 
 def test_pools_not_reporting_lists_the_failing_pool_with_its_error_code(
@@ -548,3 +556,20 @@ def test_pools_not_reporting_lists_the_failing_pool_with_its_error_code(
     assert {(r["metric"]["user_pool_id"], r["metric"]["error_code"]) for r in results["A"]} == {
         (RETIRED_POOL[0], "ResourceNotFound")
     }
+
+
+def test_data_age_shows_every_collected_pool_and_the_stale_threshold(
+    prometheus: Prometheus, variables: dict[str, str], pools: dict[str, str]
+) -> None:
+    panel = panel_named(load_dashboard(), "Data age per pool")
+    ages = {
+        series["metric"]["user_pool_id"]: float(series["value"][1])
+        for series in run_targets(panel, prometheus, variables)["A"]
+    }
+    # the retired pool was never collected, so it has no age; the others are collected at
+    # every one-second scrape
+    assert sorted(ages) == sorted(pool_id for pool_id in pools if pool_id != RETIRED_POOL[0])
+    assert all(0 <= age < 10 for age in ages.values()), ages
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "red", "value": 900}
+    assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"] == {"mode": "dashed"}

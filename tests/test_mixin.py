@@ -90,7 +90,7 @@ def test_every_metric_in_every_alert_is_selected_by_the_configured_selector(
     other = evaluate(f"{{ cognitoImportSelector: {json.dumps(OTHER_SELECTOR)} }}")
     before, after = alert_rules(default), alert_rules(other)
     assert [rule["alert"] for rule in before] == [rule["alert"] for rule in after]
-    assert len(before) == 12
+    assert len(before) == 13
     for old, new in zip(before, after, strict=True):
         assert old["expr"] != new["expr"], old["alert"]
         assert DEFAULT_SELECTOR not in new["expr"], new["alert"]
@@ -109,6 +109,9 @@ def test_thresholds_and_dashboard_identity_come_from_the_config(default: Json) -
         " dashboardTitle: 'Imports' }"
     )
     rules = {rule["alert"]: rule for rule in alert_rules(changed)}
+    stale = {rule["alert"]: rule for rule in alert_rules(evaluate("{ staleDataSeconds: 1800 }"))}
+    assert stale["CognitoUserImportDataStale"]["expr"].rstrip().endswith("> 1800")
+    assert "> 900" in rules["CognitoUserImportDataStale"]["expr"]
     assert "> 3 * 3600" in rules["CognitoUserImportJobStuck"]["expr"]
     assert "more than 3 hours" in rules["CognitoUserImportJobStuck"]["annotations"]["summary"]
     assert "> 30 * 3600" in rules["CognitoUserImportJobExpiring"]["expr"]
@@ -181,7 +184,7 @@ def test_every_alert_links_to_its_runbook_in_the_readme(default: Json) -> None:
         base, _, anchor = url.partition("#")
         assert base == RUNBOOK_URL_BASE, url
         assert headings.get(anchor) == rule["alert"], f"{url}: no README heading {rule['alert']}"
-    assert len(alert_rules(default)) == 12
+    assert len(alert_rules(default)) == 13
 
 
 def test_readme_anchors_are_githubs() -> None:
@@ -217,7 +220,7 @@ def test_the_readme_example_builds_with_its_selector(tmp_path: Path) -> None:
     assert set(built) == {"cognito-import-alerts.yaml", "cognito-import-jobs.json"}
     alerts = yaml.safe_load(built["cognito-import-alerts.yaml"])
     exprs = [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
-    assert len(exprs) == 12
+    assert len(exprs) == 13
     assert all('job=~"cognito-import-exporter|cognito-import-probe"' in e for e in exprs)
     assert json.loads(built["cognito-import-jobs.json"])["uid"] == "cognito-import-jobs"
 

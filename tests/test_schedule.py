@@ -156,3 +156,26 @@ def test_a_probe_refreshes_a_pool_of_a_large_region_only_when_it_is_due() -> Non
     assert plan.due_for_probe(standing(attempted_at=100.0, active=True), 101.0)
     # a region of few pools: every probe refreshes, as before
     assert plan.due_for_probe(standing(account=OTHER, attempted_at=100.0), 101.0)
+
+
+def test_probes_alone_refresh_at_every_probe_until_their_rate_outgrows_the_budget() -> None:
+    plan, _ = planner(rate=10.0, max_staleness="5m")
+    # ten probes a second of pools read a second ago, never a /metrics scrape: the first
+    # minute's count reaches 0.8 of the budget (8 a second over 60 s) at the 480th
+    refreshed = [
+        plan.due_for_probe(standing(attempted_at=index / 10 - 1), index / 10)
+        for index in range(600)
+    ]
+    assert refreshed == [True] * 480 + [False] * 120
+    assert plan.due_for_probe(standing(attempted_at=59.0, active=True), 60.0)
+
+
+def test_a_region_probed_alone_past_its_budget_gets_its_full_rereads_stretched_too() -> None:
+    plan, metrics = planner(rate=10.0, max_staleness="5m", full_resync_interval="10m")
+    pools = [standing(attempted_at=float(index) / 10, full_calls=21) for index in range(600)]
+    for index, probed in enumerate(pools):
+        plan.due_for_probe(probed, index / 10)
+    plan.assess(pools, 60.0)
+    fresh = 600 / (300 * IDLE_PERIOD)
+    assert gauge(metrics, "interval") == pytest.approx(600 * 21 / ((10 - fresh) * 0.8))
+    assert gauge(metrics, "behind") == 0

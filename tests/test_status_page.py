@@ -148,7 +148,7 @@ def test_problems_come_worst_first_with_their_figures_and_console_links() -> Non
             BUSY_POOL, "<b>busy</b>", job_id, f"name of {job_id}", kind, detail, BUSY_JOBS
         )
 
-    failing = f"AccessDenied: {denied}"
+    failing = f"AccessDenied: {denied} (nothing read yet)"
     assert found == [
         Problem(BROKEN_POOL, "broken", None, None, COLLECTION_FAILING, failing, BROKEN_OVERVIEW),
         row("import-failed", JOB_FAILED, "Failed: 120 imported, 0 skipped, 0 failed. "
@@ -237,7 +237,8 @@ def test_the_page_escapes_untrusted_text_and_redacts_completion_messages() -> No
     problem_rows = re.findall(r"<tr class='problem'>.*?</tr>", page)
     assert problem_rows == [
         "<tr class='problem'><td>broken<br><small>us-east-1_Br0ken01</small></td><td></td>"
-        "<td class='fail'>collection failing</td><td>ResourceNotFound: gone &lt;now&gt;</td>"
+        "<td class='fail'>collection failing</td><td>ResourceNotFound: gone &lt;now&gt; (nothing "
+        "read yet)</td>"
         f"<td class='console'><a href='{BROKEN_OVERVIEW}'>pool in console</a></td></tr>",
         "<tr class='problem'><td>&lt;b&gt;busy&lt;/b&gt;<br><small>eu-west-1_Busy0001</small>"
         "</td><td>name of import-&lt;i&gt;x&lt;/i&gt;<br><small>import-&lt;i&gt;x&lt;/i&gt;"
@@ -258,6 +259,87 @@ def test_no_problems_is_said_in_one_line() -> None:
     assert "<table id='problems'>" not in page
     before = landing_page((busy, calm), None, NOW).decode()
     assert "<p id='no-problems'>Nothing collected yet.</p>" in before
+
+
+def pool_rows(page: str) -> dict[str, list[str]]:
+    """pool id -> the cells of its row in the pools table after the id, name and region: last
+    collection, error, data age, jobs (as HTML)."""
+    (table,) = re.findall(r"<table id='pools'>.*?</table>", page)
+    rows = re.findall(r"<tr><td><a href='[^']*'>([^<]+)</a></td>(.*?)</tr>", table)
+    return {pool_id: re.findall(r"<td[^>]*>(.*?)</td>", cells)[2:] for pool_id, cells in rows}
+
+
+def refreshed(result: PoolResult, seconds_ago: float) -> PoolResult:
+    return replace(result, refreshed_at=NOW - seconds_ago)
+
+
+def test_each_pool_shows_how_old_its_values_are() -> None:
+    busy, broken, calm = configured_pools()
+    never = replace(calm, id="eu-west-1_Never001", name="never")
+    unread = replace(calm, id="eu-west-1_Unread01", name="unread")
+    running = job("import-running", "InProgress", 1, 1)
+    # `broken` failed after a good collection an hour ago: it keeps that collection's values
+    good = collected(broken, (running,))
+    assert good.outcome is not None
+    good = replace(good, outcome=replace(good.outcome, statuses={"InProgress": 1, "Failed": 0}))
+    kept = refreshed(good, 3_725)
+    snapshot = Snapshot(
+        (
+            refreshed(collected(busy, ()), 125),
+            replace(kept, error_code="Timeout", error_message="no slot <before> the deadline"),
+            refreshed(collected(calm, ()), 3 * 86_400 + 5 * HOUR + 59),
+            failed(never, "AccessDenied", "denied"),
+            PoolResult(unread, 0.0),  # not refreshed yet: its turn has not come
+        ),
+        True,
+    )
+    page = landing_page((busy, broken, calm, never, unread), snapshot, NOW).decode()
+
+    assert "<th>Last collection</th><th>Error</th><th>Data age</th><th>Jobs</th>" in page
+    assert pool_rows(page) == {
+        BUSY_POOL: ["ok in 0.10s", "", "2 min 5 s", "none"],
+        BROKEN_POOL: [
+            "failed",
+            "Timeout: no slot &lt;before&gt; the deadline",
+            "1 h 2 min",
+            "1 InProgress",
+        ],
+        CALM_POOL: ["ok in 0.10s", "", "3 d 5 h", "none"],
+        "eu-west-1_Never001": ["failed", "AccessDenied: denied", "nothing read yet", ""],
+        "eu-west-1_Unread01": ["not read yet", "", "", ""],
+    }
+    # the failing pools are problems, each saying what it still shows; the unread one is not
+    failing = [
+        (problem.pool_id, problem.detail)
+        for problem in problems((busy, broken, calm, never, unread), snapshot, NOW)
+        if problem.kind == COLLECTION_FAILING
+    ]
+    assert failing == [
+        (BROKEN_POOL, "Timeout: no slot <before> the deadline (values shown are 1 h 2 min old)"),
+        ("eu-west-1_Never001", "AccessDenied: denied (nothing read yet)"),
+    ]
+    # the failing pool's job is still among the recent ones
+    assert "name of import-running" in page
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "shown"),
+    [
+        (0, "0 s"),
+        (59.9, "59 s"),
+        (60, "1 min 0 s"),
+        (3_599, "59 min 59 s"),
+        (47 * HOUR + 59 * 60, "47 h 59 min"),
+        (48 * HOUR, "2 d 0 h"),
+        # a refresh stamped ahead of the page's clock (the clock was set back)
+        (-30, "0 s"),
+    ],
+)
+def test_data_ages_read_in_the_largest_units_that_fit(seconds_ago: float, shown: str) -> None:
+    busy, _, _ = configured_pools()
+    result = refreshed(collected(busy, ()), seconds_ago)
+    page = landing_page((busy,), Snapshot((result,), True), NOW).decode()
+    assert pool_rows(page)[BUSY_POOL][2] == shown
 
 
 class ProblemRows(HTMLParser):
@@ -360,7 +442,8 @@ def test_chromium_shows_the_problems_first_with_their_console_links(tmp_path: Pa
     parser.feed(dom)
     busy = "<i>busy</i> & co|eu-west-1_Busy0001"
     gone = "ResourceNotFound: An error occurred (ResourceNotFoundException) when calling the "
-    gone += "ListUserImportJobs operation: User pool us-east-1_Br0ken01 does not exist."
+    gone += "ListUserImportJobs operation: User pool us-east-1_Br0ken01 does not exist. "
+    gone += "(nothing read yet)"
     jobs = "import jobs in console"
     assert parser.rows == [
         (["gone|us-east-1_Br0ken01", "", "collection failing", gone, "pool in console"],

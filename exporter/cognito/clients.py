@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import botocore.loaders
 import botocore.session
-import orjson
 from botocore.config import Config as BotocoreConfig
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
@@ -24,11 +23,11 @@ from botocore.credentials import (
     Credentials,
     DeferredRefreshableCredentials,
 )
-from botocore.parsers import JSONParser, ResponseParserFactory
-from botocore.utils import parse_timestamp
 
 from exporter import __version__
-from exporter.cognito.errors import InvalidResponseError, error_code, service_code
+from exporter.cognito.answers import MAX_LOGS_ANSWER_BYTES, AnswerParsers
+from exporter.cognito.errors import error_code, service_code
+from exporter.cognito.logs import LogsClient
 from exporter.config.model import Config, Discovery, Pool
 from exporter.config.schema import CredentialSet
 from exporter.redaction import safe_error_text
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 SERVICE_NAME = "cognito-idp"
 SERVICE_EVENT_ID = "cognito-identity-provider"
 STS_SERVICE_NAME = "sts"
+LOGS_SERVICE_NAME = "logs"
 DEFAULT_STS_REGION = "us-east-1"
 _EVENT_SERVICES = {SERVICE_EVENT_ID: SERVICE_NAME, STS_SERVICE_NAME: STS_SERVICE_NAME}
 
@@ -55,10 +55,6 @@ class AttemptObserver(Protocol):
 
     def after_attempt(self, service: str, operation: str, error_code: str | None) -> None:
         """Called with the attempt's outcome: None when it succeeded, else its error code."""
-
-
-# A full page of 50 import jobs, presigned URLs and messages at their longest, is under 200 kB
-MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -86,18 +82,6 @@ class ClientSettings:
     read_timeout: float = 10.0
     max_attempts: int = 5
     sts_region: str = DEFAULT_STS_REGION
-
-
-def epoch_seconds(value: object) -> float:
-    """botocore timestamp parser keeping epoch seconds as a float."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return float(parse_timestamp(value).timestamp())
-    raise ValueError("timestamp is neither a number nor a date string")
 
 
 def profile_problems(credential_sets: Mapping[str, CredentialSet]) -> list[str]:
@@ -145,6 +129,8 @@ class ClientFactory:
         self._sessions: dict[str, botocore.session.Session] = {}
         self._clients: dict[ClientKey, CognitoIdentityProviderClient] = {}
         self._sts_clients: dict[str, STSClient] = {}
+        self._logs_sessions: dict[str, botocore.session.Session] = {}
+        self._logs_clients: dict[ClientKey, LogsClient] = {}
 
     def client(self, key: ClientKey) -> CognitoIdentityProviderClient:
         with self._lock:
@@ -152,6 +138,31 @@ class ClientFactory:
             if client is None:
                 client = self._new_client(key)
                 self._clients[key] = client
+            return client
+
+    def logs_client(self, key: ClientKey) -> LogsClient:
+        """A CloudWatch Logs client with these credentials, region and endpoint: one attempt
+        a call (its caller paces and retries), answers up to a page of log lines."""
+        with self._lock:
+            client = self._logs_clients.get(key)
+            if client is None:
+                session = self._logs_sessions.get(key.credentials)
+                if session is None:
+                    parsers = AnswerParsers(MAX_LOGS_ANSWER_BYTES, lenient_text=True)
+                    session = self._new_session(self._credential_sets[key.credentials], parsers)
+                    self._logs_sessions[key.credentials] = session
+                config = self._botocore_config(key.region).merge(
+                    BotocoreConfig(retries={"mode": "standard", "total_max_attempts": 1})
+                )
+                created = session.create_client(
+                    LOGS_SERVICE_NAME,
+                    region_name=key.region,
+                    endpoint_url=key.endpoint_url,
+                    config=config,
+                )
+                self._observe(created, created.meta.service_model.service_id.hyphenize())
+                client = cast("LogsClient", created)
+                self._logs_clients[key] = client
             return client
 
     def sts_client(self, credentials: str) -> STSClient:
@@ -186,6 +197,12 @@ class ClientFactory:
                 for key, client in previous._clients.items():
                     if key.credentials in unchanged:
                         self._clients[key] = client
+                for key, logs_client in previous._logs_clients.items():
+                    if key.credentials in unchanged:
+                        self._logs_clients[key] = logs_client
+                        self._logs_sessions[key.credentials] = previous._logs_sessions[
+                            key.credentials
+                        ]
 
     def build(self, keys: Iterable[ClientKey]) -> list[str]:
         """Build the clients for `keys` now; what cannot be built, one line each (a profile
@@ -247,10 +264,12 @@ class ClientFactory:
             self._sessions[name] = session
         return session
 
-    def _new_session(self, credential_set: CredentialSet) -> botocore.session.Session:
+    def _new_session(
+        self, credential_set: CredentialSet, parsers: AnswerParsers | None = None
+    ) -> botocore.session.Session:
         if credential_set.role_arn is None:
-            return _base_session(credential_set)
-        session = _base_session(CredentialSet())
+            return _base_session(credential_set, parsers)
+        session = _base_session(CredentialSet(), parsers)
         _use_assumed_role(session, credential_set, self._sts_client_creator(credential_set))
         return session
 
@@ -287,10 +306,12 @@ def service_regions() -> frozenset[str]:
     )
 
 
-def _base_session(credential_set: CredentialSet) -> botocore.session.Session:
+def _base_session(
+    credential_set: CredentialSet, parsers: AnswerParsers | None = None
+) -> botocore.session.Session:
     session = botocore.session.Session(profile=credential_set.profile)
     session.register_component("data_loader", _SHARED_LOADER)
-    session.register_component("response_parser_factory", _ParserFactory())
+    session.register_component("response_parser_factory", parsers or AnswerParsers())
     if credential_set.access_key_id is not None and credential_set.secret_access_key is not None:
         session.set_credentials(
             credential_set.access_key_id,
@@ -326,47 +347,6 @@ def _use_assumed_role(
     )
     resolver = session.get_component("credential_provider")
     resolver.insert_before("env", _StaticProvider(refreshable))
-
-
-class _StrictJSONParser(JSONParser):
-    """botocore's JSON parser reads a successful answer whose body is not JSON as an empty
-    result, which would look like a pool with no jobs; this one refuses it, decoding once."""
-
-    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
-        # botocore's type stubs leave out the parser's internals that this override builds on
-        parent: Any = super()
-        if shape is None or shape.event_stream_name:
-            result: dict[str, Any] = parent._do_parse(response, shape)
-            return result
-        # The decoded JSON is used as it is, not walked again against the service model:
-        # every field the exporter reads is checked by its own parsers (exporter.cognito.jobs
-        # and .pools), and epoch timestamps are what they need.
-        this: Any = self
-        parsed = _json_object(response["body"])
-        this._inject_response_metadata(parsed, response["headers"])
-        return parsed
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    if len(body) > MAX_ANSWER_BYTES:
-        raise InvalidResponseError(f"the answer is longer than {MAX_ANSWER_BYTES:,} bytes")
-    if not body.strip():
-        raise InvalidResponseError("the service answered with an empty body")
-    try:
-        # orjson refuses what JSON does not allow (NaN, Infinity, integers past 64 bits)
-        decoded = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidResponseError("the service answered with a body that is not JSON") from None
-    if not isinstance(decoded, dict):
-        raise InvalidResponseError("the service answered with JSON that is not an object")
-    return decoded
-
-
-class _ParserFactory(ResponseParserFactory):
-    def create_parser(self, protocol_name: str) -> Any:
-        if protocol_name == "json":
-            return _StrictJSONParser(timestamp_parser=epoch_seconds)
-        return super().create_parser(protocol_name)
 
 
 def _event_parts(event_name: str) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """What went wrong with a call, named from a closed set: a label value and a log field.
 
-A code the service sends is kept when botocore's models of Cognito and STS, or the AWS-wide
-errors, know it; any other text an endpoint sends reads `Other`, so that an endpoint cannot
-make up series (or carry text) through the `error_code` label.
+A code the service sends is kept when botocore's models of Cognito, STS and CloudWatch Logs,
+or the AWS-wide errors, know it; any other text an endpoint sends reads `Other`, so that an
+endpoint cannot make up series (or carry text) through the `error_code` label.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ _COMMON_CODES = frozenset(
         "Validation",
     }
 )
-_SERVICES = ("cognito-idp", "sts")
+_SERVICES = ("cognito-idp", "sts", "logs")
 
 
 class InvalidResponseError(Exception):

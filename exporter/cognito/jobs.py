@@ -1,7 +1,8 @@
 """ListUserImportJobs, one page at a time, turned into plain, validated job records.
 
-Only what the metrics need is kept; PreSignedUrl (it grants upload to the import bucket) and
-any field this code does not know are dropped here, so they never travel further.
+Only what the metrics and the reading of job logs need is kept; PreSignedUrl (it grants upload
+to the import bucket) and any field this code does not know are dropped here, so they never
+travel further.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ MAX_RESULTS = 60
 _STATUS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _MAX_NAME_LENGTH = 256
 _MAX_MESSAGE_LENGTH = 1024
+_MAX_ROLE_LENGTH = 2048
 
 
 class PagingError(Exception):
@@ -78,6 +80,8 @@ class Job(NamedTuple):
     skipped: int
     failed: int
     completion_message: str | None
+    # the role the job writes its CloudWatch log with; None: the job writes no log
+    log_role_arn: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -194,6 +198,7 @@ def parse_job(raw: object) -> Job:
         return _parse_carefully(raw, job_id)
     name = get("JobName")
     message = get("CompletionMessage")
+    role = get("CloudWatchLogsRoleArn")
     return _new_job(
         Job,
         (
@@ -207,6 +212,7 @@ def parse_job(raw: object) -> Job:
             skipped,
             failed,
             message[:_MAX_MESSAGE_LENGTH] if type(message) is str else None,
+            role[:_MAX_ROLE_LENGTH] if type(role) is str and role else None,
         ),
     )
 
@@ -232,6 +238,7 @@ def _parse_carefully(raw: dict[str, Any], job_id: object) -> Job:
         raise InvalidJobsPage(f"job {job_id[:64]} has no valid Status")
     name = raw.get("JobName")
     message = raw.get("CompletionMessage")
+    role = raw.get("CloudWatchLogsRoleArn")
     return Job(
         job_id=job_id[:_MAX_NAME_LENGTH],
         name=name[:_MAX_NAME_LENGTH] if type(name) is str else "",
@@ -243,6 +250,7 @@ def _parse_carefully(raw: dict[str, Any], job_id: object) -> Job:
         skipped=_user_count(raw, "SkippedUsers", job_id),
         failed=_user_count(raw, "FailedUsers", job_id),
         completion_message=message[:_MAX_MESSAGE_LENGTH] if type(message) is str else None,
+        log_role_arn=role[:_MAX_ROLE_LENGTH] if type(role) is str and role else None,
     )
 
 

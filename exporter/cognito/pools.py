@@ -89,3 +89,13 @@ def _object(answer: object) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise PagingError("InvalidResponse", "the answer is not an object")
     return answer
+
+
+def pool_name(client: CognitoIdentityProviderClient, pool_id: str) -> str:
+    """The pool's own name, from DescribeUserPool: the name its log group carries, which a
+    configured name (a display name) need not be. Cognito never renames a pool."""
+    pool = _object(client.describe_user_pool(UserPoolId=pool_id)).get("UserPool")
+    name = pool.get("Name") if isinstance(pool, dict) else None
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or "/" in name:
+        raise PagingError("InvalidResponse", "DescribeUserPool names no valid pool name")
+    return name

@@ -24,17 +24,23 @@ from exporter.collect.metrics import (
     JOB_COMPLETED,
     JOB_CREATED,
     JOB_INFO,
+    JOB_REASON_USERS,
     JOB_STARTED,
     JOB_USERS,
     JOBS,
     LAST_SUCCESS,
     POOL_FAMILIES,
     POOL_INFO,
+    REASON_USERS,
+    REASONS_STATE,
+    REASONS_WAITING,
     SCRAPE_DURATION,
     SCRAPE_SUCCESS,
     USERS,
     MetricSpec,
 )
+from exporter.collect.reasons import REASONS, ROW_OUTCOMES
+from exporter.collect.reasons_pool import OFF, STATES, ReasonsView
 from exporter.collect.scraper import Scraper
 from exporter.collect.served import PoolResult
 
@@ -144,6 +150,31 @@ def _add_pool(built: dict[str, Metric], result: PoolResult) -> None:
         users.add_metric([pool.id, name], float(outcome.users_total[name]))
     for job in result.recent_jobs:
         _add_job(built, pool.id, job)
+    if result.reasons is not None:
+        _add_reasons(built, pool.id, result.reasons, result.recent_jobs)
+
+
+def _add_reasons(
+    built: dict[str, Metric], pool_id: str, reasons: ReasonsView, recent: tuple[Job, ...]
+) -> None:
+    for state in STATES:
+        _gauge(built, REASONS_STATE).add_metric([pool_id, state], float(state == reasons.state))
+    if reasons.state == OFF:
+        return
+    _gauge(built, REASONS_WAITING).add_metric([pool_id], float(reasons.waiting))
+    totals = built[REASON_USERS.name]
+    assert isinstance(totals, CounterMetricFamily)
+    for outcome in ROW_OUTCOMES:
+        for reason in REASONS:
+            users = reasons.totals.get((outcome, reason), 0)
+            totals.add_metric([pool_id, outcome, reason], float(users))
+    job_reasons = _gauge(built, JOB_REASON_USERS)
+    for job in recent:
+        read = reasons.jobs.get(job.job_id)
+        if read is None:
+            continue
+        for (outcome, reason), users in sorted(read.counts.items()):
+            job_reasons.add_metric([pool_id, job.job_id, outcome, reason], float(users))
 
 
 def _add_job(built: dict[str, Metric], pool_id: str, job: Job) -> None:

@@ -72,6 +72,31 @@ JOB_COMPLETED = MetricSpec(
     "When a recent import job completed, in seconds since the epoch.",
     ("user_pool_id", "job_id"),
 )
+JOB_REASON_USERS = MetricSpec(
+    f"{PREFIX}_job_reason_users",
+    "Users skipped or failed by a recent import job, by the reason its log gives "
+    "(pools with reasons on, once the job's log was read).",
+    ("user_pool_id", "job_id", "outcome", "reason"),
+)
+REASON_USERS = MetricSpec(
+    f"{PREFIX}_reason_users",
+    "Users skipped or failed, by the reason their jobs' logs give, summed over the finished "
+    "jobs whose logs were read (pools with reasons on).",
+    ("user_pool_id", "outcome", "reason"),
+    kind="counter",
+)
+REASONS_STATE = MetricSpec(
+    f"{PREFIX}_reasons_state",
+    "Whether the reasons for skipped and failed users are read from the pool's job logs: "
+    "1 for the pool's state (reading, off, no_log_role: its latest such job writes no log, "
+    "denied: logs:FilterLogEvents refused, until a reload), 0 for the others.",
+    ("user_pool_id", "state"),
+)
+REASONS_WAITING = MetricSpec(
+    f"{PREFIX}_reasons_waiting_jobs",
+    "Finished jobs of the pool whose logs are waiting to be read for their reasons.",
+    ("user_pool_id",),
+)
 POOL_INFO = MetricSpec(
     f"{PREFIX}_pool_info",
     "A collected user pool, with its display name, region and configured labels (value 1).",
@@ -193,6 +218,10 @@ POOL_FAMILIES = (
     JOB_CREATED,
     JOB_STARTED,
     JOB_COMPLETED,
+    JOB_REASON_USERS,
+    REASON_USERS,
+    REASONS_STATE,
+    REASONS_WAITING,
     POOL_INFO,
     SCRAPE_SUCCESS,
     LAST_SUCCESS,

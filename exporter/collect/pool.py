@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
@@ -31,6 +31,8 @@ from exporter.collect.history import PoolHistory, ScanOutcome, StatusChange
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import Postponed
 from exporter.collect.reading import jobs_per_page, page_bound
+from exporter.collect.reasons_pool import PoolReasons
+from exporter.collect.reasons_reader import PoolToRead, ReasonsReader
 from exporter.collect.schedule import Standing
 from exporter.collect.served import TIMEOUT, PoolResult, recent_jobs
 from exporter.collect.storage import HistoryStore
@@ -71,6 +73,7 @@ class _Shared:
     full_interval: Callable[[Pool], float]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
+    reasons_reader: ReasonsReader | None
 
 
 class PoolTracker:
@@ -88,6 +91,7 @@ class PoolTracker:
         store: HistoryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        reasons_reader: ReasonsReader | None = None,
     ) -> None:
         self._settings = CollectSettings(scrape, clients)
 
@@ -105,6 +109,7 @@ class PoolTracker:
             pool_full_interval,
             clock,
             wall_clock,
+            reasons_reader,
         )
 
     def configure(self, scrape: Scrape, clients: ClientFactory) -> None:
@@ -143,6 +148,8 @@ class TrackedPool:
         self._attempted_at: float | None = None
         self._calls = 1
         self._dropped = False
+        self._reasons = PoolReasons()
+        self._reasons_reader = shared.reasons_reader if listed else None
 
     @property
     def pool(self) -> Pool:
@@ -160,7 +167,7 @@ class TrackedPool:
         self._restore_once()
         with self._lock:
             latest = self._latest
-        return latest if latest is not None else PoolResult(self._pool, 0.0)
+        return self._with_reasons(latest if latest is not None else PoolResult(self._pool, 0.0))
 
     def standing(self) -> Standing:
         self._restore_once()
@@ -221,6 +228,7 @@ class TrackedPool:
             if outcome is None:
                 return self.latest()
             result = self._succeeded(outcome, shared.clock() - started, shared.wall_clock())
+            self._offer_reasons(pool, settings, outcome)
             if not outcome.full:
                 with self._lock:
                     self._calls = max(1, outcome.pages + outcome.describes)
@@ -238,7 +246,7 @@ class TrackedPool:
             self._forget_series()
         elif not discovery_dropped:
             self._log_result(result)
-        return result
+        return self._with_reasons(result)
 
     def drop(self) -> None:
         """The pool is no longer collected: its series, stored file and memory go. A
@@ -248,6 +256,7 @@ class TrackedPool:
                 self._dropped = True
             if self._store is not None:
                 self._store.remove(self._pool)
+        self._reasons.drop()
         self._forget_series()
 
     def _is_dropped(self) -> bool:
@@ -274,7 +283,9 @@ class TrackedPool:
             self._restored = True
             store, clock, wall_clock = self._store, self._shared.clock, self._shared.wall_clock
             now, wall_now = clock(), wall_clock()
-            if store is None or not store.load(self._pool, self._history, now, wall_now):
+            if store is None or not store.load(
+                self._pool, self._history, now, wall_now, self._reasons.restore
+            ):
                 return
             last_scan, view = self._history.last_scan, self._history.view()
             if last_scan is None or view is None:
@@ -320,10 +331,28 @@ class TrackedPool:
             if store is not None:
                 with self._storing:
                     if not self._is_dropped():
-                        store.save(pool, history, clock(), wall_clock())
+                        reasons = self._reasons.stored() if pool.reasons else None
+                        store.save(pool, history, clock(), wall_clock(), reasons)
             return outcome
         finally:
             self._scanning.release()
+
+    def _offer_reasons(self, pool: Pool, settings: CollectSettings, outcome: ScanOutcome) -> None:
+        """Finished jobs offered to the reader (never waited for: a later scrape shows them)."""
+        self._reasons.keep_only(job.job_id for job in outcome.jobs)
+        if (reader := self._reasons_reader) is not None and pool.reasons:
+            account = self._shared.account_key(pool)
+            read = PoolToRead(pool, self._reasons, settings.clients, settings, account, self._label)
+            finished = [change.job for change in outcome.changes if change.job.terminal]
+            reader.offer(read, (*finished, *outcome.jobs))
+
+    def _with_reasons(self, result: PoolResult) -> PoolResult:
+        """`result` with the reasons read so far; a refusal holds until a reload (new settings)."""
+        if self._reasons_reader is None or result.outcome is None:
+            return result
+        return replace(
+            result, reasons=self._reasons.view(self._pool.reasons, self._shared.settings())
+        )
 
     def _log_result(self, result: PoolResult) -> None:
         """Log a pool that starts failing, fails otherwise, or works again."""

@@ -26,6 +26,8 @@ from exporter.config.schema import Scrape
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_SHARE = 0.5
+# after an unexpected error the thread looks again this much later instead of ending
+RETRY_SECONDS = 5.0
 
 
 class Refreshable(Protocol):
@@ -94,11 +96,24 @@ class BackgroundRefresher:
         return ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh")
 
     def _run(self) -> None:
+        failed_before = False
         while True:
             with self._wake:
                 if self._stopped:
                     return
-            wait = self._round()
+            try:
+                wait = self._round()
+            except Exception as error:  # the refresher must outlive any one round
+                if not failed_before:
+                    log.error(
+                        "refreshing pools in the background failed; retrying",
+                        extra={"fields": {"error": type(error).__name__}},
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
+                failed_before = True
+                wait = RETRY_SECONDS
+            else:
+                failed_before = False
             with self._wake:
                 if self._stopped:
                     return

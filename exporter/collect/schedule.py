@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -48,6 +48,9 @@ FULL_SHARE = 0.8
 MAX_FULL_RESYNC_SECONDS = 7 * 86400.0
 # what a scrape interval is taken to be before two scrapes were seen (Prometheus' default)
 DEFAULT_SCRAPE_INTERVAL = 60.0
+# probes counted to tell a region's probe rate, over this long and at most this many
+PROBE_RATE_SECONDS = 60.0
+MAX_PROBES_KEPT = 100_000
 # falling behind is said again only after this many max_stalenesses
 BEHIND_REPEAT_HORIZONS = 12
 
@@ -67,15 +70,19 @@ class Standing:
     calls: int
     full_calls: int
 
-    def due(self, max_staleness: float, wall_now: float) -> float:
-        """When the pool is next refreshed in the background."""
-        if self.attempted_at is None:
-            return self.since
+    def period(self, max_staleness: float, wall_now: float) -> float:
+        """How often the pool is refreshed in the background."""
         recent = self.active or (
             self.last_change is not None
             and wall_now - self.last_change < RECENT_HORIZONS * max_staleness
         )
-        return self.attempted_at + max_staleness * (RECENT_PERIOD if recent else IDLE_PERIOD)
+        return max_staleness * (RECENT_PERIOD if recent else IDLE_PERIOD)
+
+    def due(self, max_staleness: float, wall_now: float) -> float:
+        """When the pool is next refreshed in the background (a pool never read: at once)."""
+        if self.attempted_at is None:
+            return self.since
+        return self.attempted_at + self.period(max_staleness, wall_now)
 
 
 @dataclass
@@ -101,9 +108,13 @@ class RefreshPlanner:
         self._scrape = Scrape()
         # the regions too large to refresh every pool at every scrape, as the last scrape saw
         self._large: frozenset[AccountRegion] = frozenset()
+        # the regions whose probes, each refreshing, would outgrow the budget
+        self._probed_large: set[AccountRegion] = set()
         self._full_intervals: dict[AccountRegion, float] = {}
         self._regions: dict[AccountRegion, _Region] = {}
         self._last_scrape: float | None = None
+        # when each region's probes of the last PROBE_RATE_SECONDS arrived
+        self._probes: dict[AccountRegion, deque[float]] = {}
         self._scrape_interval = DEFAULT_SCRAPE_INTERVAL
 
     def configure(self, scrape: Scrape) -> None:
@@ -113,9 +124,15 @@ class RefreshPlanner:
     def background_needed(self) -> bool:
         return bool(self._large)
 
-    def for_scrape(self, pools: Sequence[tuple[T, Standing]], window: float, now: float) -> list[T]:
+    def for_scrape(
+        self,
+        pools: Sequence[tuple[T, Standing]],
+        window: float,
+        now: float,
+        probed: Sequence[Standing] = (),
+    ) -> list[T]:
         """The pools a scrape starting `now` with `window` seconds refreshes; decides the way
-        of each account and region."""
+        of each account and region (`probed`: the pools only probed, which share budgets)."""
         with self._lock:
             if self._last_scrape is not None and now > self._last_scrape:
                 self._scrape_interval = now - self._last_scrape
@@ -128,8 +145,13 @@ class RefreshPlanner:
             for account, needed in calls.items()
             if needed > self._budget_rate(account) * max(0.0, window) * SMALL_FLEET_SHARE
         )
-        self._assess([standing for _, standing in pools], now)
+        self._assess([*(standing for _, standing in pools), *probed], now)
         return [item for item, standing in pools if self.refreshed_at_scrapes(standing)]
+
+    def assess(self, standings: Sequence[Standing], now: float) -> None:
+        """The full re-read interval and lag of every region of `standings`, for exporters
+        scraped through /probe alone."""
+        self._assess(standings, now)
 
     def in_background(
         self, pools: Sequence[tuple[T, Standing]], now: float
@@ -161,11 +183,26 @@ class RefreshPlanner:
         return standing.account not in self._large or standing.active
 
     def due_for_probe(self, standing: Standing, now: float) -> bool:
-        """Whether a probe refreshes the pool, or serves what is known of it."""
-        return (
-            self.refreshed_at_scrapes(standing)
-            or standing.due(self._scrape.max_staleness, self._wall_clock()) <= now
-        )
+        """Whether a probe refreshes the pool, or serves what is known of it. Probes come one
+        pool at a time, spread over Prometheus' interval: a region whose probes of the last
+        minute, each refreshing, would fit in the budget refreshes at every probe; otherwise
+        (or when /metrics finds the region large) only what is due."""
+        account = standing.account
+        with self._lock:
+            probes = self._probes.setdefault(account, deque(maxlen=MAX_PROBES_KEPT))
+            probes.append(now)
+            while probes and probes[0] <= now - PROBE_RATE_SECONDS:
+                probes.popleft()
+            probe_rate = len(probes) / PROBE_RATE_SECONDS
+        affordable = probe_rate * standing.calls <= self._budget_rate(account) * SMALL_FLEET_SHARE
+        with self._lock:
+            if affordable:
+                self._probed_large.discard(account)
+            else:
+                self._probed_large.add(account)
+        if standing.active or (account not in self._large and affordable):
+            return True
+        return standing.due(self._scrape.max_staleness, self._wall_clock()) <= now
 
     def full_resync_interval(self, account: AccountRegion) -> float:
         """The full re-read interval in force for the account and region."""
@@ -200,18 +237,20 @@ class RefreshPlanner:
             metrics.full_resync_interval.remove(account.account, account.region)
             metrics.refresh_behind.remove(account.account, account.region)
 
+    def _spread(self, account: AccountRegion) -> bool:
+        """Whether the region's idle pools are refreshed by age, not at every scrape."""
+        return account in self._large or account in self._probed_large
+
     def _affordable_full_interval(
         self, account: AccountRegion, members: Sequence[Standing], rate: float
     ) -> float:
         scrape = self._scrape
-        large = account in self._large
+        large = self._spread(account)
         wall_now = self._wall_clock()
         fresh = 0.0
         for standing in members:
             if large and not standing.active:
-                period = standing.due(scrape.max_staleness, wall_now) - (
-                    standing.attempted_at if standing.attempted_at is not None else standing.since
-                )
+                period = standing.period(scrape.max_staleness, wall_now)
             else:
                 period = self._scrape_interval
             fresh += standing.calls / max(period, 1.0)
@@ -225,7 +264,7 @@ class RefreshPlanner:
     def _behind(self, account: AccountRegion, members: Sequence[Standing], now: float) -> float:
         """How far the region's most overdue pool is past max_staleness (0 for a region whose
         pools are refreshed at every scrape: their age is the scrape interval's)."""
-        if account not in self._large:
+        if not self._spread(account):
             return 0.0
         max_staleness = self._scrape.max_staleness
         oldest = min(

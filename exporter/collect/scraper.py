@@ -43,6 +43,7 @@ MIN_EXTENSION_SECONDS = 1.0
 # a refresh ends this much before the scrape stops waiting for it, so a call cut off at its
 # deadline is reported by the scrape it was made for (at most a quarter of the window)
 REPORT_GRACE_SECONDS = 0.25
+PROBE_ASSESS_SECONDS = 10.0
 
 
 class Tracked(Protocol):
@@ -115,6 +116,7 @@ class Scraper:
         self._tracked: dict[str, Tracked] = {}
         self._probed: OrderedDict[str, Tracked] = OrderedDict()
         self._latest: _Collection | None = None
+        self._probes_assessed = -PROBE_ASSESS_SECONDS
         self._last: Snapshot | None = None
         self._wait_for_pools: Callable[[float], bool] | None = None
         self.set_pools(pools)
@@ -204,6 +206,7 @@ class Scraper:
         does not call due serves what is known of it."""
         tracked = self._tracked_for_probe(pool, listed=listed)
         now = self._clock()
+        self._assess_for_probes(now)
         if not self._planner.due_for_probe(tracked.standing(), now):
             return tracked.latest()
         future = self._executor.submit(tracked.collect, self._refresh_deadline(now, deadline))
@@ -211,6 +214,16 @@ class Scraper:
             return future.result(timeout=max(0.0, deadline - self._clock()))
         except FutureTimeout:
             return tracked.latest()
+
+    def _assess_for_probes(self, now: float) -> None:
+        """Every PROBE_ASSESS_SECONDS at most, what a /metrics scrape would assess (full re-read
+        intervals, lag), for an exporter scraped through /probe alone."""
+        with self._lock:
+            if now - self._probes_assessed < PROBE_ASSESS_SECONDS:
+                return
+            self._probes_assessed = now
+            every = [*self._tracked.values(), *self._probed.values()]
+        self._planner.assess([tracked.standing() for tracked in every], now)
 
     def close(self, *, wait: bool = False) -> None:
         """At exit: what is still queued is not needed; `wait` for what runs."""
@@ -247,7 +260,8 @@ class Scraper:
         collection = _Collection(now, deadline, frozenset(self._tracked))
         self._latest = collection
         listed = [(tracked, tracked.standing()) for tracked in self._tracked.values()]
-        chosen = self._planner.for_scrape(listed, deadline - now, now)
+        probed = [tracked.standing() for tracked in self._probed.values()]
+        chosen = self._planner.for_scrape(listed, deadline - now, now, probed)
         # pools that ran out of time last time go last, so they cannot keep the others waiting
         ordered = sorted(chosen, key=lambda tracked: tracked.timed_out_last)
         self._submit(collection, ordered)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from exporter.cognito.jobs import Job
 from exporter.collect.history import ScanOutcome
 from exporter.collect.ratelimit import DeadlineExceeded
+from exporter.collect.reasons_pool import ReasonsView
 from exporter.config.model import Pool
 
 TIMEOUT = DeadlineExceeded.error_code
@@ -26,6 +27,8 @@ class PoolResult:
     outcome: ScanOutcome | None = None
     recent_jobs: tuple[Job, ...] = ()
     refreshed_at: float | None = None
+    # why users were skipped or failed, as read so far (pools with reasons on)
+    reasons: ReasonsView | None = None
 
     @property
     def success(self) -> bool:

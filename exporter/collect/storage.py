@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -89,7 +89,14 @@ class HistoryStore:
         _remove_leftovers(folder)
         return cls(folder, owner)
 
-    def load(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> bool:
+    def load(
+        self,
+        pool: Pool,
+        history: PoolHistory,
+        now: float,
+        wall_now: float,
+        restore_reasons: Callable[[object], None] | None = None,
+    ) -> bool:
         """Restore `pool`'s history from its file, if there is a sound one of this pool.
         The history keeps time by `now`'s clock (monotonic); the file by the wall clock."""
         path = self._path(pool)
@@ -102,6 +109,8 @@ class HistoryStore:
         try:
             document = orjson.loads(data)
             state = self._state_from(document, pool)
+            if restore_reasons is not None and document.get("reasons") is not None:
+                restore_reasons(document["reasons"])
         except (orjson.JSONDecodeError, ValueError) as error:
             self._ignored(pool, safe_error_text(error))
             return False
@@ -114,12 +123,20 @@ class HistoryStore:
         log.debug("pool history restored", extra={"fields": {"user_pool_id": pool.id}})
         return True
 
-    def save(self, pool: Pool, history: PoolHistory, now: float, wall_now: float) -> None:
-        """Write `pool`'s history if it changed since it was last written. Failures are
-        logged once while any pool's writes fail, and change nothing else."""
+    def save(
+        self,
+        pool: Pool,
+        history: PoolHistory,
+        now: float,
+        wall_now: float,
+        reasons: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write `pool`'s history, with its jobs' reasons (JSON values), if it changed since it
+        was last written. Failures are logged once while any pool's writes fail, and change
+        nothing else."""
         state = _shifted(history.state(), wall_now - now, whole_seconds=True)
-        data = orjson.dumps(self._document(pool, state))
-        unscanned = orjson.dumps(self._document(pool, replace(state, last_scan=None)))
+        data = orjson.dumps(self._document(pool, state, reasons))
+        unscanned = orjson.dumps(self._document(pool, replace(state, last_scan=None), reasons))
         with self._lock:
             if _same(self._written.get(pool.id), unscanned, state.last_scan):
                 return
@@ -197,8 +214,11 @@ class HistoryStore:
             "account": account,
         }
 
-    def _document(self, pool: Pool, state: HistoryState) -> dict[str, Any]:
+    def _document(
+        self, pool: Pool, state: HistoryState, reasons: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         return {
+            **({} if reasons is None else {"reasons": reasons}),
             "format": FORMAT,
             "pool": self._identity(pool),
             "head": [_record(job) for job in state.head],
@@ -332,6 +352,7 @@ def _record(job: Job) -> dict[str, Any]:
         "ImportedUsers": job.imported,
         "SkippedUsers": job.skipped,
         "FailedUsers": job.failed,
+        "CloudWatchLogsRoleArn": job.log_role_arn,
     }
 
 

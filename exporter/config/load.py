@@ -191,6 +191,8 @@ def _resolve(document: ConfigDocument, problems: list[str]) -> Config:
                 credentials=entry.credentials,
                 endpoint_url=entry.endpoint_url,
                 labels=tuple(sorted(entry.labels.items())),
+                reasons=entry.reasons,
+                logs_endpoint_url=entry.logs_endpoint_url,
             )
         )
     return Config(

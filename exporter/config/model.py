@@ -27,6 +27,9 @@ class Pool:
     labels: tuple[tuple[str, str], ...]
     page_size: int
     max_listed_jobs: int
+    # read why users were skipped or failed from finished jobs' logs, at this endpoint
+    reasons: bool = False
+    logs_endpoint_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def pool_with_defaults(
     credentials: str | None = None,
     endpoint_url: str | None = None,
     labels: tuple[tuple[str, str], ...] = (),
+    reasons: bool | None = None,
+    logs_endpoint_url: str | None = None,
 ) -> Pool:
     """A pool with the defaults applied to whatever it does not say."""
     return Pool(
@@ -116,4 +121,6 @@ def pool_with_defaults(
         labels=labels,
         page_size=defaults.page_size,
         max_listed_jobs=defaults.max_jobs,
+        reasons=defaults.reasons if reasons is None else reasons,
+        logs_endpoint_url=logs_endpoint_url or defaults.logs_endpoint_url,
     )

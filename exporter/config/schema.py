@@ -258,6 +258,10 @@ class Defaults(StrictModel):
     # a pool keeps 1,000 jobs by default and the quota can be raised: the bound catches a
     # list that never ends, not a large pool
     max_jobs: Integer = Field(default=100_000, ge=1, le=10_000_000)
+    # read why users were skipped or failed from finished jobs' CloudWatch logs
+    reasons: bool = False
+    # where CloudWatch Logs is asked for them (None: the region's own endpoint)
+    logs_endpoint_url: EndpointUrl = None
 
     @model_validator(mode="before")
     @classmethod
@@ -315,6 +319,8 @@ class PoolEntry(StrictModel):
     region: Region = None
     endpoint_url: EndpointUrl = None
     labels: dict[str, str] = Field(default_factory=dict)
+    reasons: bool | None = None
+    logs_endpoint_url: EndpointUrl = None
 
     @field_validator("labels")
     @classmethod

@@ -197,9 +197,10 @@ def job_view(job: SimulatedJob) -> JsonObject:
         view["StartDate"] = job.started
     if job.completed is not None:
         view["CompletionDate"] = job.completed
+    view["Status"] = job.status
+    if job.role_arn:  # an empty role: a job that writes no log
+        view["CloudWatchLogsRoleArn"] = job.role_arn
     view.update(
-        Status=job.status,
-        CloudWatchLogsRoleArn=job.role_arn,
         ImportedUsers=job.imported,
         SkippedUsers=job.skipped,
         FailedUsers=job.failed,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from exporter.demo.lifecycle import JsonObject, Lifecycle
+from exporter.demo.logs import LOGS_TARGET_PREFIX, SimulatedLogs
 from exporter.demo.model import DEFAULT_ACCOUNT_ID, CognitoModel, ServiceError
 from exporter.demo.wire import (
     TARGET_PREFIX,
@@ -85,6 +86,8 @@ class SimulatedCognito(CognitoModel):
     ) -> None:
         super().__init__(clock, seed, lifecycle=lifecycle, account_id=account_id)
         self.faults = Faults()
+        # the jobs' CloudWatch logs, served on the same endpoint (FilterLogEvents)
+        self.logs = SimulatedLogs(self, seed)
         self.calls: Counter[str] = Counter()
         self.calls_by_pool: Counter[str] = Counter()
         self.list_calls_at: deque[float] = deque(maxlen=LIST_CALL_HISTORY)
@@ -135,6 +138,8 @@ class SimulatedCognito(CognitoModel):
         headers = headers or {}
         if target is None and body.startswith(b"Action="):
             return self._respond_sts(body, headers)
+        if target is not None and target.startswith(LOGS_TARGET_PREFIX):
+            return self.logs.respond(target, body)
         delay = 0.0
         pool_key: str | None = None
         try:

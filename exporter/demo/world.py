@@ -32,6 +32,8 @@ DEMO_POOLS = (
 # Configured but absent from the endpoint, like a pool deleted without updating the config:
 # the demo shows one failing pool beside exact ones.
 RETIRED_POOL = ("eu-west-1_Retired99", "retired")
+# pools whose finished jobs' logs are read for the reasons users were skipped or failed
+REASONS_POOLS = frozenset({"customers", "partners"})
 DEMO_LIFECYCLE = Lifecycle(
     expire_after=45.0,
     pending_seconds=3.0,
@@ -125,13 +127,15 @@ def configured_demo_pools() -> dict[str, str]:
 
 def demo_config(endpoint_url: str) -> Config:
     pools = "\n".join(
-        f"  - {{id: {pool_id}, name: {name}, labels: {{environment: demo}}}}"
+        f"  - {{id: {pool_id}, name: {name}, labels: {{environment: demo}}"
+        f"{', reasons: true' if name in REASONS_POOLS else ''}}}"
         for pool_id, name in configured_demo_pools().items()
     )
     return load_text(
         f"""
 defaults:
   endpoint_url: {endpoint_url}
+  logs_endpoint_url: {endpoint_url}
   credentials: demo
 credentials:
   demo: {{access_key_id: DEMOACCESSKEY, secret_access_key: demo-not-a-secret,

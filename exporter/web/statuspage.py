@@ -1,5 +1,5 @@
-"""The landing page: links, the problems that need a look, and each pool's last collection and
-recent jobs, for a person.
+"""The landing page: links, the problems that need a look, and each pool's last collection, the
+age of the values it shows and its recent jobs, for a person.
 
 Built from the scraper's last snapshot only, so looking at it never calls AWS. Plain HTML and
 CSS: it reads the same without JavaScript.
@@ -10,15 +10,17 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter import __version__
 from exporter.cognito.jobs import Job
+from exporter.collect.reasons_pool import ReasonsView
 from exporter.collect.scraper import Snapshot
 from exporter.collect.served import PoolResult
 from exporter.config.model import Pool
 from exporter.redaction import SECRETS
 from exporter.web.console import import_jobs_url, pool_url
+from exporter.web.reasons_html import reasons_html, reasons_state_html
 
 # the alert rules' thresholds (prometheus/alerts.yml): a job running this long is stuck (here a
 # Stopping job counts as running too); a job still Created this long after its creation is about
@@ -43,6 +45,7 @@ th{background:#eef0f4}.ok{color:#17753a;font-weight:600}.fail{color:#b3261e;font
 .warn{color:#8a4b00;font-weight:600}tr.problem td{background:#fdf3f2}
 td.num{text-align:right;font-variant-numeric:tabular-nums}p.note{max-width:60em}
 #problems td{vertical-align:top}#problems small,td.console{white-space:nowrap}
+ul.reasons{margin:0.3em 0;padding-left:1.2em}ul.reasons small{white-space:normal}
 """
 
 
@@ -58,6 +61,8 @@ class Problem:
     kind: str
     detail: str
     link: str | None
+    # the reasons of the pool the job is in, when it has any to tell
+    reasons: ReasonsView | None = None
 
 
 def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> list[Problem]:
@@ -69,12 +74,12 @@ def problems(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> li
     `max_jobs_per_pool` newer ones."""
     results = {result.pool.id: result for result in snapshot.results} if snapshot else {}
     current = [results[pool.id] for pool in pools if pool.id in results]
-    failing = [_collection_problem(result) for result in current if not result.success]
+    failing = [_collection_problem(result, now) for result in current if not result.success]
     finished = [
         problem
         for result in current
         for job in result.recent_jobs
-        if (problem := _outcome_problem(result.pool, job)) is not None
+        if (problem := _outcome_problem(result.pool, job, result.reasons)) is not None
     ]
     running = [
         _job_problem(result.pool, job, ACTIVE_TOO_LONG, _running_detail(job, now))
@@ -111,7 +116,7 @@ def landing_page(
         "<h2>Problems</h2>",
         _problems_section(pools, snapshot, shown_at),
         "<h2>User pools</h2>",
-        _pools_table(pools, snapshot),
+        _pools_table(pools, snapshot, shown_at),
         "<h2>Recent import jobs</h2>",
         _jobs_table(snapshot),
         "</body></html>",
@@ -119,15 +124,15 @@ def landing_page(
     return "".join(parts).encode()
 
 
-def _collection_problem(result: PoolResult) -> Problem:
+def _collection_problem(result: PoolResult, now: float) -> Problem:
     pool = result.pool
-    reason = f"{result.error_code}: {result.error_message or ''}"
+    reason = f"{result.error_code}: {result.error_message or ''} ({_shown_data(result, now)})"
     return Problem(
         pool.id, pool.name, None, None, COLLECTION_FAILING, reason, pool_url(pool.id, pool.region)
     )
 
 
-def _outcome_problem(pool: Pool, job: Job) -> Problem | None:
+def _outcome_problem(pool: Pool, job: Job, reasons: ReasonsView | None) -> Problem | None:
     if job.status == "Failed":
         kind = JOB_FAILED
     elif job.failed:
@@ -139,7 +144,7 @@ def _outcome_problem(pool: Pool, job: Job) -> Problem | None:
     detail = f"{job.status}: {job.imported} imported, {job.skipped} skipped, {job.failed} failed"
     if job.completion_message:
         detail += f". {_shown(job.completion_message)}"
-    return _job_problem(pool, job, kind, detail)
+    return replace(_job_problem(pool, job, kind, detail), reasons=reasons)
 
 
 def _worst(problem: Problem) -> int:
@@ -197,6 +202,28 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
+def _age(result: PoolResult, now: float) -> str:
+    """How long ago the pool was last refreshed successfully: what its values are as of."""
+    if result.refreshed_at is None:
+        return ""
+    # a refresh stamped ahead of the page's clock (the clock was set back) is as new as it gets
+    seconds = int(max(0.0, now - result.refreshed_at))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min {seconds % 60} s"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes // 1440} d {minutes // 60 % 24} h"
+
+
+def _shown_data(result: PoolResult, now: float) -> str:
+    """What a failing pool still shows: its last good values and their age, or nothing."""
+    age = _age(result, now)
+    return f"values shown are {age} old" if age else "nothing read yet"
+
+
 def _shown(text: str) -> str:
     """A service's free text as the page may show it: secrets and signing parameters out
     (as in the log), anything unprintable escaped."""
@@ -207,7 +234,8 @@ def _shown(text: str) -> str:
 def _problems_section(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> str:
     note = (
         "<p class='note'>From the last collection, ages as of "
-        f"{_when(now)}: pools whose collection failed; recent jobs (active, or finished within "
+        f"{_when(now)}: pools whose collection failed (they show their last good values); "
+        "recent jobs (active, or finished within "
         "<code>scrape.job_window</code>) that failed or failed users; jobs Pending, "
         f"InProgress or Stopping for over {ACTIVE_TOO_LONG_AFTER / 3600:g} h; jobs still "
         f"Created {EXPIRY_WARNING_AFTER / 3600:g} h after their creation (Cognito expires a job "
@@ -236,11 +264,15 @@ def _problems_section(pools: Iterable[Pool], snapshot: Snapshot | None, now: flo
             f"<td>{html.escape(_shown(problem.pool_name))}<br><small>{html.escape(problem.pool_id)}"
             f"</small></td><td>{job}</td>"
             f"<td class='{severity}'>{html.escape(problem.kind)}</td>"
-            f"<td>{html.escape(problem.detail)}</td>"
+            f"<td>{html.escape(problem.detail)}{_reasons(problem)}</td>"
             f"<td class='console'>{_link(problem.link, f'{target} in console')}</td></tr>"
         )
     rows.append("</table>")
     return note + "".join(rows)
+
+
+def _reasons(problem: Problem) -> str:
+    return "" if problem.job_id is None else reasons_html(problem.reasons, problem.job_id)
 
 
 def _link(url: str | None, text: str) -> str:
@@ -249,11 +281,11 @@ def _link(url: str | None, text: str) -> str:
     return f"<a href='{html.escape(url)}'>{html.escape(text)}</a>"
 
 
-def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None) -> str:
+def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None, now: float) -> str:
     results = {result.pool.id: result for result in snapshot.results} if snapshot else {}
     rows = [
         "<table id='pools'><tr><th>Pool</th><th>Name</th><th>Region</th>"
-        "<th>Last collection</th><th>Error</th><th>Jobs</th></tr>"
+        "<th>Last collection</th><th>Error</th><th>Data age</th><th>Jobs</th></tr>"
     ]
     for pool in pools:
         result = results.get(pool.id)
@@ -261,24 +293,33 @@ def _pools_table(pools: Iterable[Pool], snapshot: Snapshot | None) -> str:
             "<tr>"
             f"<td>{_link(pool_url(pool.id, pool.region), pool.id)}</td>"
             f"<td>{html.escape(_shown(pool.name))}</td>"
-            f"<td>{html.escape(pool.region)}</td>{_result_cells(result)}</tr>"
+            f"<td>{html.escape(pool.region)}</td>{_result_cells(result, now)}</tr>"
         )
     rows.append("</table>")
     return "".join(rows)
 
 
-def _result_cells(result: PoolResult | None) -> str:
+def _result_cells(result: PoolResult | None, now: float) -> str:
+    """Last collection, error, data age and job counts; a failing pool still shows the
+    values of its last good collection."""
     if result is None:
-        return "<td>not collected yet</td><td></td><td></td>"
-    if not result.success:
-        error = html.escape(f"{result.error_code}: {result.error_message or ''}")
-        return f"<td class='fail'>failed</td><td>{error}</td><td></td>"
+        return "<td>not collected yet</td><td></td><td></td><td></td>"
+    if not result.attempted:
+        return "<td>not read yet</td><td></td><td></td><td></td>"
     statuses = result.outcome.statuses if result.outcome else {}
     summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()) if count)
-    return (
-        f"<td class='ok'>ok in {result.duration:.2f}s</td><td></td>"
-        f"<td>{html.escape(summary or 'none')}</td>"
+    jobs = (
+        html.escape(summary or "none") + reasons_state_html(result.reasons)
+        if result.outcome
+        else ""
     )
+    age = html.escape(_age(result, now))
+    if not result.success:
+        error = html.escape(f"{result.error_code}: {result.error_message or ''}")
+        shown = age or "nothing read yet"
+        return f"<td class='fail'>failed</td><td>{error}</td><td>{shown}</td><td>{jobs}</td>"
+    took = f"ok in {result.duration:.2f}s"
+    return f"<td class='ok'>{took}</td><td></td><td>{age}</td><td>{jobs}</td>"
 
 
 def _jobs_table(snapshot: Snapshot | None) -> str:

@@ -1,10 +1,12 @@
 // Alert rules of cognito-import-exporter; the selectors and thresholds come from _config.
 //
-// Per-job series exist only for active jobs and jobs finished in the last 24 hours, and they
-// vanish while a collection of their pool fails. The job alerts read them through
-// last_over_time(...[15m]), so a failed collection shorter than the
-// CognitoUserImportScrapeFailing threshold does not resolve and re-fire every job alert; a job
-// that has since been seen in another status ends its alert at once.
+// Per-job series exist only for active jobs and jobs finished in the last 24 hours. A pool whose
+// collection fails keeps serving the values of its last good one (growing stale, which
+// CognitoUserImportDataStale watches), but series still vanish while Prometheus cannot scrape
+// the exporter, and after a restart without --storage.path until the pool is read again. The
+// job alerts read them through last_over_time(...[15m]), so such a gap shorter than 15 minutes
+// does not resolve and re-fire every job alert; a job that has since been seen in another
+// status ends its alert at once.
 //
 // Each alert's runbook is a section of the README, whose heading is the alert's name; its
 // runbook_url annotation is that section's address under _config.runbookUrlBase.
@@ -139,23 +141,60 @@
             description: "Import job {{ $labels.job_name }} ({{ $labels.job_id }}) in user pool {{ $labels.user_pool_id }} is still in status Created {{ $value | humanizeDuration }} after it was created. Cognito expires a job that is not started within 24 to 48 hours of its creation (status Expired), and its users are then never imported.",
           },
         },
-        ],
+        ] + (if std.length($._config.failedReasonsToAlertOn) == 0 then [] else [
+        {
+          alert: "CognitoUserImportJobUsersFailedForReason",
+          expr: |||
+            (
+              max by (user_pool_id, job_id, reason) (
+                last_over_time(cognito_user_import_job_reason_users{%(cognitoImportSelector)s, outcome="failed", reason=~"%(reasons)s"}[15m])
+              ) > 0
+            )
+            * on (user_pool_id, job_id) group_left (job_name)
+              max by (user_pool_id, job_id, job_name) (
+                last_over_time(cognito_user_import_job_info{%(cognitoImportSelector)s}[15m])
+              )
+          ||| % ($._config { reasons: std.join("|", $._config.failedReasonsToAlertOn) }),
+          'for': "0m",
+          labels: { severity: "warning" },
+          annotations: {
+            summary: "Users of a user import job failed for a reason chosen to alert on.",
+            description: "The log of import job {{ $labels.job_name }} ({{ $labels.job_id }}) in user pool {{ $labels.user_pool_id }} says {{ $value }} of its users failed with reason {{ $labels.reason }}. The exporter reads the reasons of pools with reasons: true; the status page shows example lines of the log.",
+          },
+        },
+        ]),
       },
       {
         name: "cognito-import-exporter",
         rules: [
         {
           alert: "CognitoUserImportScrapeFailing",
+          // while it fails, a pool of a large region is collected every 3/4 of
+          // scrape.max_staleness: a replica region's errors are looked for over an hour, which
+          // leaves such a pool out for a max_staleness of up to 100m (15m would up to 40m)
           expr: |||
             cognito_user_import_scrape_success{%(cognitoImportSelector)s} == 0
             unless on (user_pool_id)
-              increase(cognito_user_import_api_errors_total{%(cognitoImportSelector)s, error_code="OperationNotEnabled"}[15m]) > 0
+              increase(cognito_user_import_api_errors_total{%(cognitoImportSelector)s, error_code="OperationNotEnabled"}[1h]) > 0
           ||| % $._config,
           'for': "15m",
           labels: { severity: "warning" },
           annotations: {
             summary: "The exporter cannot collect a user pool's import jobs.",
-            description: "Every collection of user pool {{ $labels.user_pool_id }} by {{ $labels.instance }} has failed for at least 15 minutes, so its import job metrics are missing and the job alerts cannot fire for it. Errors in the last 15 minutes, by code: {{ range $i, $error := printf \"sum by (error_code) (increase(cognito_user_import_api_errors_total{user_pool_id=%q}[15m])) > 0\" $labels.user_pool_id | query | sortByLabel \"error_code\" }}{{ if $i }}, {{ end }}{{ $error.Labels.error_code }} ({{ printf \"%.0f\" $error.Value }}){{ else }}none recorded{{ end }}.",
+            description: "Every collection of user pool {{ $labels.user_pool_id }} by {{ $labels.instance }} has failed for at least 15 minutes, so its import job metrics keep the values of its last successful collection and the job alerts see nothing newer. Errors in the last 15 minutes, by code: {{ range $i, $error := printf \"sum by (error_code) (increase(cognito_user_import_api_errors_total{user_pool_id=%q}[15m])) > 0\" $labels.user_pool_id | query | sortByLabel \"error_code\" }}{{ if $i }}, {{ end }}{{ $error.Labels.error_code }} ({{ printf \"%.0f\" $error.Value }}){{ else }}none recorded{{ end }}.",
+          },
+        },
+        {
+          alert: "CognitoUserImportDataStale",
+          expr: |||
+            time() - cognito_user_import_scrape_last_success_timestamp_seconds{%(cognitoImportSelector)s}
+              > %(staleDataSeconds)s
+          ||| % $._config,
+          'for': "5m",
+          labels: { severity: "warning" },
+          annotations: {
+            summary: "A user pool's import job metrics are stale.",
+            description: "The import job metrics of user pool {{ $labels.user_pool_id }} on {{ $labels.instance }} are {{ $value | humanizeDuration }} old: that long ago was its last successful collection, so the job alerts see nothing newer for it. Either its collections fail (then CognitoUserImportScrapeFailing fires too) or the exporter's request budget cannot refresh every pool of its account and region within scrape.max_staleness (cognito_user_import_refresh_behind_seconds above 0).",
           },
         },
         {

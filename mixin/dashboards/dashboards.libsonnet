@@ -1,5 +1,6 @@
 // The Grafana dashboard. The panels about jobs, users and the exporter's health are kept as
-// data in panels.json; the quota rows and the table of pools not reporting are built here.
+// data in panels.json; the quota rows, the table of pools not reporting and the data age per
+// pool (its threshold is the stale-data alert's) are built here.
 // Every query selects `job=~"$job", instance=~"$instance"`; the job variable lists the jobs
 // that _config.cognitoImportSelector selects.
 local datasource = { type: 'prometheus', uid: '${datasource}' };
@@ -111,7 +112,59 @@ local quotaRow(y) = [
       target('A', 'sum by (account_id, region) (rate(cognito_user_import_api_account_throttles_total{%s, $quota_scope}[$__rate_interval]))' % scope, 'throttled'),
     ],
   ),
+  timeseries(
+    33,
+    'Refresh behind',
+    'How far the most overdue pool of this account and region is past scrape.max_staleness. '
+    + 'Above 0, the budget cannot refresh every pool within max_staleness: the oldest go '
+    + 'first, and the log said so once. Raise the budget or max_staleness, or spread the '
+    + 'pools over accounts.',
+    's',
+    { h: 8, w: 12, x: 0, y: y + 9 },
+    [
+      target('A', 'max by (account_id, region) (cognito_user_import_refresh_behind_seconds{%s, $quota_scope})' % scope, 'behind'),
+    ],
+  ),
+  timeseries(
+    34,
+    'Full re-read interval in force',
+    'How often every pool of this account and region is read in full: '
+    + 'scrape.full_resync_interval, or longer when what keeping every pool fresh leaves of the '
+    + 'budget cannot afford it (the log said so once).',
+    's',
+    { h: 8, w: 12, x: 12, y: y + 9 },
+    [
+      target('A', 'max by (account_id, region) (cognito_user_import_full_resync_interval_seconds{%s, $quota_scope})' % scope, 'full re-read interval'),
+    ],
+  ),
 ];
+
+// The age of each pool's values, with the stale-data alert's threshold drawn in.
+local dataAge(y, staleSeconds) = timeseries(
+  25,
+  'Data age per pool',
+  'Time since each pool was last collected successfully: every value of the pool is as of '
+  + 'then. Pools with an active job are collected at every scrape; in an account and region '
+  + 'too large for every pool at every scrape, the others are refreshed in the background, '
+  + 'within scrape.max_staleness. The dashed line is the age at which '
+  + 'CognitoUserImportDataStale fires. A pool never collected has no line.',
+  's',
+  { h: 8, w: 24, x: 0, y: y },
+  [
+    target(
+      'A',
+      'time() - max by (user_pool_id) (cognito_user_import_scrape_last_success_timestamp_seconds{%s, user_pool_id=~"$pool"})' % scope,
+      '{{user_pool_id}}',
+    ),
+  ],
+) + {
+  fieldConfig+: {
+    defaults+: {
+      thresholds: { mode: 'absolute', steps: [{ color: 'green', value: null }, { color: 'red', value: staleSeconds }] },
+      custom+: { thresholdsStyle: { mode: 'dashed' } },
+    },
+  },
+};
 
 local notReporting(y) = {
   type: 'table',
@@ -154,6 +207,24 @@ local notReporting(y) = {
     },
   ],
 };
+
+local usersByReason(y) = timeseries(
+  26,
+  'Users failed and skipped, by reason',
+  'From the CloudWatch logs of finished jobs of pools with reasons: true: users failed or '
+  + "skipped per interval, by the reason the job's log gives (already_exists, "
+  + 'no_verified_attribute, schema_mismatch, internal_error, other). A job is counted when '
+  + 'its log has been read, a few scrapes after it finished. Empty when no pool reads reasons.',
+  'short',
+  { h: 8, w: 24, x: 0, y: y },
+  [
+    target(
+      'A',
+      'sum by (outcome, reason) (increase(cognito_user_import_reason_users_total{%s, user_pool_id=~"$pool"}[$__rate_interval]))' % scope,
+      '{{outcome}}: {{reason}}',
+    ),
+  ],
+);
 
 local panels = import 'panels.json';
 local bottom = std.foldl(function(lowest, p) std.max(lowest, p.gridPos.y + p.gridPos.h), panels, 0);
@@ -214,7 +285,8 @@ local bottom = std.foldl(function(lowest, p) std.max(lowest, p.gridPos.y + p.gri
           ),
         ],
       },
-      panels: panels + [notReporting(bottom)] + quotaRow(bottom + 6),
+      panels: panels + [notReporting(bottom), dataAge(bottom + 6, $._config.staleDataSeconds)]
+              + [usersByReason(bottom + 14)] + quotaRow(bottom + 22),
     },
   },
 }
