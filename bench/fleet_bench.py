@@ -18,7 +18,7 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -95,12 +95,10 @@ def report_large(run: LargeRun, report: Report) -> None:
     steady = answers[warm:] if warm is not None else []
     report.figure(name, "scrapes", f"{len(answers)} answered, {run.failed_scrapes} failed")
     failures = false_failures(answers)
-    kinds = Counter(spec.kind_of(pool_id) for pool_id in failures)
     report.figure(
         name,
         "pools reading scrape_success 0 (the simulator never fails)",
-        f"{len(failures)} pools, {sum(failures.values())} pool-scrapes"
-        + "".join(f"; {count} {kind}" for kind, count in sorted(kinds.items())),
+        f"{len(failures)} pools, {sum(failures.values())} pool-scrapes" + kinds_of(spec, failures),
         "0",
         not failures,
     )
@@ -137,7 +135,7 @@ def report_large(run: LargeRun, report: Report) -> None:
         name,
         "pool age at every scrape after the cold start",
         f"max {real(ages.max_age):.0f} s over {ages.samples} pool-scrapes, {ages.over} older, "
-        f"{ages.never} never refreshed",
+        f"{ages.never} never refreshed" + kinds_of(spec, ages.late_pools),
         f"<= max_staleness {timing.max_staleness:g} s",
         bool(steady) and ages.over == 0 and ages.never == 0,
     )
@@ -146,7 +144,7 @@ def report_large(run: LargeRun, report: Report) -> None:
         name,
         "age of pools with an active job",
         f"max {real(active.max_age):.1f} s over {active.samples} pool-scrapes, {active.over} "
-        "refreshed before the previous scrape",
+        "refreshed before the previous scrape" + kinds_of(spec, active.late_pools),
         f"<= one scrape ({timing.interval:g} s)",
         active.samples > 0 and active.over == 0 and active.never == 0,
     )
@@ -191,6 +189,12 @@ def report_large(run: LargeRun, report: Report) -> None:
     slack = timing.wall(timing.timeout) * SLACK_TIMEOUTS
     report.problems.extend(wrong_values(answers, run.versions, slack))
     report_final(run, report, name, slack)
+
+
+def kinds_of(spec: FleetSpec, pool_ids: Iterable[str]) -> str:
+    """ "; 2 full busy; 1 small": how many of the pools are of each kind."""
+    kinds = Counter(spec.kind_of(pool_id) for pool_id in pool_ids)
+    return "".join(f"; {count} {kind}" for kind, count in sorted(kinds.items()))
 
 
 def report_calls(run: LargeRun, steady: Sequence[Any], report: Report, name: str) -> None:

@@ -26,16 +26,18 @@ class Ages:
     max_age: float
     over: int  # samples older than the bound asked about
     never: int  # samples of pools never refreshed yet
+    late_pools: frozenset[str] = frozenset()  # the pools of those samples
 
     @staticmethod
-    def of(ages: Iterable[float], bound: float) -> Ages:
+    def of(ages: Iterable[tuple[str, float]], bound: float) -> Ages:
         listed = list(ages)
-        known = [age for age in listed if math.isfinite(age)]
+        known = [age for _, age in listed if math.isfinite(age)]
         return Ages(
             samples=len(listed),
             max_age=max(known, default=0.0),
             over=sum(1 for age in known if age > bound),
             never=len(listed) - len(known),
+            late_pools=frozenset(pool_id for pool_id, age in listed if age > bound),
         )
 
 
@@ -67,24 +69,26 @@ def cold_start_seconds(answers: Sequence[Answer], pool_ids: Sequence[str], start
 
 
 def all_ages(answers: Sequence[Answer], pool_ids: Sequence[str], bound: float) -> Ages:
-    return Ages.of((age_of(a.pools.get(p), a) for a in answers for p in pool_ids), bound)
+    return Ages.of(((p, age_of(a.pools.get(p), a)) for a in answers for p in pool_ids), bound)
 
 
 def active_ages(answers: Sequence[Answer]) -> Ages:
     """Ages of the pools an answer shows with an active job; `over` counts those last
     refreshed before the previous scrape was sent (more than one scrape old)."""
     ages: list[float] = []
+    late: set[str] = set()
     over = 0
     for previous, answer in itertools.pairwise(answers):
-        for view in answer.pools.values():
+        for pool_id, view in answer.pools.items():
             counts = view.counts()
             if counts is None or not has_active_job(counts):
                 continue
             ages.append(age_of(view, answer))
             if view.refreshed_at is None or view.refreshed_at < previous.sent:
                 over += 1
+                late.add(pool_id)
     known = [age for age in ages if math.isfinite(age)]
-    return Ages(len(ages), max(known, default=0.0), over, len(ages) - len(known))
+    return Ages(len(ages), max(known, default=0.0), over, len(ages) - len(known), frozenset(late))
 
 
 def served_counts(answers: Sequence[Answer]) -> list[int]:

@@ -130,6 +130,7 @@ def test_ages_count_the_old_and_the_never_refreshed() -> None:
     ]
     ages = all_ages(answers, [POOL, OTHER], bound=60.0)
     assert (ages.samples, ages.max_age, ages.over, ages.never) == (4, 65.0, 1, 1)
+    assert ages.late_pools == {POOL, OTHER}
     assert first_complete(answers, [POOL, OTHER]) == 1
     assert cold_start_seconds(answers, [POOL, OTHER], started=90.0) == 60.0
     assert cold_start_seconds(answers[:1], [POOL, OTHER], started=90.0) == math.inf
@@ -145,6 +146,7 @@ def test_only_pools_showing_an_active_job_count_as_active() -> None:
     ages = active_ages(answers)
     # the first answer has no previous scrape to compare with; the last is a scrape late
     assert (ages.samples, ages.max_age, ages.over) == (2, 110.0, 1)
+    assert ages.late_pools == {POOL}
 
 
 def test_false_failures_count_pools_and_answers() -> None:
