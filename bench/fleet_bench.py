@@ -94,6 +94,7 @@ def report_large(run: LargeRun, report: Report) -> None:
     warm = first_complete(answers, pool_ids)
     steady = answers[warm:] if warm is not None else []
     report.figure(name, "scrapes", f"{len(answers)} answered, {run.failed_scrapes} failed")
+    report.problems.extend(run.unreadable)
     failures = false_failures(answers)
     report.figure(
         name,

@@ -171,15 +171,23 @@ def read_answer(text: str, sent: float, answered: float) -> Answer:
                 if "account_id" in labels and "region" in labels:
                     region[name] = sample.value
                 continue
-            view = pools.setdefault(pool_id, PoolView())
-            if name == "scrape_success":
-                view.success = sample.value
-            elif name == "scrape_last_success_timestamp_seconds":
-                view.refreshed_at = sample.value
-            elif name == "jobs" and sample.value:
-                view.statuses[labels["status"]] = int(sample.value)
-            elif name == "users_total":
-                view.users[labels["outcome"]] = int(sample.value)
-            elif name == "api_errors_total":
-                view.errors[labels["error_code"]] = int(sample.value)
+            try:
+                read_sample(pools.setdefault(pool_id, PoolView()), name, labels, sample.value)
+            except KeyError as error:
+                raise ValueError(f"{sample.name} without its {error} label") from None
+            except OverflowError:
+                raise ValueError(f"{sample.name} {sample.value} is not a count") from None
     return Answer(sent, answered, pools, region)
+
+
+def read_sample(view: PoolView, name: str, labels: Mapping[str, str], value: float) -> None:
+    if name == "scrape_success":
+        view.success = value
+    elif name == "scrape_last_success_timestamp_seconds":
+        view.refreshed_at = value
+    elif name == "jobs" and value:
+        view.statuses[labels["status"]] = int(value)
+    elif name == "users_total":
+        view.users[labels["outcome"]] = int(value)
+    elif name == "api_errors_total":
+        view.errors[labels["error_code"]] = int(value)

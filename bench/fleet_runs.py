@@ -69,7 +69,8 @@ class LargeRun:
     started: float  # when the exporter was ready, wall clock
     activity_stopped: float
     answers: list[Answer]
-    failed_scrapes: int
+    failed_scrapes: int  # not answered in time (Prometheus would read up 0)
+    unreadable: list[str]  # answered with what is not the exposition format
     versions: Versions
     new_jobs: list[NewJob]
     arrivals: list[float]
@@ -106,6 +107,7 @@ def run_large(spec: FleetSpec, timing: Timing, minutes: float) -> LargeRun:
             end = activity_end + timing.wall(timing.max_staleness) + 2 * interval
             answers: list[Answer] = []
             failed = 0
+            unreadable: list[str] = []
             stopped: float | None = None
             slot = 0
             while (at := started + slot * interval) <= end:
@@ -117,6 +119,8 @@ def run_large(spec: FleetSpec, timing: Timing, minutes: float) -> LargeRun:
                     answers.append(exporter.scrape(timing.wall(timing.timeout)))
                 except (urllib.error.URLError, OSError):
                     failed += 1
+                except ValueError as error:
+                    unreadable.append(f"scrape {slot}: the answer is not the text format: {error}")
                 slot = max(slot + 1, math.floor((time.time() - started) / interval) + 1)
             warnings = exporter.warnings()
         return LargeRun(
@@ -126,6 +130,7 @@ def run_large(spec: FleetSpec, timing: Timing, minutes: float) -> LargeRun:
             activity_stopped=stopped if stopped is not None else time.time(),
             answers=answers,
             failed_scrapes=failed,
+            unreadable=unreadable,
             versions=simulator.ask("versions"),
             new_jobs=simulator.ask("new_jobs"),
             arrivals=simulator.ask("read_arrivals"),

@@ -237,3 +237,19 @@ def test_a_small_fleet_of_any_size_has_a_full_pool(pools: int) -> None:
     assert spec.pools == pools
     assert spec.full_pools == 1
     assert len(spec.busy_ids()) == spec.busy_pools <= 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "garbage here\n",
+        f'cognito_user_import_jobs{{user_pool_id="{POOL}"}} 3.0\n',
+        f'cognito_user_import_users_total{{user_pool_id="{POOL}"}} 3.0\n',
+        f'cognito_user_import_scrape_success{{user_pool_id="{POOL}"}} many\n',
+        f'cognito_user_import_users_total{{user_pool_id="{POOL}",outcome="failed"}} +Inf\n',
+        f'cognito_user_import_users_total{{user_pool_id="{POOL}",outcome="failed"}} NaN\n',
+    ],
+)
+def test_an_answer_not_in_the_format_is_refused_in_one_line(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^[^\n]+$"):
+        read_answer(text, 1.0, 2.0)
