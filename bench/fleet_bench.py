@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from bench.fleet_measures import (
     active_ages,
     all_ages,
@@ -35,6 +37,7 @@ from bench.fleet_measures import (
 )
 from bench.fleet_runs import LargeRun, SmallRun, Timing, full_read_calls, run_large, run_small
 from bench.fleet_world import FleetSpec
+from exporter.config.schema import Scrape
 
 SLACK_TIMEOUTS = 1.0  # how far from a refresh's stamp its reads may lie, in scrape timeouts
 
@@ -343,7 +346,14 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, str | None]:
     small_pools = preset.small_pools if options.small_pools is None else options.small_pools
     small_scrapes = preset.small_scrapes if options.small_scrapes is None else options.small_scrapes
     if not (scale > 0 and minutes > 0 and math.isfinite(scale * minutes)):
-        parser.error("--scale and --minutes must be more than zero")
+        parser.error("--scale and --minutes must be finite and more than zero")
+    try:
+        Scrape.model_validate(Timing(scale=scale).scrape_settings())
+    except ValidationError as error:
+        first = error.errors()[0]
+        parser.error(
+            f"--scale {scale:g} compresses scrape.{first['loc'][0]} too far: {first['msg']}"
+        )
     if small_pools < 0 or small_scrapes < 1:
         parser.error("--small-pools must be 0 or more, --small-scrapes 1 or more")
     spec = preset.spec

@@ -47,14 +47,13 @@ class Timing:
         return seconds * self.scale
 
     def scrape_settings(self) -> dict[str, object]:
-        settings: dict[str, object] = {
+        return {
             "timeout": self.wall(self.exporter_timeout),
             "requests_per_second": self.budget * self.scale,
             "pool_requests_per_second": self.pool_rate * self.scale,
             "full_resync_interval": self.wall(self.full_resync_interval),
             "max_staleness": self.wall(self.max_staleness),
         }
-        return settings
 
 
 def full_read_calls(jobs: int) -> int:

@@ -224,6 +224,7 @@ def test_presets_and_overrides() -> None:
         ["--scale", "0"],
         ["--minutes", "-5"],
         ["--scale", "inf"],
+        ["--scale", "1000"],
         ["--small-scrapes", "0"],
         ["--small-pools", "-1"],
     ):
