@@ -352,7 +352,7 @@ def parse_plan(argv: Sequence[str] | None) -> tuple[Plan, str | None]:
     except ValidationError as error:
         first = error.errors()[0]
         parser.error(
-            f"--scale {scale:g} compresses scrape.{first['loc'][0]} too far: {first['msg']}"
+            f"--scale {scale:g} puts scrape.{first['loc'][0]} out of bounds: {first['msg']}"
         )
     if small_pools < 0 or small_scrapes < 1:
         parser.error("--small-pools must be 0 or more, --small-scrapes 1 or more")
