@@ -28,9 +28,14 @@ class FakeTracked:
     asked."""
 
     def __init__(
-        self, pool: Pool, behaviour: Callable[[FakeTracked, float], PoolResult] | None = None
+        self,
+        pool: Pool,
+        clock: SteppingClock,
+        behaviour: Callable[[FakeTracked, float], PoolResult] | None = None,
     ) -> None:
         self._pool = pool
+        self._clock = clock
+        self._attempted_at: float | None = None
         self._behaviour = behaviour or (lambda tracked, deadline: PoolResult(tracked.pool, 0.1))
         self.deadlines: list[float] = []
         self.dropped = False
@@ -52,25 +57,28 @@ class FakeTracked:
         self.deadlines.append(deadline)
         self.started.set()
         self._latest = self._behaviour(self, deadline)
+        self._attempted_at = self._clock.now()
         return self._latest
 
     def latest(self) -> PoolResult:
         return self._latest or PoolResult(self._pool, 0.0)
 
     def standing(self) -> Standing:
-        return Standing(AccountRegion("111122223333", "eu-west-1"), 0.0, None, False, None, 1, 1)
+        account = AccountRegion("111122223333", "eu-west-1")
+        return Standing(account, 0.0, self._attempted_at, False, None, 1, 1)
 
     def drop(self) -> None:
         self.dropped = True
 
 
 class FakeTracker:
-    def __init__(self) -> None:
+    def __init__(self, clock: SteppingClock) -> None:
+        self.clock = clock
         self.behaviours: dict[str, Callable[[FakeTracked, float], PoolResult]] = {}
         self.made: dict[str, FakeTracked] = {}
 
     def track(self, pool: Pool, *, listed: bool = True) -> FakeTracked:
-        tracked = FakeTracked(pool, self.behaviours.get(pool.id))
+        tracked = FakeTracked(pool, self.clock, self.behaviours.get(pool.id))
         self.made[pool.id] = tracked
         return tracked
 
@@ -78,7 +86,7 @@ class FakeTracker:
 def scraper_of(
     pool_ids: tuple[str, ...], clock: SteppingClock, **scrape: float
 ) -> tuple[Scraper, FakeTracker]:
-    tracker = FakeTracker()
+    tracker = FakeTracker(clock)
     settings = Scrape.model_validate(scrape)
     scraper = Scraper([pool(pool_id) for pool_id in pool_ids], settings, tracker, clock.now)
     return scraper, tracker

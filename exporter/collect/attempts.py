@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,10 @@ from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded, Postpon
 
 THROTTLING_CODES = frozenset({"TooManyRequests", "Throttling", "ThrottlingException"})
 THROTTLE_BACK_OFF_SECONDS = 1.0
+# answers timed to tell how long one takes, and the most time kept back for one before a
+# deadline (a slower endpoint still gets its requests, and fails as a Timeout when it is late)
+ANSWERS_TIMED = 64
+MAX_ANSWER_RESERVE_SECONDS = 1.0
 RATE_LIMITED_SERVICE = "cognito-idp"
 
 
@@ -39,6 +44,7 @@ class AttemptCutOff(DeadlineExceeded):
 @dataclass(eq=False)
 class _Attempt:
     deadline: float
+    started: float = 0.0
     connection: Any = None
     raw_socket: socket.socket | None = None
     finished: bool = False
@@ -169,6 +175,26 @@ def _shut(attempt: _Attempt) -> None:
             return
 
 
+class AnswerTimes:
+    """How long recent answers took: the time kept back before a deadline is what nine in
+    ten of them took, at most MAX_ANSWER_RESERVE_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._recent: deque[float] = deque(maxlen=ANSWERS_TIMED)
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(max(0.0, seconds))
+
+    def reserve(self) -> float:
+        with self._lock:
+            recent = sorted(self._recent)
+        if not recent:
+            return 0.0
+        return min(MAX_ANSWER_RESERVE_SECONDS, recent[(len(recent) * 9) // 10])
+
+
 @dataclass(frozen=True)
 class AccountRegion:
     """What a budget belongs to: an account id, or `credentials:NAME` for a credential set
@@ -199,6 +225,7 @@ class AttemptGate:
         self._clock = clock
         self.attempt_timeout = attempt_timeout
         self._watchdog = AttemptWatchdog(clock)
+        self._answer_times = AnswerTimes()
 
     def set_rates(self, account_rate: float, pool_rate: float) -> None:
         """New default limits (a reload), in force from each bucket's next request."""
@@ -218,18 +245,22 @@ class AttemptGate:
         if scope is not None:
             if scope.cut_off:
                 raise AttemptCutOff("the answer took longer than its deadline; not retried")
-            if self._clock() >= scope.deadline:
-                raise Postponed("the deadline passed before this request")
+            # a request that could not be answered before the deadline is not started: it
+            # would end as a failure the pool never had
+            latest_start = scope.deadline - self._answer_times.reserve()
+            if self._clock() >= latest_start:
+                raise Postponed("no time left for an answer before the deadline")
             if scope.account_key is not None and service == RATE_LIMITED_SERVICE:
                 yielding = scope.yielding
-                self._pool_buckets.bucket(scope.pool_id).acquire(scope.deadline, yielding=yielding)
+                self._pool_buckets.bucket(scope.pool_id).acquire(latest_start, yielding=yielding)
                 self._account_buckets.bucket(scope.account_key).acquire(
-                    scope.deadline, yielding=yielding
+                    latest_start, yielding=yielding
                 )
                 self._metrics.api_account_requests.labels(
                     account_id=scope.account_key.account, region=scope.account_key.region
                 ).inc()
-            attempt = _Attempt(min(scope.deadline, self._clock() + self.attempt_timeout))
+            now = self._clock()
+            attempt = _Attempt(min(scope.deadline, now + self.attempt_timeout), now)
             scope.attempt = attempt
             scope.last_attempt_failed = False
             self._watchdog.watch(attempt)
@@ -257,6 +288,7 @@ class AttemptGate:
                 # the call ends here as a Timeout, counted once where its collection is reported
                 scope.cut_off = True
                 raise AttemptCutOff("the answer took longer than its deadline; not retried")
+            self._answer_times.observe(self._clock() - attempt.started)
         if error_code is None:
             return
         if scope is not None:

@@ -271,8 +271,8 @@ class Scraper:
 
     def _extend(self, collection: _Collection, deadline: float) -> bool:
         """A scrape with more time than the collection it joined: the pools that collection
-        ran out of time for are collected again by this scrape's deadline (once), for it and
-        any scrape that joins later."""
+        ran out of time for (timed out, or postponed before their turn came) are collected
+        again by this scrape's deadline (once), for it and any scrape that joins later."""
         with self._lock:
             now = self._clock()
             if deadline <= collection.deadline or deadline - now < MIN_EXTENSION_SECONDS:
@@ -283,7 +283,10 @@ class Scraper:
                 if (future := collection.futures.get(pool_id)) is not None
                 and future.done()
                 and not future.cancelled()
-                and future.result().error_code == TIMEOUT
+                and (
+                    future.result().error_code == TIMEOUT
+                    or not _refreshed_since(tracked, collection.started)
+                )
             ]
             if not timed_out:
                 return False
@@ -355,3 +358,8 @@ class Scraper:
                 _, evicted = self._probed.popitem(last=False)
                 evicted.drop()
             return tracked
+
+
+def _refreshed_since(tracked: Tracked, moment: float) -> bool:
+    attempted_at = tracked.standing().attempted_at
+    return attempted_at is not None and attempted_at >= moment
