@@ -13,9 +13,10 @@ scrape. For each account and region:
   (imports come in bursts) every RECENT_PERIOD of max_staleness, any other every IDLE_PERIOD
   of it. Both sit below max_staleness, so a pool that waits its turn is still within it.
 - Full re-reads take what freshness leaves of the budget (FULL_SHARE of it; the rest is room
-  to catch up after a cold start or a burst of imports): when the configured full_resync_interval needs more, the interval in force is stretched until the
-  re-reads fit. That, and a region whose pools cannot all be kept within max_staleness, is
-  said once in the log and shown in a gauge.
+  to catch up after a cold start or a burst of imports): when the configured
+  full_resync_interval needs more, the interval in force is stretched until the re-reads fit.
+  That, and a region whose pools cannot all be kept within max_staleness, is said once in the
+  log and shown in a gauge.
 
 The default max_staleness, 5 minutes, is what the default budget affords a region of 1,000
 pools, Cognito's default quota of pools per account: refreshing 1,000 idle pools every 3.75
