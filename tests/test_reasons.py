@@ -146,11 +146,16 @@ def test_a_pool_wants_each_finished_job_with_users_not_imported_once() -> None:
     assert reasons.wanted(jobs, generation) == []  # waiting already
     reasons.record(JobReasons("import-new", {("failed", "other"): 3}, (), complete=True))
     reasons.record(JobReasons("import-new", {("failed", "other"): 3}, (), complete=True))
-    view = reasons.view(True, generation)
+    view = reasons.view(generation)
     assert view.state == READING
     assert view.totals == {("failed", "other"): 3}  # recorded twice, counted once
     assert view.waiting == 1
-    assert reasons.view(False, generation).state == OFF
+    assert reasons.still_wanted("import-old", generation)
+    reasons.turn(False)
+    assert reasons.view(generation).state == OFF
+    assert reasons.view(generation).waiting == 0
+    assert not reasons.still_wanted("import-old", generation)  # a reload turned it off
+    assert reasons.wanted([job("import-newest")], generation) == []
 
 
 def test_a_pool_whose_latest_job_writes_no_log_says_so() -> None:
@@ -159,7 +164,7 @@ def test_a_pool_whose_latest_job_writes_no_log_says_so() -> None:
     assert reasons.wanted([job("import-b", role=None), job("import-a")], generation) == [
         job("import-a")
     ]
-    assert reasons.view(True, generation).state == NO_LOG_ROLE
+    assert reasons.view(generation).state == NO_LOG_ROLE
 
 
 def test_a_refusal_holds_until_the_next_generation() -> None:
@@ -168,9 +173,9 @@ def test_a_refusal_holds_until_the_next_generation() -> None:
     reasons.wanted([job("import-a")], first)
     assert reasons.deny(first) is True
     assert reasons.deny(first) is False  # logged once
-    assert reasons.view(True, first).state == DENIED
+    assert reasons.view(first).state == DENIED
     assert reasons.wanted([job("import-a")], first) == []
-    assert reasons.view(True, second).state == READING
+    assert reasons.view(second).state == READING
     assert [j.job_id for j in reasons.wanted([job("import-a")], second)] == ["import-a"]
 
 
@@ -186,7 +191,7 @@ def test_stored_reasons_come_back_whole_and_unsound_ones_are_refused_whole() -> 
     restored.restore(stored)
     assert restored.stored() == stored
     assert restored.pool_name == "real name"
-    assert set(restored.view(True, None).jobs) == {"import-a"}
+    assert set(restored.view(None).jobs) == {"import-a"}
     for broken in (
         {**stored, "totals": [["failed", "made_up_reason", 1]]},
         {**stored, "totals": [["failed", "other", -1]]},
@@ -206,7 +211,7 @@ def test_only_jobs_the_history_keeps_are_kept_and_the_totals_never_go_down() -> 
     for job_id in ("import-a", "import-b"):
         reasons.record(JobReasons(job_id, {("skipped", "already_exists"): 2}, (), True))
     reasons.keep_only(["import-b"])
-    view = reasons.view(True, None)
+    view = reasons.view(None)
     assert set(view.jobs) == {"import-b"}
     assert view.totals == {("skipped", "already_exists"): 4}
     assert set(REASONS) >= {reason for _, reason in view.totals}

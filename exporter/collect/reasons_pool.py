@@ -59,8 +59,9 @@ def wants_reading(job: Job) -> bool:
 
 
 class PoolReasons:
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self._lock = threading.Lock()
+        self._enabled = enabled
         self._jobs: dict[str, JobReasons] = {}
         self._totals: Counter[tuple[str, str]] = Counter()
         self._waiting: set[str] = set()
@@ -85,7 +86,7 @@ class PoolReasons:
         failed, written to a log, neither read nor waiting. They count as waiting from now."""
         chosen: list[Job] = []
         with self._lock:
-            if self._dropped or self._denied_in is generation:
+            if not self._enabled or self._dropped or self._denied_in is generation:
                 return chosen
             latest_seen = False
             for job in jobs:
@@ -102,10 +103,23 @@ class PoolReasons:
                 chosen.append(job)
         return chosen
 
-    def still_wanted(self, generation: object) -> bool:
-        """Whether a waiting job of this pool is still to be read."""
+    def still_wanted(self, job_id: str, generation: object) -> bool:
+        """Whether a waiting job of this pool is still to be read: reading was neither turned
+        off, refused nor dropped since it was offered."""
         with self._lock:
-            return not self._dropped and self._denied_in is not generation
+            return (
+                job_id in self._waiting
+                and self._enabled
+                and not self._dropped
+                and self._denied_in is not generation
+            )
+
+    def turn(self, enabled: bool) -> None:
+        """Reading on or off, as a reload configures it; off forgets the waiting jobs at once."""
+        with self._lock:
+            self._enabled = enabled
+            if not enabled:
+                self._waiting.clear()
 
     def record(self, reasons: JobReasons) -> None:
         """A job's log was read (or given up on): counted once, never read again."""
@@ -142,9 +156,9 @@ class PoolReasons:
             for job_id in [job_id for job_id in self._jobs if job_id not in kept]:
                 del self._jobs[job_id]
 
-    def view(self, enabled: bool, generation: object) -> ReasonsView:
+    def view(self, generation: object) -> ReasonsView:
         with self._lock:
-            if not enabled:
+            if not self._enabled:
                 state = OFF
             elif self._denied_in is generation:
                 state = DENIED

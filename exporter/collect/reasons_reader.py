@@ -50,6 +50,10 @@ class _NoSlot(Exception):
     """The budget had no request slot within a turn: the job takes a turn of its own later."""
 
 
+class _NoLongerWanted(Exception):
+    """Reading was turned off, refused or dropped for the pool since the job was offered."""
+
+
 @dataclass(frozen=True)
 class ReadLimits:
     requests_per_second: float = 1.0
@@ -193,12 +197,12 @@ class ReasonsReader:
                 heapq.heappush(self._later, (self._clock() + after, next(self._order), read))
 
     def _turn(self, read: _Read) -> None:
-        request, limits = read.request, self.limits
-        if not request.reasons.still_wanted(request.generation):
-            return
+        limits = self.limits
         started = self._clock()
         try:
             done = self._read_pages(read, started)
+        except _NoLongerWanted:
+            return
         except _NoSlot:
             self._again(read)
             return
@@ -254,6 +258,8 @@ class ReasonsReader:
 
     def _call(self, read: _Read, call: Callable[[], T]) -> T:
         request, limits = read.request, self.limits
+        if not request.reasons.still_wanted(read.job.job_id, request.generation):
+            raise _NoLongerWanted
         try:
             self._buckets.bucket(request.account).acquire(self._clock() + limits.seconds_per_turn)
         except DeadlineExceeded:

@@ -1,0 +1,74 @@
+"""Reading reasons when the configuration, the logs endpoint or the log itself works against
+it, over real botocore and HTTP against the simulated Cognito and CloudWatch Logs: a reload
+that turns reading off, a slow Region beside a healthy one, duplicated events, errors that
+will never succeed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from exporter.app import Runtime
+from exporter.collect.reasons_reader import ReadLimits, ReasonsReader
+from exporter.config.load import load_text
+from exporter.demo.service import SimulatedCognito
+from tests.simulated import config_yaml
+from tests.test_reasons_reading import IDLE_WITHIN, POOL, finished, reasons_of, scrape, state_of
+from tests.tools import wait_until
+
+OTHER_REGION_POOL = "us-east-1_Healthy1"
+
+
+@pytest.fixture
+def model() -> SimulatedCognito:
+    model = SimulatedCognito(seed=5, clock=time.time)
+    model.add_pool(POOL, "the real name", spawning=False)
+    return model
+
+
+def pools_yaml(*pools: tuple[str, str, bool]) -> str:
+    """Pools as (id, logs endpoint, reasons on)."""
+    return "pools:\n" + "".join(
+        f"  - {{id: {pool_id}, reasons: {str(on).lower()}, logs_endpoint_url: {logs}}}\n"
+        for pool_id, logs, on in pools
+    )
+
+
+@contextmanager
+def reloadable(
+    endpoint: str, texts: list[str], limits: ReadLimits
+) -> Iterator[tuple[Runtime, ReasonsReader]]:
+    """The exporter over the config `texts[-1]`: a test appends a text, then reloads."""
+    runtime = Runtime(
+        lambda: load_text(config_yaml(endpoint, extra=texts[-1])), reasons_limits=limits
+    )
+    runtime.start()
+    try:
+        yield runtime, runtime.reasons_reader
+    finally:
+        runtime.close()
+
+
+def test_a_reload_that_turns_reasons_off_stops_reading_at_once(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    job_id = finished(model, "big", skipped=0, failed=3_000)
+    model.logs.faults.page_bytes = 2_000  # some 20 rows a page: 150 pages
+    texts = [pools_yaml((POOL, endpoint, True))]
+    limits = ReadLimits(requests_per_second=20, pages_per_turn=5)
+    with reloadable(endpoint, texts, limits) as (runtime, reader):
+        scrape(runtime)
+        wait_until(lambda: model.logs.call_count() >= 3, 10, "the read under way")
+        texts.append(pools_yaml((POOL, endpoint, False)))
+        assert runtime.reload().ok
+        at_reload = model.logs.call_count()
+        assert reader.wait_until_idle(IDLE_WITHIN)
+        parsed = scrape(runtime)
+    # at most the call under way when the reload came
+    assert model.logs.call_count() - at_reload <= 1
+    assert model.logs.call_count() < 20
+    assert state_of(parsed) == "off"
+    assert reasons_of(parsed, job_id) == {}
