@@ -14,8 +14,9 @@ import pytest
 from exporter.app import Runtime
 from exporter.collect.reasons_reader import ReadLimits, ReasonsReader
 from exporter.config.load import load_text
+from exporter.demo.logs import expected_reasons
 from exporter.demo.service import SimulatedCognito
-from tests.simulated import config_yaml
+from tests.simulated import config_yaml, serving
 from tests.test_reasons_reading import IDLE_WITHIN, POOL, finished, reasons_of, scrape, state_of
 from tests.tools import wait_until
 
@@ -72,3 +73,41 @@ def test_a_reload_that_turns_reasons_off_stops_reading_at_once(
     assert model.logs.call_count() < 20
     assert state_of(parsed) == "off"
     assert reasons_of(parsed, job_id) == {}
+
+
+def test_a_slow_region_delays_a_healthy_region_s_reasons_by_one_turn_at_most(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    model.add_pool(OTHER_REGION_POOL, "healthy", spawning=False)
+    for n in range(10):
+        finished(model, f"slow {n}", skipped=1, failed=1, ago=900 - n)
+    slow = SimulatedCognito(seed=6, clock=time.time)  # the slow Region's logs endpoint
+    slow.logs.faults.latency = 2.0
+    # one reader: the turns alone keep the healthy Region from waiting
+    limits = ReadLimits(requests_per_second=200, call_seconds=1.0, retry_seconds=0.05, readers=1)
+    with serving(slow) as slow_endpoint:
+        texts = [pools_yaml((POOL, slow_endpoint, True), (OTHER_REGION_POOL, endpoint, True))]
+        with reloadable(endpoint, texts, limits) as (runtime, _reader):
+            scrape(runtime)
+            wait_until(lambda: slow.logs.call_count() >= 1, 10, "the slow Region's first call")
+            healthy = model.add_job(
+                OTHER_REGION_POOL,
+                name="healthy",
+                status="Failed",
+                created=time.time() - 700,
+                started=time.time() - 690,
+                completed=time.time() - 600,
+                imported=40,
+                skipped=2,
+                failed=3,
+            )
+            offered = time.monotonic()
+            wait_until(
+                lambda: reasons_of(scrape(runtime), healthy) == expected_reasons(healthy, 2, 3),
+                20,
+                "the healthy Region's reasons",
+            )
+            waited = time.monotonic() - offered
+    # one turn of the slow Region (a call cut off at 1 s), where ten came before
+    assert waited < 3.0, waited
+    assert model.logs.calls == {"FilterLogEvents": 1}

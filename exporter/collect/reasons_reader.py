@@ -1,23 +1,22 @@
 """Reading finished jobs' logs in the background, never on a scrape's path.
 
-One thread for the process reads the jobs the pools ask for, oldest request first, through a
-request budget of its own per account and Region (`ReadLimits.requests_per_second`, well
-under the 5 a second FilterLogEvents allows an account and Region, which its other users
-share). A job is read in turns of a few pages; a job not done by then goes behind the others,
-so one very large log cannot hold up the rest. Each job is bounded in pages and in reading
-time; a job that reaches a bound keeps what was read, marked incomplete. Throttling slows the
-budget down; other failures are tried again later, a few times; a refusal (AccessDenied)
-turns reading off for the pool until the next reload, with one log line.
+A few threads for the process (`ReadLimits.readers`) read the jobs the pools ask for, through a
+request budget of its own per account and Region (`ReadLimits.requests_per_second`, well under
+the 5 a second FilterLogEvents allows an account and Region, which its other users share). A job
+is read in turns of a few pages; a job not done by then goes behind the others of its account
+and Region, so one very large log cannot hold up the rest. Turns go round the accounts and
+Regions, one turn of each at a time: a slow or endless logs endpoint holds up its own account
+and Region's jobs, and the others' by one turn at most. Each job is bounded in pages and in
+reading time; a job that reaches a bound keeps what was read, marked incomplete. Throttling
+slows the budget down; other failures are tried again later, a few times; a refusal
+(AccessDenied) turns reading off for the pool until the next reload, with one log line.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -34,6 +33,7 @@ from exporter.collect.attempts import (
     calling_for,
     failure_counted_by_attempt,
 )
+from exporter.collect.fair_turns import FairTurns
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded
 from exporter.collect.reasons import ReasonTally
@@ -66,6 +66,8 @@ class ReadLimits:
     retry_seconds: float = 30.0
     throttled_seconds: float = 5.0
     max_waiting_jobs: int = 10_000
+    # threads reading at once, each for another account and Region
+    readers: int = 4
     # a log read this soon after its job finished that lacks rows is read again once, a
     # retry_seconds later
     settle_seconds: float = 300.0
@@ -113,12 +115,9 @@ class ReasonsReader:
         self._metrics = metrics
         self._buckets = BucketRegistry(self.limits.requests_per_second, clock)
         self._wake = threading.Condition()
-        self._ready: deque[_Read] = deque()
-        self._later: list[tuple[float, int, _Read]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._turns: FairTurns[AccountRegion, _Read] = FairTurns()
+        self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._busy = False
 
     def offer(self, pool: PoolToRead, jobs: Iterable[Job]) -> None:
         """Read those of `jobs` the pool wants read, when their turn comes; past
@@ -126,35 +125,32 @@ class ReasonsReader:
         wanted = pool.reasons.wanted(jobs, pool.generation)
         with self._wake:
             for job in wanted:
-                if self._stopping or self._waiting() >= self.limits.max_waiting_jobs:
+                if self._stopping or len(self._turns) >= self.limits.max_waiting_jobs:
                     pool.reasons.forget_waiting(job.job_id)
                     continue
-                self._ready.append(_Read(pool, job))
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="reasons", daemon=True)
-                self._thread.start()
+                self._turns.put(pool.account, _Read(pool, job))
+            while len(self._threads) < self.limits.readers and not self._stopping:
+                thread = threading.Thread(target=self._run, name="reasons", daemon=True)
+                self._threads.append(thread)
+                thread.start()
             self._wake.notify_all()
 
     def waiting(self) -> int:
         with self._wake:
-            return self._waiting()
+            return len(self._turns)
 
     def wait_until_idle(self, timeout: float) -> bool:
         """Wait until no job is being read or waiting (for tests and the benchmark)."""
         with self._wake:
             return self._wake.wait_for(
-                lambda: not self._busy and not self._waiting(), timeout=timeout
+                lambda: not self._turns.taking and not self._turns, timeout=timeout
             )
 
     def stop(self) -> None:
         with self._wake:
             self._stopping = True
-            self._ready.clear()
-            self._later.clear()
+            self._turns.clear()
             self._wake.notify_all()
-
-    def _waiting(self) -> int:
-        return len(self._ready) + len(self._later)
 
     def _run(self) -> None:
         while True:
@@ -171,30 +167,26 @@ class ReasonsReader:
                 self._finish(read)
             finally:
                 with self._wake:
-                    self._busy = False
+                    self._turns.release(read.request.account)
                     self._wake.notify_all()
 
     def _next(self) -> _Read | None:
         with self._wake:
             while not self._stopping:
                 now = self._clock()
-                while self._later and self._later[0][0] <= now:
-                    self._ready.append(heapq.heappop(self._later)[2])
-                if self._ready:
-                    self._busy = True
-                    return self._ready.popleft()
-                wait = self._later[0][0] - now if self._later else None
-                self._wake.wait(wait)
+                taken = self._turns.take(now)
+                if taken is not None:
+                    return taken[1]
+                due = self._turns.next_due()
+                self._wake.wait(None if due is None else max(0.0, due - now))
             return None
 
     def _again(self, read: _Read, after: float = 0.0) -> None:
         with self._wake:
             if self._stopping:
                 return
-            if after <= 0:
-                self._ready.append(read)
-            else:
-                heapq.heappush(self._later, (self._clock() + after, next(self._order), read))
+            at = None if after <= 0 else self._clock() + after
+            self._turns.put(read.request.account, read, at)
 
     def _turn(self, read: _Read) -> None:
         limits = self.limits
