@@ -4,6 +4,7 @@ stored."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from exporter.cognito.jobs import Job
@@ -215,3 +216,11 @@ def test_only_jobs_the_history_keeps_are_kept_and_the_totals_never_go_down() -> 
     assert set(view.jobs) == {"import-b"}
     assert view.totals == {("skipped", "already_exists"): 4}
     assert set(REASONS) >= {reason for _, reason in view.totals}
+
+
+def test_why_a_read_was_given_up_is_kept_across_a_restart() -> None:
+    reasons = PoolReasons()
+    reasons.record(JobReasons("import-a", {}, (), complete=False, problem="ResourceNotFound: x"))
+    restored = PoolReasons()
+    restored.restore(orjson.loads(orjson.dumps(reasons.stored())))
+    assert restored.view(None).jobs["import-a"].problem == "ResourceNotFound: x"

@@ -16,6 +16,7 @@ from exporter.collect.reasons_reader import ReadLimits, ReasonsReader
 from exporter.config.load import load_text
 from exporter.demo.logs import expected_reasons
 from exporter.demo.service import SimulatedCognito
+from exporter.web.statuspage import landing_page
 from tests.simulated import config_yaml, serving
 from tests.test_reasons_reading import IDLE_WITHIN, POOL, finished, reasons_of, scrape, state_of
 from tests.tools import wait_until
@@ -111,3 +112,23 @@ def test_a_slow_region_delays_a_healthy_region_s_reasons_by_one_turn_at_most(
     # one turn of the slow Region (a call cut off at 1 s), where ten came before
     assert waited < 3.0, waited
     assert model.logs.calls == {"FilterLogEvents": 1}
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFoundException", "InvalidParameterException"])
+def test_an_error_that_will_never_succeed_is_tried_once_and_the_job_says_why(
+    model: SimulatedCognito, endpoint: str, code: str
+) -> None:
+    job_id = finished(model, "no group", skipped=1, failed=2)
+    model.logs.faults.error = code
+    texts = [pools_yaml((POOL, endpoint, True))]
+    limits = ReadLimits(requests_per_second=200, retry_seconds=0.05, tries=5)
+    with reloadable(endpoint, texts, limits) as (runtime, reader):
+        scrape(runtime)
+        assert reader.wait_until_idle(IDLE_WITHIN)
+        parsed = scrape(runtime)
+        page = landing_page(runtime.scraper.pools, runtime.scraper.last_snapshot).decode()
+    assert model.logs.calls == {"FilterLogEvents": 1}
+    assert reasons_of(parsed, job_id) == {}
+    assert state_of(parsed) == "reading"
+    short = code.removesuffix("Exception")
+    assert f"Reasons: the job's log could not be read ({short}: An error occurred ({code})" in page

@@ -35,12 +35,14 @@ _NEVER_DENIED = object()
 @dataclass(frozen=True)
 class JobReasons:
     """A job's skipped and failed users by (outcome, reason), as its log told them;
-    `complete` when every such user of the job was found in it."""
+    `complete` when every such user of the job was found in it; `problem`, why the read
+    was given up, if it was."""
 
     job_id: str
     counts: Mapping[tuple[str, str], int]
     examples: tuple[Example, ...]
     complete: bool
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class PoolReasons:
                             [e.line, e.outcome, e.reason, e.text] for e in reasons.examples
                         ],
                         "complete": reasons.complete,
+                        "problem": reasons.problem,
                     }
                     for reasons in self._jobs.values()
                 ],
@@ -203,6 +206,7 @@ class PoolReasons:
                 _counts(job.counts),
                 tuple(_example(*example) for example in job.examples),
                 job.complete,
+                job.problem,
             )
             for job in document.jobs
         }
@@ -242,6 +246,7 @@ class _StoredJob(BaseModel):
     counts: Annotated[list[_Count], Field(max_length=len(ROW_OUTCOMES) * len(REASONS))]
     examples: Annotated[list[tuple[_Users, _Name, _Name, _Text]], Field(max_length=50)]
     complete: Annotated[bool, Field(strict=True)]
+    problem: _Text | None = None
 
 
 class _Stored(BaseModel):

@@ -44,6 +44,9 @@ from exporter.redaction import safe_error_text
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# answers that asking again cannot change: a log group that does not exist, a request the
+# service (or botocore, before sending it) finds invalid
+NEVER_SUCCEEDING_CODES = frozenset({"InvalidParameter", "ResourceNotFound", "ParamValidation"})
 
 
 class _NoSlot(Exception):
@@ -281,16 +284,16 @@ class ReasonsReader:
             self._again(read, limits.throttled_seconds)
             return
         read.failures += 1
-        if read.failures >= limits.tries:
+        if code in NEVER_SUCCEEDING_CODES or read.failures >= limits.tries:
             log.info(
                 "an import job's log could not be read; its reasons stay incomplete",
                 extra={"fields": _fields(read, error)},
             )
-            self._finish(read)
+            self._finish(read, f"{code}: {safe_error_text(error)}")
             return
         self._again(read, limits.retry_seconds * read.failures)
 
-    def _finish(self, read: _Read) -> None:
+    def _finish(self, read: _Read, problem: str | None = None) -> None:
         job, tally = read.job, read.tally
         read.request.reasons.record(
             JobReasons(
@@ -298,6 +301,7 @@ class ReasonsReader:
                 dict(tally.counts),
                 tuple(tally.examples),
                 complete=tally.users >= job.skipped + job.failed,
+                problem=problem,
             )
         )
 
