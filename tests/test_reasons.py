@@ -4,6 +4,8 @@ stored."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -11,7 +13,9 @@ from exporter.cognito.jobs import Job
 from exporter.collect.reasons import (
     EXAMPLE_CHARS,
     EXAMPLES_PER_REASON,
+    MAX_LINE_SEEN,
     REASONS,
+    LinesSeen,
     ReasonTally,
     Row,
     parse_row,
@@ -224,3 +228,58 @@ def test_why_a_read_was_given_up_is_kept_across_a_restart() -> None:
     restored = PoolReasons()
     restored.restore(orjson.loads(orjson.dumps(reasons.stored())))
     assert restored.view(None).jobs["import-a"].problem == "ResourceNotFound: x"
+
+
+def test_a_row_given_twice_is_counted_once_and_an_outcome_never_past_the_job_s_users() -> None:
+    tally = ReasonTally({"skipped": 2, "failed": 3})
+    rows = [f"[FAILED] Line Number {n} - Internal error." for n in (2, 3, 2, 3, 9, 10, 11)]
+    rows += [f"[SKIPPED] Line Number {n} - The user already exists." for n in (2, 2, 4)]
+    tally.add(rows)
+    assert tally.counts == {("failed", "internal_error"): 3, ("skipped", "already_exists"): 2}
+    assert [e.line for e in tally.examples] == [2, 3, 9, 2, 4]
+
+
+def test_lines_seen_are_a_bitmap_as_long_as_the_highest_line_and_bounded() -> None:
+    seen = LinesSeen()
+    assert [seen.first_time(line) for line in (500_000, 7, 500_000, 7, 8)] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
+    # past the bound a line is not remembered (the job's own counts still cap it)
+    assert seen.first_time(MAX_LINE_SEEN) is True
+    assert seen.first_time(MAX_LINE_SEEN) is True
+    assert seen.first_time(MAX_LINE_SEEN - 1) is True
+    assert seen.first_time(MAX_LINE_SEEN - 1) is False
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("token=abc123 password: 'hunter 2'", "token=<redacted> password: <redacted>"),
+        ('client_secret = "s e c" api_key=K1', "client_secret = <redacted> api_key=<redacted>"),
+        ("by AKIAIOSFODNN7EXAMPLE", "by <redacted>"),
+        ("user alice.b+x@example.co.uk failed", "user <redacted> failed"),
+        ("phone +1 (555) 123-4567, 5551234567", "phone <redacted>, <redacted>"),
+        (
+            "Invalid attribute value for phone_number: Invalid phone number format.",
+            "Invalid attribute value for phone_number: Invalid phone number format.",
+        ),
+        ("line 12 of 3 rows", "line 12 of 3 rows"),
+    ],
+)
+def test_an_example_shows_no_user_data_nor_secret(text: str, shown: str) -> None:
+    tally = ReasonTally()
+    tally.add([f"[FAILED] Line Number 2 - {text}"])
+    assert [example.text for example in tally.examples] == [shown]
+
+
+def test_redacting_a_long_line_takes_one_reading() -> None:
+    tally = ReasonTally()
+    hostile = ["token" * 60_000, "1-" * 150_000, "a@" * 150_000, ("x" * 50 + "@") * 6_000]
+    started = time.perf_counter()
+    tally.add([f"[FAILED] Line Number {n} - {text}" for n, text in enumerate(hostile, 2)])
+    assert time.perf_counter() - started < 2.0
+    assert tally.users == 4

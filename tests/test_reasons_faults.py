@@ -132,3 +132,45 @@ def test_an_error_that_will_never_succeed_is_tried_once_and_the_job_says_why(
     assert state_of(parsed) == "reading"
     short = code.removesuffix("Exception")
     assert f"Reasons: the job's log could not be read ({short}: An error occurred ({code})" in page
+
+
+def test_events_given_twice_are_counted_once(model: SimulatedCognito, endpoint: str) -> None:
+    job_id = finished(model, "twice", skipped=30, failed=90)
+    # pages that overlap by an event, and the whole log again in a second stream
+    model.logs.faults.overlapping_pages = True
+    model.logs.faults.copied_stream = True
+    model.logs.faults.page_bytes = 1_500
+    texts = [pools_yaml((POOL, endpoint, True))]
+    with reloadable(endpoint, texts, ReadLimits(requests_per_second=200)) as (runtime, reader):
+        scrape(runtime)
+        assert reader.wait_until_idle(IDLE_WITHIN)
+        parsed = scrape(runtime)
+    assert reasons_of(parsed, job_id) == expected_reasons(job_id, 30, 90)
+    assert reasons_of(parsed) == expected_reasons(job_id, 30, 90)
+
+
+def test_no_more_users_of_an_outcome_are_counted_than_the_job_reports(
+    model: SimulatedCognito, endpoint: str
+) -> None:
+    job_id = finished(model, "more rows than users", skipped=1, failed=2)
+    model.logs.set_lines(
+        job_id,
+        [
+            "[FAILED] Line Number 2 - Internal error.",
+            "[FAILED] Line Number 2 - Internal error.",  # the same row written twice
+            "[SKIPPED] Line Number 3 - The user already exists.",
+            "[FAILED] Line Number 4 - The user data does not match the schema.",
+            "[FAILED] Line Number 5 - The user data does not match the schema.",
+            "[SKIPPED] Line Number 6 - The user already exists.",
+        ],
+    )
+    texts = [pools_yaml((POOL, endpoint, True))]
+    with reloadable(endpoint, texts, ReadLimits(requests_per_second=200)) as (runtime, reader):
+        scrape(runtime)
+        assert reader.wait_until_idle(IDLE_WITHIN)
+        parsed = scrape(runtime)
+    assert reasons_of(parsed, job_id) == {
+        ("failed", "internal_error"): 1,
+        ("failed", "schema_mismatch"): 1,
+        ("skipped", "already_exists"): 1,
+    }

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.cognito.jobs import Job
-from exporter.collect.reasons import EXAMPLE_CHARS, REASONS, ROW_OUTCOMES, Example
+from exporter.collect.reasons import EXAMPLE_CHARS, REASONS, ROW_OUTCOMES, Example, example_text
 
 READING = "reading"
 OFF = "off"
@@ -230,7 +230,7 @@ def _counts(rows: list[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
 def _example(line: int, outcome: str, reason: str, text: str) -> Example:
     if outcome not in ROW_OUTCOMES or reason not in REASONS:
         raise ValueError(f"reasons: {outcome}/{reason} is not an outcome and reason")
-    return Example(line, outcome, reason, text)
+    return Example(line, outcome, reason, example_text(text))
 
 
 _Users = Annotated[int, Field(strict=True, ge=0, lt=_MAX_COUNT)]

@@ -24,7 +24,13 @@ from typing import TypeVar
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
 from exporter.cognito.jobs import DENIED_CODES, Job
-from exporter.cognito.logs import InvalidLogPage, fetch_log_page, job_request, log_group
+from exporter.cognito.logs import (
+    InvalidLogPage,
+    fetch_log_page,
+    job_request,
+    job_stream,
+    log_group,
+)
 from exporter.cognito.pools import pool_name
 from exporter.collect.attempts import (
     THROTTLING_CODES,
@@ -94,7 +100,7 @@ class PoolToRead:
 class _Read:
     request: PoolToRead
     job: Job
-    tally: ReasonTally = field(default_factory=ReasonTally)
+    tally: ReasonTally = field(init=False)
     token: str | None = None
     pages: int = 0
     seconds: float = 0.0
@@ -102,6 +108,9 @@ class _Read:
     read_again: bool = False
     # the last call's scope: whether the gate counted its failure
     scope: CallScope | None = None
+
+    def __post_init__(self) -> None:
+        self.tally = tally_for(self.job)
 
 
 class ReasonsReader:
@@ -207,7 +216,7 @@ class ReasonsReader:
         finally:
             read.seconds += self._clock() - started
         if done and self._may_be_unsettled(read):
-            read.read_again, read.tally, read.token = True, ReasonTally(), None
+            read.read_again, read.tally, read.token = True, tally_for(read.job), None
             self._again(read, limits.retry_seconds)
         elif done or read.pages >= limits.pages_per_job or read.seconds >= limits.seconds_per_job:
             self._finish(read)
@@ -234,10 +243,10 @@ class ReasonsReader:
         logs = request.clients.logs_client(
             ClientKey(pool.credentials, pool.region, pool.logs_endpoint_url)
         )
-        asked = job_request(log_group(pool.id, name), job)
+        asked, stream = job_request(log_group(pool.id, name), job), job_stream(job)
         expected = job.skipped + job.failed
         for _ in range(limits.pages_per_turn):
-            page = self._call(read, lambda: fetch_log_page(logs, asked, read.token))
+            page = self._call(read, lambda: fetch_log_page(logs, asked, read.token, stream))
             if page.next_token is not None and page.next_token == read.token:
                 raise InvalidLogPage("FilterLogEvents gave the same token again")
             read.pages += 1
@@ -304,6 +313,11 @@ class ReasonsReader:
                 problem=problem,
             )
         )
+
+
+def tally_for(job: Job) -> ReasonTally:
+    """A tally of `job`'s rows, which counts no more users of an outcome than the job did."""
+    return ReasonTally({"skipped": job.skipped, "failed": job.failed})
 
 
 def _fields(read: _Read, error: BaseException) -> dict[str, object]:
