@@ -5,13 +5,14 @@ what the budget leaves. Pure: standings in, choices out."""
 from __future__ import annotations
 
 import io
+import math
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.collect.attempts import AccountRegion
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.schedule import (
+    FULL_SHARE,
     IDLE_PERIOD,
     MAX_FULL_RESYNC_SECONDS,
     RECENT_PERIOD,
@@ -107,10 +108,10 @@ def test_full_rereads_the_budget_cannot_afford_are_stretched_and_said_once(
     for now in (0.0, 60.0, 120.0):
         plan.for_scrape(pools, WINDOW, now)
     fresh = 1000 / (300 * IDLE_PERIOD)
-    stretched = 21000 / ((10 - fresh) * 0.8)
-    assert gauge(metrics, "interval") == pytest.approx(stretched)
-    assert plan.full_resync_interval(ACCOUNT) == pytest.approx(stretched)
-    assert 60 * 60 < stretched < 80 * 60
+    stretched = math.ceil(21000 / ((10 - fresh) * FULL_SHARE))
+    assert gauge(metrics, "interval") == stretched
+    assert plan.full_resync_interval(ACCOUNT) == stretched
+    assert 2 * 3600 < stretched < 2.5 * 3600
     assert log_stream.getvalue().count("full re-reads are stretched") == 1
     # a smaller fleet affords them again: said once too
     plan.for_scrape(pools[:100], WINDOW, 180.0)
@@ -177,5 +178,5 @@ def test_a_region_probed_alone_past_its_budget_gets_its_full_rereads_stretched_t
         plan.due_for_probe(probed, index / 10)
     plan.assess(pools, 60.0)
     fresh = 600 / (300 * IDLE_PERIOD)
-    assert gauge(metrics, "interval") == pytest.approx(600 * 21 / ((10 - fresh) * 0.8))
+    assert gauge(metrics, "interval") == math.ceil(600 * 21 / ((10 - fresh) * FULL_SHARE))
     assert gauge(metrics, "behind") == 0

@@ -7,12 +7,9 @@ the deepest one still active. Later scans read steadily (`exporter.collect.readi
 from the top to meet the newest known job, and the known active jobs refreshed: one call per
 pool in the steady state. When the list is not what the history knows, the pool is read in
 full again; and every `full_resync_interval` anyway. Memory grows with active jobs, not with
-history.
-
-A full read that the scrape's deadline (or an error) interrupts is resumed from its last
-pagination token at the next scrape rather than started again, so a large pool's first read
-spreads over scrapes without paying twice. Jobs created meanwhile sit above where it started;
-the next steady scan picks them up.
+history. A full read that a deadline (or an error) interrupts is resumed from its last token
+at the next scan, so a large pool's first read spreads over scans without paying twice; jobs
+created meanwhile sit above where it started, and the next steady scan picks them up.
 """
 
 from __future__ import annotations
@@ -157,11 +154,13 @@ class PoolHistory:
         return self._outcome(pages=0, describes=0, full=False, changes=(), ordering_broken=False)
 
     def configure(self, keep_recent: int, full_scan_interval: float) -> None:
-        """New settings from a reload, in force from the next scan: a shorter interval brings
-        the next full read forward, and keeping more recent jobs than the tail remembers
-        reads the pool in full once to find them."""
-        if full_scan_interval != self._full_scan_interval and self._last_full_scan is not None:
-            self._next_full_scan = self._last_full_scan + full_scan_interval * self._spread()
+        """New settings (a reload, or the interval the budget affords), in force from the next
+        scan: the next full read keeps its place in the interval, so a shorter one brings it
+        forward; keeping more recent jobs than the tail remembers reads the pool in full once."""
+        last, old = self._last_full_scan, self._full_scan_interval
+        if full_scan_interval != old and last is not None:
+            place = (self._next_full_scan - last) / old if old > 0 and self._next_full_scan else 0
+            self._next_full_scan = last + full_scan_interval * (place or self._spread())
         tail_jobs = sum(self._tail.statuses.values())
         if keep_recent > self._keep_recent and tail_jobs > len(self._tail_recent):
             self._next_full_scan = 0.0

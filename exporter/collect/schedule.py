@@ -12,10 +12,11 @@ scrape. For each account and region:
   the most overdue first: a pool whose jobs moved within RECENT_HORIZONS max_stalenesses
   (imports come in bursts) every RECENT_PERIOD of max_staleness, any other every IDLE_PERIOD
   of it. Both sit below max_staleness, so a pool that waits its turn is still within it.
-- Full re-reads take what freshness leaves of the budget (FULL_SHARE of it): when the
-  configured full_resync_interval needs more, the interval in force is stretched until the
-  re-reads fit. That, and a region whose pools cannot all be kept within max_staleness, is
-  said once in the log and shown in a gauge.
+- Full re-reads take what freshness leaves of the budget (FULL_SHARE of it; the rest is room
+  to catch up after a cold start or a burst of imports): when the configured
+  full_resync_interval needs more, the interval in force is stretched until the re-reads fit.
+  That, and a region whose pools cannot all be kept within max_staleness, is said once in the
+  log and shown in a gauge.
 
 The default max_staleness, 5 minutes, is what the default budget affords a region of 1,000
 pools, Cognito's default quota of pools per account: refreshing 1,000 idle pools every 3.75
@@ -26,6 +27,7 @@ re-reads.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -43,7 +45,7 @@ SMALL_FLEET_SHARE = 0.8
 IDLE_PERIOD = 0.75
 RECENT_PERIOD = 0.25
 RECENT_HORIZONS = 12
-FULL_SHARE = 0.8
+FULL_SHARE = 0.5
 # the longest a full re-read is put off, when freshness alone takes the whole budget
 MAX_FULL_RESYNC_SECONDS = 7 * 86400.0
 # what a scrape interval is taken to be before two scrapes were seen (Prometheus' default)
@@ -259,7 +261,8 @@ class RefreshPlanner:
         configured = scrape.full_resync_interval
         if spare <= 0:
             return MAX_FULL_RESYNC_SECONDS
-        return min(MAX_FULL_RESYNC_SECONDS, max(configured, full_calls / spare))
+        # whole seconds: an interval that moved by a fraction would move every pool's next read
+        return min(MAX_FULL_RESYNC_SECONDS, max(configured, math.ceil(full_calls / spare)))
 
     def _behind(self, account: AccountRegion, members: Sequence[Standing], now: float) -> float:
         """How far the region's most overdue pool is past max_staleness (0 for a region whose
