@@ -96,7 +96,9 @@ def safe_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
 
 def redact_user_data(text: str) -> str:
     """`text` from a log, with what could be a user's data or a secret replaced: values
-    named as secrets, access key ids, e-mail addresses, phone numbers."""
+    named as secrets, access key ids, e-mail addresses, phone numbers; URLs first, whole (a
+    URL's user and password would read as an address)."""
+    text = _URL.sub("<url>", text)
     text = _SECRET_VALUE.sub(rf"\1{REDACTED}", text)
     text = _ACCESS_KEY_ID.sub(REDACTED, text)
     text = _EMAIL.sub(REDACTED, text)

@@ -261,6 +261,7 @@ def test_lines_seen_are_a_bitmap_as_long_as_the_highest_line_and_bounded() -> No
         ("token=abc123 password: 'hunter 2'", "token=<redacted> password: <redacted>"),
         ('client_secret = "s e c" api_key=K1', "client_secret = <redacted> api_key=<redacted>"),
         ("by AKIAIOSFODNN7EXAMPLE", "by <redacted>"),
+        ("see https://AKIAIOSFODNN7EXAMPLE:pw@example.com/x", "see <url>"),
         ("user alice.b+x@example.co.uk failed", "user <redacted> failed"),
         ("phone +1 (555) 123-4567, 5551234567", "phone <redacted>, <redacted>"),
         (
