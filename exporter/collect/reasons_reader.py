@@ -262,12 +262,13 @@ class ReasonsReader:
 
     def _call(self, read: _Read, call: Callable[[], T]) -> T:
         request, limits = read.request, self.limits
-        if not request.reasons.still_wanted(read.job.job_id, request.generation):
-            raise _NoLongerWanted
         try:
             self._buckets.bucket(request.account).acquire(self._clock() + limits.seconds_per_turn)
         except DeadlineExceeded:
             raise _NoSlot from None
+        # asked after the wait for a slot, which a reload may have come during
+        if not request.reasons.still_wanted(read.job.job_id, request.generation):
+            raise _NoLongerWanted
         scope = CallScope(request.pool.id, None, self._clock() + limits.call_seconds, request.label)
         read.scope = scope
         with calling_for(scope):
