@@ -25,6 +25,17 @@ _SIGNING_PARAMETER = re.compile(
     r"(?i)((?:X-Amz-(?:Signature|Security-Token|Credential)|Signature|AWSAccessKeyId)"
     r"(?:=|%3D))[^&\s\"'<>]+"
 )
+# In a log line's text: the value after a name that says it is secret (`token=`, `password:`,
+# `client_secret = "..."`), AWS access key ids, e-mail addresses and runs of digits as long
+# as a phone number. Each is tried only where it can start (after a word's end, at its
+# keyword), so a line is read once however long its words are.
+_SECRET_VALUE = re.compile(
+    r"(?i)((?:token|password|passwd|pwd|secret|key|credentials?|authorization)s?\s{0,3}"
+    r"[=:]\s{0,3})(\"[^\"\n]{0,100}\"|'[^'\n]{0,100}'|[^\s\"'<>,;&]+)"
+)
+_ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"(?<![\w+])\+?(?:\d[\s().-]{0,2}){6,}\d")
 # a secret this short is replaced only where it stands alone, not inside a longer word
 SHORT_SECRET_LENGTH = 8
 MAX_ERROR_TEXT = 300
@@ -81,6 +92,17 @@ def safe_text(text: str, limit: int = MAX_ERROR_TEXT) -> str:
     if text.isprintable():
         return text
     return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def redact_user_data(text: str) -> str:
+    """`text` from a log, with what could be a user's data or a secret replaced: values
+    named as secrets, access key ids, e-mail addresses, phone numbers; URLs first, whole (a
+    URL's user and password would read as an address)."""
+    text = _URL.sub("<url>", text)
+    text = _SECRET_VALUE.sub(rf"\1{REDACTED}", text)
+    text = _ACCESS_KEY_ID.sub(REDACTED, text)
+    text = _EMAIL.sub(REDACTED, text)
+    return _PHONE.sub(REDACTED, text)
 
 
 def safe_traceback(error: BaseException) -> str:

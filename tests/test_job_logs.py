@@ -15,6 +15,7 @@ from exporter.cognito.logs import (
     LogPage,
     fetch_log_page,
     job_request,
+    job_stream,
     log_group,
     parse_log_page,
 )
@@ -95,6 +96,19 @@ def test_a_job_never_started_is_searched_from_its_creation_to_the_end() -> None:
 def test_an_answer_that_cannot_be_trusted_is_refused(answer: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidLogPage, match=message):
         parse_log_page(answer)
+
+
+def test_events_of_another_stream_under_the_job_s_id_are_left_out() -> None:
+    row = "[FAILED] Line Number 3 - Internal error."
+    answer = {
+        "events": [
+            {"logStreamName": "import-AbC123/nightly", "message": row},
+            {"logStreamName": "import-AbC123/nightly-2", "message": row},
+            {"message": row},
+        ]
+    }
+    assert parse_log_page(answer, "import-AbC123/nightly") == LogPage((row,), None)
+    assert job_stream(JOB) == f"import-AbC123/{JOB.name}"
 
 
 def test_a_huge_line_is_kept_short() -> None:

@@ -4,13 +4,18 @@ stored."""
 
 from __future__ import annotations
 
+import time
+
+import orjson
 import pytest
 
 from exporter.cognito.jobs import Job
 from exporter.collect.reasons import (
     EXAMPLE_CHARS,
     EXAMPLES_PER_REASON,
+    MAX_LINE_SEEN,
     REASONS,
+    LinesSeen,
     ReasonTally,
     Row,
     parse_row,
@@ -146,11 +151,16 @@ def test_a_pool_wants_each_finished_job_with_users_not_imported_once() -> None:
     assert reasons.wanted(jobs, generation) == []  # waiting already
     reasons.record(JobReasons("import-new", {("failed", "other"): 3}, (), complete=True))
     reasons.record(JobReasons("import-new", {("failed", "other"): 3}, (), complete=True))
-    view = reasons.view(True, generation)
+    view = reasons.view(generation)
     assert view.state == READING
     assert view.totals == {("failed", "other"): 3}  # recorded twice, counted once
     assert view.waiting == 1
-    assert reasons.view(False, generation).state == OFF
+    assert reasons.still_wanted("import-old", generation)
+    reasons.turn(False)
+    assert reasons.view(generation).state == OFF
+    assert reasons.view(generation).waiting == 0
+    assert not reasons.still_wanted("import-old", generation)  # a reload turned it off
+    assert reasons.wanted([job("import-newest")], generation) == []
 
 
 def test_a_pool_whose_latest_job_writes_no_log_says_so() -> None:
@@ -159,7 +169,7 @@ def test_a_pool_whose_latest_job_writes_no_log_says_so() -> None:
     assert reasons.wanted([job("import-b", role=None), job("import-a")], generation) == [
         job("import-a")
     ]
-    assert reasons.view(True, generation).state == NO_LOG_ROLE
+    assert reasons.view(generation).state == NO_LOG_ROLE
 
 
 def test_a_refusal_holds_until_the_next_generation() -> None:
@@ -168,9 +178,9 @@ def test_a_refusal_holds_until_the_next_generation() -> None:
     reasons.wanted([job("import-a")], first)
     assert reasons.deny(first) is True
     assert reasons.deny(first) is False  # logged once
-    assert reasons.view(True, first).state == DENIED
+    assert reasons.view(first).state == DENIED
     assert reasons.wanted([job("import-a")], first) == []
-    assert reasons.view(True, second).state == READING
+    assert reasons.view(second).state == READING
     assert [j.job_id for j in reasons.wanted([job("import-a")], second)] == ["import-a"]
 
 
@@ -186,7 +196,7 @@ def test_stored_reasons_come_back_whole_and_unsound_ones_are_refused_whole() -> 
     restored.restore(stored)
     assert restored.stored() == stored
     assert restored.pool_name == "real name"
-    assert set(restored.view(True, None).jobs) == {"import-a"}
+    assert set(restored.view(None).jobs) == {"import-a"}
     for broken in (
         {**stored, "totals": [["failed", "made_up_reason", 1]]},
         {**stored, "totals": [["failed", "other", -1]]},
@@ -206,7 +216,71 @@ def test_only_jobs_the_history_keeps_are_kept_and_the_totals_never_go_down() -> 
     for job_id in ("import-a", "import-b"):
         reasons.record(JobReasons(job_id, {("skipped", "already_exists"): 2}, (), True))
     reasons.keep_only(["import-b"])
-    view = reasons.view(True, None)
+    view = reasons.view(None)
     assert set(view.jobs) == {"import-b"}
     assert view.totals == {("skipped", "already_exists"): 4}
     assert set(REASONS) >= {reason for _, reason in view.totals}
+
+
+def test_why_a_read_was_given_up_is_kept_across_a_restart() -> None:
+    reasons = PoolReasons()
+    reasons.record(JobReasons("import-a", {}, (), complete=False, problem="ResourceNotFound: x"))
+    restored = PoolReasons()
+    restored.restore(orjson.loads(orjson.dumps(reasons.stored())))
+    assert restored.view(None).jobs["import-a"].problem == "ResourceNotFound: x"
+
+
+def test_a_row_given_twice_is_counted_once_and_an_outcome_never_past_the_job_s_users() -> None:
+    tally = ReasonTally({"skipped": 2, "failed": 3})
+    rows = [f"[FAILED] Line Number {n} - Internal error." for n in (2, 3, 2, 3, 9, 10, 11)]
+    rows += [f"[SKIPPED] Line Number {n} - The user already exists." for n in (2, 2, 4)]
+    tally.add(rows)
+    assert tally.counts == {("failed", "internal_error"): 3, ("skipped", "already_exists"): 2}
+    assert [e.line for e in tally.examples] == [2, 3, 9, 2, 4]
+
+
+def test_lines_seen_are_a_bitmap_as_long_as_the_highest_line_and_bounded() -> None:
+    seen = LinesSeen()
+    assert [seen.first_time(line) for line in (500_000, 7, 500_000, 7, 8)] == [
+        True,
+        True,
+        False,
+        False,
+        True,
+    ]
+    # past the bound a line is not remembered (the job's own counts still cap it)
+    assert seen.first_time(MAX_LINE_SEEN) is True
+    assert seen.first_time(MAX_LINE_SEEN) is True
+    assert seen.first_time(MAX_LINE_SEEN - 1) is True
+    assert seen.first_time(MAX_LINE_SEEN - 1) is False
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("token=abc123 password: 'hunter 2'", "token=<redacted> password: <redacted>"),
+        ('client_secret = "s e c" api_key=K1', "client_secret = <redacted> api_key=<redacted>"),
+        ("by AKIAIOSFODNN7EXAMPLE", "by <redacted>"),
+        ("see https://AKIAIOSFODNN7EXAMPLE:pw@example.com/x", "see <url>"),
+        ("user alice.b+x@example.co.uk failed", "user <redacted> failed"),
+        ("phone +1 (555) 123-4567, 5551234567", "phone <redacted>, <redacted>"),
+        (
+            "Invalid attribute value for phone_number: Invalid phone number format.",
+            "Invalid attribute value for phone_number: Invalid phone number format.",
+        ),
+        ("line 12 of 3 rows", "line 12 of 3 rows"),
+    ],
+)
+def test_an_example_shows_no_user_data_nor_secret(text: str, shown: str) -> None:
+    tally = ReasonTally()
+    tally.add([f"[FAILED] Line Number 2 - {text}"])
+    assert [example.text for example in tally.examples] == [shown]
+
+
+def test_redacting_a_long_line_takes_one_reading() -> None:
+    tally = ReasonTally()
+    hostile = ["token" * 60_000, "1-" * 150_000, "a@" * 150_000, ("x" * 50 + "@") * 6_000]
+    started = time.perf_counter()
+    tally.add([f"[FAILED] Line Number {n} - {text}" for n, text in enumerate(hostile, 2)])
+    assert time.perf_counter() - started < 2.0
+    assert tally.users == 4

@@ -49,6 +49,11 @@ def log_group(pool_id: str, pool_name: str) -> str:
     return f"{LOG_GROUP_PREFIX}{pool_id}/{pool_name}"
 
 
+def job_stream(job: Job) -> str:
+    """The stream Cognito writes `job`'s log to."""
+    return f"{job.job_id}/{job.name}"
+
+
 def job_request(group: str, job: Job) -> dict[str, Any]:
     """The FilterLogEvents request for `job`'s rows of skipped and failed users, without its
     token: the job's stream (by id, which no other job shares) and its time range."""
@@ -66,7 +71,12 @@ def job_request(group: str, job: Job) -> dict[str, Any]:
     return request
 
 
-def fetch_log_page(client: LogsClient, request: Mapping[str, Any], token: str | None) -> LogPage:
+def fetch_log_page(
+    client: LogsClient, request: Mapping[str, Any], token: str | None, stream: str | None = None
+) -> LogPage:
+    """A page of the answer to `request`, with only the events of `stream` when it is given:
+    the prefix the request names the job's stream by also takes in any other stream whose
+    name starts with the job's id and a slash."""
     asked = dict(request)
     if token is not None:
         asked["nextToken"] = token
@@ -74,10 +84,10 @@ def fetch_log_page(client: LogsClient, request: Mapping[str, Any], token: str | 
         response = client.filter_log_events(**asked)
     except (AttributeError, TypeError, KeyError, ValueError) as error:
         raise InvalidLogPage(f"the answer could not be read: {type(error).__name__}") from None
-    return parse_log_page(response)
+    return parse_log_page(response, stream)
 
 
-def parse_log_page(response: Mapping[str, Any]) -> LogPage:
+def parse_log_page(response: Mapping[str, Any], stream: str | None = None) -> LogPage:
     events = response.get("events", [])
     if not isinstance(events, list):
         raise InvalidLogPage("events is not a list")
@@ -88,6 +98,8 @@ def parse_log_page(response: Mapping[str, Any]) -> LogPage:
         message = event.get("message") if isinstance(event, dict) else None
         if not isinstance(message, str):
             raise InvalidLogPage("an event has no message")
+        if stream is not None and event.get("logStreamName") != stream:
+            continue
         messages.append(message[:MAX_MESSAGE_CHARS])
     token = response.get("nextToken")
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS):

@@ -148,7 +148,7 @@ class TrackedPool:
         self._attempted_at: float | None = None
         self._calls = 1
         self._dropped = False
-        self._reasons = PoolReasons()
+        self._reasons = PoolReasons(pool.reasons)
         self._reasons_reader = shared.reasons_reader if listed else None
 
     @property
@@ -187,6 +187,7 @@ class TrackedPool:
     def follow(self, pool: Pool) -> None:
         """The same pool as configured by a reload (name, labels, paging), from now on."""
         self._pool = pool
+        self._reasons.turn(pool.reasons)
 
     def collect(self, deadline: float, *, background: bool = False) -> PoolResult:
         """Refresh the pool by `deadline`; any failure is this pool's alone. A refresh whose
@@ -350,9 +351,7 @@ class TrackedPool:
         """`result` with the reasons read so far; a refusal holds until a reload (new settings)."""
         if self._reasons_reader is None or result.outcome is None:
             return result
-        return replace(
-            result, reasons=self._reasons.view(self._pool.reasons, self._shared.settings())
-        )
+        return replace(result, reasons=self._reasons.view(self._shared.settings()))
 
     def _log_result(self, result: PoolResult) -> None:
         """Log a pool that starts failing, fails otherwise, or works again."""

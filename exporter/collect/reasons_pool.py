@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.cognito.jobs import Job
-from exporter.collect.reasons import EXAMPLE_CHARS, REASONS, ROW_OUTCOMES, Example
+from exporter.collect.reasons import EXAMPLE_CHARS, REASONS, ROW_OUTCOMES, Example, example_text
 
 READING = "reading"
 OFF = "off"
@@ -35,12 +35,14 @@ _NEVER_DENIED = object()
 @dataclass(frozen=True)
 class JobReasons:
     """A job's skipped and failed users by (outcome, reason), as its log told them;
-    `complete` when every such user of the job was found in it."""
+    `complete` when every such user of the job was found in it; `problem`, why the read
+    was given up, if it was."""
 
     job_id: str
     counts: Mapping[tuple[str, str], int]
     examples: tuple[Example, ...]
     complete: bool
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ def wants_reading(job: Job) -> bool:
 
 
 class PoolReasons:
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self._lock = threading.Lock()
+        self._enabled = enabled
         self._jobs: dict[str, JobReasons] = {}
         self._totals: Counter[tuple[str, str]] = Counter()
         self._waiting: set[str] = set()
@@ -85,7 +88,7 @@ class PoolReasons:
         failed, written to a log, neither read nor waiting. They count as waiting from now."""
         chosen: list[Job] = []
         with self._lock:
-            if self._dropped or self._denied_in is generation:
+            if not self._enabled or self._dropped or self._denied_in is generation:
                 return chosen
             latest_seen = False
             for job in jobs:
@@ -102,10 +105,23 @@ class PoolReasons:
                 chosen.append(job)
         return chosen
 
-    def still_wanted(self, generation: object) -> bool:
-        """Whether a waiting job of this pool is still to be read."""
+    def still_wanted(self, job_id: str, generation: object) -> bool:
+        """Whether a waiting job of this pool is still to be read: reading was neither turned
+        off, refused nor dropped since it was offered."""
         with self._lock:
-            return not self._dropped and self._denied_in is not generation
+            return (
+                job_id in self._waiting
+                and self._enabled
+                and not self._dropped
+                and self._denied_in is not generation
+            )
+
+    def turn(self, enabled: bool) -> None:
+        """Reading on or off, as a reload configures it; off forgets the waiting jobs at once."""
+        with self._lock:
+            self._enabled = enabled
+            if not enabled:
+                self._waiting.clear()
 
     def record(self, reasons: JobReasons) -> None:
         """A job's log was read (or given up on): counted once, never read again."""
@@ -142,9 +158,9 @@ class PoolReasons:
             for job_id in [job_id for job_id in self._jobs if job_id not in kept]:
                 del self._jobs[job_id]
 
-    def view(self, enabled: bool, generation: object) -> ReasonsView:
+    def view(self, generation: object) -> ReasonsView:
         with self._lock:
-            if not enabled:
+            if not self._enabled:
                 state = OFF
             elif self._denied_in is generation:
                 state = DENIED
@@ -170,6 +186,7 @@ class PoolReasons:
                             [e.line, e.outcome, e.reason, e.text] for e in reasons.examples
                         ],
                         "complete": reasons.complete,
+                        "problem": reasons.problem,
                     }
                     for reasons in self._jobs.values()
                 ],
@@ -189,6 +206,7 @@ class PoolReasons:
                 _counts(job.counts),
                 tuple(_example(*example) for example in job.examples),
                 job.complete,
+                job.problem,
             )
             for job in document.jobs
         }
@@ -212,7 +230,7 @@ def _counts(rows: list[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
 def _example(line: int, outcome: str, reason: str, text: str) -> Example:
     if outcome not in ROW_OUTCOMES or reason not in REASONS:
         raise ValueError(f"reasons: {outcome}/{reason} is not an outcome and reason")
-    return Example(line, outcome, reason, text)
+    return Example(line, outcome, reason, example_text(text))
 
 
 _Users = Annotated[int, Field(strict=True, ge=0, lt=_MAX_COUNT)]
@@ -228,6 +246,7 @@ class _StoredJob(BaseModel):
     counts: Annotated[list[_Count], Field(max_length=len(ROW_OUTCOMES) * len(REASONS))]
     examples: Annotated[list[tuple[_Users, _Name, _Name, _Text]], Field(max_length=50)]
     complete: Annotated[bool, Field(strict=True)]
+    problem: _Text | None = None
 
 
 class _Stored(BaseModel):

@@ -1,23 +1,22 @@
 """Reading finished jobs' logs in the background, never on a scrape's path.
 
-One thread for the process reads the jobs the pools ask for, oldest request first, through a
-request budget of its own per account and Region (`ReadLimits.requests_per_second`, well
-under the 5 a second FilterLogEvents allows an account and Region, which its other users
-share). A job is read in turns of a few pages; a job not done by then goes behind the others,
-so one very large log cannot hold up the rest. Each job is bounded in pages and in reading
-time; a job that reaches a bound keeps what was read, marked incomplete. Throttling slows the
-budget down; other failures are tried again later, a few times; a refusal (AccessDenied)
-turns reading off for the pool until the next reload, with one log line.
+A few threads for the process (`ReadLimits.readers`) read the jobs the pools ask for, through a
+request budget of its own per account and Region (`ReadLimits.requests_per_second`, well under
+the 5 a second FilterLogEvents allows an account and Region, which its other users share). A job
+is read in turns of a few pages; a job not done by then goes behind the others of its account
+and Region, so one very large log cannot hold up the rest. Turns go round the accounts and
+Regions, one turn of each at a time: a slow or endless logs endpoint holds up its own account
+and Region's jobs, and the others' by one turn at most. Each job is bounded in pages and in
+reading time; a job that reaches a bound keeps what was read, marked incomplete. Throttling
+slows the budget down; other failures are tried again later, a few times; a refusal
+(AccessDenied) turns reading off for the pool until the next reload, with one log line.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -25,7 +24,13 @@ from typing import TypeVar
 from exporter.cognito.clients import ClientFactory, ClientKey
 from exporter.cognito.errors import error_code
 from exporter.cognito.jobs import DENIED_CODES, Job
-from exporter.cognito.logs import InvalidLogPage, fetch_log_page, job_request, log_group
+from exporter.cognito.logs import (
+    InvalidLogPage,
+    fetch_log_page,
+    job_request,
+    job_stream,
+    log_group,
+)
 from exporter.cognito.pools import pool_name
 from exporter.collect.attempts import (
     THROTTLING_CODES,
@@ -34,6 +39,7 @@ from exporter.collect.attempts import (
     calling_for,
     failure_counted_by_attempt,
 )
+from exporter.collect.fair_turns import FairTurns
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.ratelimit import BucketRegistry, DeadlineExceeded
 from exporter.collect.reasons import ReasonTally
@@ -44,10 +50,17 @@ from exporter.redaction import safe_error_text
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# answers that asking again cannot change: a log group that does not exist, a request the
+# service (or botocore, before sending it) finds invalid
+NEVER_SUCCEEDING_CODES = frozenset({"InvalidParameter", "ResourceNotFound", "ParamValidation"})
 
 
 class _NoSlot(Exception):
     """The budget had no request slot within a turn: the job takes a turn of its own later."""
+
+
+class _NoLongerWanted(Exception):
+    """Reading was turned off, refused or dropped for the pool since the job was offered."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,8 @@ class ReadLimits:
     retry_seconds: float = 30.0
     throttled_seconds: float = 5.0
     max_waiting_jobs: int = 10_000
+    # threads reading at once, each for another account and Region
+    readers: int = 4
     # a log read this soon after its job finished that lacks rows is read again once, a
     # retry_seconds later
     settle_seconds: float = 300.0
@@ -85,7 +100,7 @@ class PoolToRead:
 class _Read:
     request: PoolToRead
     job: Job
-    tally: ReasonTally = field(default_factory=ReasonTally)
+    tally: ReasonTally = field(init=False)
     token: str | None = None
     pages: int = 0
     seconds: float = 0.0
@@ -93,6 +108,9 @@ class _Read:
     read_again: bool = False
     # the last call's scope: whether the gate counted its failure
     scope: CallScope | None = None
+
+    def __post_init__(self) -> None:
+        self.tally = tally_for(self.job)
 
 
 class ReasonsReader:
@@ -109,12 +127,9 @@ class ReasonsReader:
         self._metrics = metrics
         self._buckets = BucketRegistry(self.limits.requests_per_second, clock)
         self._wake = threading.Condition()
-        self._ready: deque[_Read] = deque()
-        self._later: list[tuple[float, int, _Read]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
+        self._turns: FairTurns[AccountRegion, _Read] = FairTurns()
+        self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._busy = False
 
     def offer(self, pool: PoolToRead, jobs: Iterable[Job]) -> None:
         """Read those of `jobs` the pool wants read, when their turn comes; past
@@ -122,35 +137,32 @@ class ReasonsReader:
         wanted = pool.reasons.wanted(jobs, pool.generation)
         with self._wake:
             for job in wanted:
-                if self._stopping or self._waiting() >= self.limits.max_waiting_jobs:
+                if self._stopping or len(self._turns) >= self.limits.max_waiting_jobs:
                     pool.reasons.forget_waiting(job.job_id)
                     continue
-                self._ready.append(_Read(pool, job))
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="reasons", daemon=True)
-                self._thread.start()
+                self._turns.put(pool.account, _Read(pool, job))
+            while len(self._threads) < self.limits.readers and not self._stopping:
+                thread = threading.Thread(target=self._run, name="reasons", daemon=True)
+                self._threads.append(thread)
+                thread.start()
             self._wake.notify_all()
 
     def waiting(self) -> int:
         with self._wake:
-            return self._waiting()
+            return len(self._turns)
 
     def wait_until_idle(self, timeout: float) -> bool:
         """Wait until no job is being read or waiting (for tests and the benchmark)."""
         with self._wake:
             return self._wake.wait_for(
-                lambda: not self._busy and not self._waiting(), timeout=timeout
+                lambda: not self._turns.taking and not self._turns, timeout=timeout
             )
 
     def stop(self) -> None:
         with self._wake:
             self._stopping = True
-            self._ready.clear()
-            self._later.clear()
+            self._turns.clear()
             self._wake.notify_all()
-
-    def _waiting(self) -> int:
-        return len(self._ready) + len(self._later)
 
     def _run(self) -> None:
         while True:
@@ -167,38 +179,34 @@ class ReasonsReader:
                 self._finish(read)
             finally:
                 with self._wake:
-                    self._busy = False
+                    self._turns.release(read.request.account)
                     self._wake.notify_all()
 
     def _next(self) -> _Read | None:
         with self._wake:
             while not self._stopping:
                 now = self._clock()
-                while self._later and self._later[0][0] <= now:
-                    self._ready.append(heapq.heappop(self._later)[2])
-                if self._ready:
-                    self._busy = True
-                    return self._ready.popleft()
-                wait = self._later[0][0] - now if self._later else None
-                self._wake.wait(wait)
+                taken = self._turns.take(now)
+                if taken is not None:
+                    return taken[1]
+                due = self._turns.next_due()
+                self._wake.wait(None if due is None else max(0.0, due - now))
             return None
 
     def _again(self, read: _Read, after: float = 0.0) -> None:
         with self._wake:
             if self._stopping:
                 return
-            if after <= 0:
-                self._ready.append(read)
-            else:
-                heapq.heappush(self._later, (self._clock() + after, next(self._order), read))
+            at = None if after <= 0 else self._clock() + after
+            self._turns.put(read.request.account, read, at)
 
     def _turn(self, read: _Read) -> None:
-        request, limits = read.request, self.limits
-        if not request.reasons.still_wanted(request.generation):
-            return
+        limits = self.limits
         started = self._clock()
         try:
             done = self._read_pages(read, started)
+        except _NoLongerWanted:
+            return
         except _NoSlot:
             self._again(read)
             return
@@ -208,7 +216,7 @@ class ReasonsReader:
         finally:
             read.seconds += self._clock() - started
         if done and self._may_be_unsettled(read):
-            read.read_again, read.tally, read.token = True, ReasonTally(), None
+            read.read_again, read.tally, read.token = True, tally_for(read.job), None
             self._again(read, limits.retry_seconds)
         elif done or read.pages >= limits.pages_per_job or read.seconds >= limits.seconds_per_job:
             self._finish(read)
@@ -235,10 +243,10 @@ class ReasonsReader:
         logs = request.clients.logs_client(
             ClientKey(pool.credentials, pool.region, pool.logs_endpoint_url)
         )
-        asked = job_request(log_group(pool.id, name), job)
+        asked, stream = job_request(log_group(pool.id, name), job), job_stream(job)
         expected = job.skipped + job.failed
         for _ in range(limits.pages_per_turn):
-            page = self._call(read, lambda: fetch_log_page(logs, asked, read.token))
+            page = self._call(read, lambda: fetch_log_page(logs, asked, read.token, stream))
             if page.next_token is not None and page.next_token == read.token:
                 raise InvalidLogPage("FilterLogEvents gave the same token again")
             read.pages += 1
@@ -258,6 +266,9 @@ class ReasonsReader:
             self._buckets.bucket(request.account).acquire(self._clock() + limits.seconds_per_turn)
         except DeadlineExceeded:
             raise _NoSlot from None
+        # asked after the wait for a slot, which a reload may have come during
+        if not request.reasons.still_wanted(read.job.job_id, request.generation):
+            raise _NoLongerWanted
         scope = CallScope(request.pool.id, None, self._clock() + limits.call_seconds, request.label)
         read.scope = scope
         with calling_for(scope):
@@ -283,16 +294,16 @@ class ReasonsReader:
             self._again(read, limits.throttled_seconds)
             return
         read.failures += 1
-        if read.failures >= limits.tries:
+        if code in NEVER_SUCCEEDING_CODES or read.failures >= limits.tries:
             log.info(
                 "an import job's log could not be read; its reasons stay incomplete",
                 extra={"fields": _fields(read, error)},
             )
-            self._finish(read)
+            self._finish(read, f"{code}: {safe_error_text(error)}")
             return
         self._again(read, limits.retry_seconds * read.failures)
 
-    def _finish(self, read: _Read) -> None:
+    def _finish(self, read: _Read, problem: str | None = None) -> None:
         job, tally = read.job, read.tally
         read.request.reasons.record(
             JobReasons(
@@ -300,8 +311,14 @@ class ReasonsReader:
                 dict(tally.counts),
                 tuple(tally.examples),
                 complete=tally.users >= job.skipped + job.failed,
+                problem=problem,
             )
         )
+
+
+def tally_for(job: Job) -> ReasonTally:
+    """A tally of `job`'s rows, which counts no more users of an outcome than the job did."""
+    return ReasonTally({"skipped": job.skipped, "failed": job.failed})
 
 
 def _fields(read: _Read, error: BaseException) -> dict[str, object]:

@@ -11,7 +11,8 @@ own (`set_lines`).
 
 Pages hold at most `limit` events (10,000 at most) and 1 MB of messages (26 bytes counted
 for each event beside its message, as the service counts); a page may be empty while a
-token remains (`LogsFaults.empty_pages`). Faults: a refusal, throttling, latency.
+token remains (`LogsFaults.empty_pages`). Faults: a refusal, throttling, latency, events
+given twice (pages that overlap, a second stream under the job's id).
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class LogsFaults:
     not_utf8_marker: str | None = None
     # every page carries the token it was asked with (a search that never ends)
     repeat_token: bool = False
+    # each page after the first starts with the last event of the page before again
+    overlapping_pages: bool = False
+    # each job's lines also in a second stream under the job's id (`<job id>/<name>.copy`)
+    copied_stream: bool = False
 
     def clear(self) -> None:
         for name, value in vars(LogsFaults()).items():
@@ -196,6 +201,8 @@ class SimulatedLogs:
             return {"events": [], "nextToken": token}
         if empties > 0:
             return {"events": [], "nextToken": self._token(group, prefix, position, empties - 1)}
+        if self.faults.overlapping_pages and token is not None:
+            position = max(0, position - 1)
         events: list[JsonObject] = []
         size = 0
         for index, stream, timestamp, message in _events(streams, position):
@@ -235,7 +242,7 @@ class SimulatedLogs:
             raise missing from None
         if pool.get("Name") != name:
             raise missing
-        streams = []
+        streams: list[_Stream] = []
         for job in reversed(self.model.jobs(pool_id)):  # oldest first, as streams were made
             if not job.get("CloudWatchLogsRoleArn") or "StartDate" not in job:
                 continue
@@ -245,9 +252,10 @@ class SimulatedLogs:
             skipped, failed = int(_number(job, "SkippedUsers")), int(_number(job, "FailedUsers"))
             with self._lock:
                 own = self._own_lines.get(job_id)
-            streams.append(
+            copies = 2 if self.faults.copied_stream else 1
+            streams.extend(
                 _Stream(
-                    name=f"{job_id}/{job['JobName']}",
+                    name=f"{job_id}/{job['JobName']}" + ".copy" * copy,
                     lines=own,
                     skipped=skipped,
                     failed=failed,
@@ -256,6 +264,7 @@ class SimulatedLogs:
                     start_ms=int(started * 1000),
                     end_ms=max(int(started * 1000), int(ended * 1000)),
                 )
+                for copy in range(copies)
             )
         return streams
 

@@ -22,8 +22,9 @@ def reasons_html(view: ReasonsView | None, job_id: str) -> str:
     if read is None:
         why = _NOT_READ.get(view.state, "not read yet (finished jobs are read in the background)")
         return f"<br><small class='reasons'>Reasons {html.escape(why)}</small>"
+    why = "" if read.problem is None else f" ({html.escape(read.problem)})"
     if not read.counts:
-        return "<br><small class='reasons'>Reasons: the job's log could not be read</small>"
+        return f"<br><small class='reasons'>Reasons: the job's log could not be read{why}</small>"
     parts = ["<ul class='reasons'>"]
     for (outcome, reason), users in sorted(read.counts.items(), key=lambda item: -item[1]):
         parts.append(f"<li>{users} {html.escape(outcome)}: {html.escape(reason)}")
@@ -33,7 +34,7 @@ def reasons_html(view: ReasonsView | None, job_id: str) -> str:
         parts.append("</li>")
     if not read.complete:
         parts.append(
-            "<li><small>not every skipped or failed user was found in the log</small></li>"
+            f"<li><small>not every skipped or failed user was found in the log{why}</small></li>"
         )
     parts.append("</ul>")
     return "".join(parts)
