@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from exporter.collect.attempts import AccountRegion
 from exporter.collect.metrics import ExporterMetrics
 from exporter.collect.schedule import (
+    EARLY_SHARE,
     FULL_SHARE,
     IDLE_PERIOD,
     MAX_FULL_RESYNC_SECONDS,
@@ -79,8 +80,12 @@ def test_a_large_region_refreshes_active_pools_at_scrapes_and_the_rest_by_age() 
     # an idle pool read at t falls due at t + 225 s; the pool never read at once
     due_at = 300 * IDLE_PERIOD
     ready, next_due = plan.in_background(pools, 250.0)
-    expected_idle = [name for name, s in idle if (s.attempted_at or 0) + due_at <= 250.0]
-    assert ready == [*expected_idle, "new"]
+    # pools due within EARLY_SHARE of max_staleness are taken now: the fleet is looked at
+    # once in that long, not at every refresh
+    soon = 250.0 + 300 * EARLY_SHARE
+    expected_idle = [name for name, s in idle if (s.attempted_at or 0) + due_at <= soon]
+    assert ready[: len(expected_idle) - 6] == expected_idle[: len(expected_idle) - 6]
+    assert sorted(ready) == sorted([*expected_idle, "new"])
     assert next_due == len(expected_idle) + due_at
     # the most overdue first
     later, _ = plan.in_background(pools, 400.0)
@@ -180,3 +185,50 @@ def test_a_region_probed_alone_past_its_budget_gets_its_full_rereads_stretched_t
     fresh = 600 / (300 * IDLE_PERIOD)
     assert gauge(metrics, "interval") == math.ceil(600 * 21 / ((10 - fresh) * FULL_SHARE))
     assert gauge(metrics, "behind") == 0
+
+
+def test_an_ha_pair_scraping_a_moment_apart_does_not_make_full_rereads_flap(
+    log_stream: io.StringIO,
+) -> None:
+    plan, metrics = planner()
+    pools = [(f"pool-{index}", standing(full_calls=21)) for index in range(20)]
+    intervals = set()
+    for minute in range(10):
+        for offset in (0.0, 0.3):  # two Prometheus servers, 0.3 s apart, once a minute
+            plan.for_scrape(pools, WINDOW, 60.0 * minute + offset)
+            intervals.add(gauge(metrics, "interval"))
+    assert intervals == {600}
+    assert "stretched" not in log_stream.getvalue()
+
+
+def test_the_background_keeps_to_pools_while_metrics_is_scraped() -> None:
+    plan, _ = planner(max_staleness="5m")
+    pools = [(f"pool-{index}", standing(attempted_at=None)) for index in range(200)]
+    plan.for_scrape(pools, WINDOW, 0.0)
+    assert len(plan.in_background(pools, 10.0)[0]) == 200
+    # a replica whose /metrics was read once, then only probed: nothing in the background
+    assert plan.in_background(pools, 301.0) == ([], None)
+
+
+def test_catching_up_is_said_once_for_each_time_falling_behind_was_said(
+    log_stream: io.StringIO,
+) -> None:
+    plan, _ = planner(rate=1.0, max_staleness="5m")
+    behind = [(f"pool-{index}", standing(attempted_at=0.0)) for index in range(600)]
+    for episode in range(3):
+        start = 1000.0 * episode
+        plan.for_scrape([(n, standing(attempted_at=start)) for n, _ in behind], WINDOW, start)
+        plan.for_scrape([(n, standing(attempted_at=start)) for n, _ in behind], WINDOW, start + 400)
+        plan.for_scrape(
+            [(n, standing(attempted_at=start + 450)) for n, _ in behind], WINDOW, start + 460
+        )
+    text = log_stream.getvalue()
+    # said again only an hour (12 max_stalenesses) after it was last said
+    assert text.count("pools cannot all be kept within max_staleness") == 1
+    assert text.count("every pool is within max_staleness again") == 1
+
+
+def test_probes_before_any_scrape_assess_with_the_default_interval() -> None:
+    plan, metrics = planner()
+    plan.assess([standing(full_calls=21) for _ in range(20)], 5.0)
+    assert gauge(metrics, "interval") == 600

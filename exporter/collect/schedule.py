@@ -48,8 +48,13 @@ RECENT_HORIZONS = 12
 FULL_SHARE = 0.5
 # the longest a full re-read is put off, when freshness alone takes the whole budget
 MAX_FULL_RESYNC_SECONDS = 7 * 86400.0
-# what a scrape interval is taken to be before two scrapes were seen (Prometheus' default)
+# what a scrape interval is taken to be before two scrapes were seen (Prometheus' default),
+# and how many collections tell it
 DEFAULT_SCRAPE_INTERVAL = 60.0
+SCRAPES_TIMED = 16
+# a pool due this share of max_staleness from now is refreshed now: the background looks at
+# the fleet once in that long, not at every refresh
+EARLY_SHARE = 0.02
 # probes counted to tell a region's probe rate, over this long and at most this many
 PROBE_RATE_SECONDS = 60.0
 MAX_PROBES_KEPT = 100_000
@@ -93,6 +98,8 @@ class _Region:
 
     behind_since_logged: float | None = None
     behind: bool = False
+    # the region's falling behind was said, so its catching up is said too
+    announced: bool = False
     stretched: bool = False
 
 
@@ -114,10 +121,11 @@ class RefreshPlanner:
         self._probed_large: set[AccountRegion] = set()
         self._full_intervals: dict[AccountRegion, float] = {}
         self._regions: dict[AccountRegion, _Region] = {}
-        self._last_scrape: float | None = None
+        # when the last collections started: their rate, not the gap between two of them
+        # (an HA pair's scrapes come in pairs a moment apart)
+        self._scrapes: deque[float] = deque(maxlen=SCRAPES_TIMED)
         # when each region's probes of the last PROBE_RATE_SECONDS arrived
         self._probes: dict[AccountRegion, deque[float]] = {}
-        self._scrape_interval = DEFAULT_SCRAPE_INTERVAL
 
     def configure(self, scrape: Scrape) -> None:
         self._scrape = scrape
@@ -136,9 +144,7 @@ class RefreshPlanner:
         """The pools a scrape starting `now` with `window` seconds refreshes; decides the way
         of each account and region (`probed`: the pools only probed, which share budgets)."""
         with self._lock:
-            if self._last_scrape is not None and now > self._last_scrape:
-                self._scrape_interval = now - self._last_scrape
-            self._last_scrape = now
+            self._scrapes.append(now)
         calls: dict[AccountRegion, int] = defaultdict(int)
         for _, standing in pools:
             calls[standing.account] += standing.calls
@@ -164,11 +170,14 @@ class RefreshPlanner:
         wall_now = self._wall_clock()
         ready: list[tuple[float, int, T]] = []
         next_due: float | None = None
+        if not self._scraped_lately(now):
+            return [], None
+        soon = now + max_staleness * EARLY_SHARE
         for order, (item, standing) in enumerate(pools):
             if standing.account not in self._large:
                 continue
             due = standing.due(max_staleness, wall_now)
-            if due <= now:
+            if due <= soon:
                 ready.append((due, order, item))
             elif next_due is None or due < next_due:
                 next_due = due
@@ -176,9 +185,11 @@ class RefreshPlanner:
         return [item for _, _, item in sorted(ready)], next_due
 
     def due_in_background(self, standing: Standing, now: float) -> bool:
+        max_staleness = self._scrape.max_staleness
+        soon = now + max_staleness * EARLY_SHARE
         return (
             standing.account in self._large
-            and standing.due(self._scrape.max_staleness, self._wall_clock()) <= now
+            and standing.due(max_staleness, self._wall_clock()) <= soon
         )
 
     def refreshed_at_scrapes(self, standing: Standing) -> bool:
@@ -239,6 +250,26 @@ class RefreshPlanner:
             metrics.full_resync_interval.remove(account.account, account.region)
             metrics.refresh_behind.remove(account.account, account.region)
 
+    def _scrape_period(self) -> float:
+        """Seconds between collections, on average over the last few."""
+        with self._lock:
+            scrapes = tuple(self._scrapes)
+        if not scrapes:
+            return DEFAULT_SCRAPE_INTERVAL
+        first, last, count = scrapes[0], scrapes[-1], len(scrapes)
+        # until the collections seen span a default interval, they tell nothing of it
+        if count < 2 or last - first < DEFAULT_SCRAPE_INTERVAL:
+            return DEFAULT_SCRAPE_INTERVAL
+        return (last - first) / (count - 1)
+
+    def _scraped_lately(self, now: float) -> bool:
+        """Whether /metrics is being scraped: the background refreshes its pools only then (a
+        replica serving /probe keeps to the pools it is probed for, whoever once read /metrics)."""
+        with self._lock:
+            last = self._scrapes[-1] if self._scrapes else None
+        horizon = max(self._scrape.max_staleness, 2 * self._scrape_period())
+        return last is not None and now - last <= horizon
+
     def _spread(self, account: AccountRegion) -> bool:
         """Whether the region's idle pools are refreshed by age, not at every scrape."""
         return account in self._large or account in self._probed_large
@@ -254,7 +285,7 @@ class RefreshPlanner:
             if large and not standing.active:
                 period = standing.period(scrape.max_staleness, wall_now)
             else:
-                period = self._scrape_interval
+                period = self._scrape_period()
             fresh += standing.calls / max(period, 1.0)
         spare = (rate - fresh) * FULL_SHARE
         full_calls = sum(standing.full_calls for standing in members)
@@ -292,10 +323,13 @@ class RefreshPlanner:
                 and not region.behind
                 and (last_logged is None or now - last_logged >= repeat_after)
             )
-            say_caught_up = behind == 0 and region.behind
+            say_caught_up = behind == 0 and region.behind and region.announced
             region.behind = behind > 0
             if say_behind:
                 region.behind_since_logged = now
+                region.announced = True
+            elif say_caught_up:
+                region.announced = False
         if stretch_changed and stretched:
             log.warning(
                 "full re-reads are stretched: the budget cannot afford full_resync_interval "
@@ -314,7 +348,7 @@ class RefreshPlanner:
             log.warning(
                 "pools cannot all be kept within max_staleness at the budget; the oldest are "
                 "refreshed first",
-                extra={"fields": fields | {"behind_seconds": f"{round(behind)}"}},
+                extra={"fields": fields | {"behind_seconds": f"{behind:.1f}"}},
             )
-        elif say_caught_up and last_logged is not None:
+        elif say_caught_up:
             log.info("every pool is within max_staleness again", extra={"fields": fields})
