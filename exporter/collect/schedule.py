@@ -292,8 +292,11 @@ class RefreshPlanner:
         configured = scrape.full_resync_interval
         if spare <= 0:
             return MAX_FULL_RESYNC_SECONDS
+        needed = full_calls / spare
+        if needed <= max(configured, 1.0):  # a second's stretch is none (0s: at every refresh)
+            return configured
         # whole seconds: an interval that moved by a fraction would move every pool's next read
-        return min(MAX_FULL_RESYNC_SECONDS, max(configured, math.ceil(full_calls / spare)))
+        return min(MAX_FULL_RESYNC_SECONDS, math.ceil(needed))
 
     def _behind(self, account: AccountRegion, members: Sequence[Standing], now: float) -> float:
         """How far the region's most overdue pool is past max_staleness (0 for a region whose
