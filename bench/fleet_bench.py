@@ -27,7 +27,6 @@ from pydantic import ValidationError
 from bench.fleet_measures import (
     active_ages,
     all_ages,
-    busiest_window,
     cold_start_seconds,
     false_failures,
     first_complete,
@@ -37,6 +36,7 @@ from bench.fleet_measures import (
 )
 from bench.fleet_runs import LargeRun, SmallRun, Timing, full_read_calls, run_large, run_small
 from bench.fleet_world import FleetSpec
+from bench.limits_bench import busiest_window
 from exporter.config.schema import Scrape
 
 SLACK_TIMEOUTS = 1.0  # how far from a refresh's stamp its reads may lie, in scrape timeouts

@@ -135,17 +135,6 @@ def new_job_sightings(
     return sightings
 
 
-def busiest_window(times: Sequence[float], width: float) -> int:
-    """The most calls that arrived within any window [t, t + width)."""
-    ordered = sorted(times)
-    busiest, first = 0, 0
-    for last, at in enumerate(ordered):
-        while ordered[first] <= at - width:
-            first += 1
-        busiest = max(busiest, last - first + 1)
-    return busiest
-
-
 def held_between(
     history: Sequence[tuple[float, PoolCounts]], start: float, end: float
 ) -> list[PoolCounts]:

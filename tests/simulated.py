@@ -109,14 +109,3 @@ def exporter_for(text: str) -> tuple[Runtime, ExporterApp]:
     runtime = Runtime(lambda: config)
     runtime.apply(config)
     return runtime, ExporterApp(runtime)
-
-
-def busiest_window(times: list[float], window: float = 1.0) -> int:
-    """The most calls that arrived within any `window` seconds."""
-    ordered = sorted(times)
-    busiest, first = 0, 0
-    for last, moment in enumerate(ordered):
-        while moment - ordered[first] >= window:
-            first += 1
-        busiest = max(busiest, last - first + 1)
-    return busiest

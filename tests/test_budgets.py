@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.limits_bench import busiest_window
 from exporter.cognito.accounts import RESOURCE_READ
 from exporter.collect import budgets
 from exporter.collect.budgets import UNRESOLVED_RETRY_SECONDS
@@ -20,7 +21,6 @@ from tests.exporter_process import samples, value
 from tests.simulated import (
     TEST_ACCOUNT,
     assert_exact,
-    busiest_window,
     config_yaml,
     exporter_for,
     populate,

@@ -12,7 +12,6 @@ from bench.fleet_exporter import Answer, PoolView, config_text, read_answer
 from bench.fleet_measures import (
     active_ages,
     all_ages,
-    busiest_window,
     cold_start_seconds,
     false_failures,
     first_complete,
@@ -22,6 +21,7 @@ from bench.fleet_measures import (
 )
 from bench.fleet_runs import Timing, full_read_calls
 from bench.fleet_world import FleetSpec, NewJob, Story
+from bench.limits_bench import busiest_window
 from exporter.config.load import load_text
 from exporter.demo.model import PoolCounts
 from exporter.demo.service import SimulatedCognito

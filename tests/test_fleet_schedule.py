@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.limits_bench import busiest_window
 from exporter.app import Runtime
 from exporter.config.load import load_text
 from exporter.demo.service import SimulatedCognito
@@ -19,7 +20,6 @@ from tests.simulated import (
     NOW,
     TEST_ACCOUNT,
     assert_exact,
-    busiest_window,
     config_yaml,
     exporter_for,
     serving,
