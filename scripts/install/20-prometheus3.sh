@@ -56,4 +56,4 @@ done
 rm -rf "$target"
 mv "$target.partial" "$target"
 rm -rf "$apt_root"
-"$target/usr/bin/prometheus" --version | head -n 1
+"$target/usr/bin/prometheus" --version | sed -n 1p

@@ -54,4 +54,4 @@ mv "$work/helm" "$bin/helm.partial" && mv "$bin/helm.partial" "$bin/helm"
 mv "$work/kubectl" "$bin/kubectl.partial" && mv "$bin/kubectl.partial" "$bin/kubectl"
 rm -rf "$work"
 "$bin/helm" version --short
-"$bin/kubectl" version --client | head -n 1
+"$bin/kubectl" version --client | sed -n 1p  # sed reads it all: head would leave kubectl a broken pipe
