@@ -29,14 +29,16 @@ from tests.tools import wait_until
 
 POOL = "eu-west-1_Reason1"
 # the exporter's job window is of wall time: the jobs finished minutes ago
-NOW = time.time()
 FAST = ReadLimits(requests_per_second=200, retry_seconds=0.05, throttled_seconds=0.05)
 IDLE_WITHIN = 20.0
 
 
 @pytest.fixture
 def model() -> SimulatedCognito:
-    model = SimulatedCognito(seed=4, clock=lambda: NOW)
+    # now as the test starts, not as the module was imported: whether a log may still be
+    # settling is told by the wall clock
+    now = time.time()
+    model = SimulatedCognito(seed=4, clock=lambda: now)
     model.add_pool(POOL, "the real name", spawning=False)
     return model
 
@@ -44,13 +46,14 @@ def model() -> SimulatedCognito:
 def finished(
     model: SimulatedCognito, name: str, *, skipped: int, failed: int, ago: float = 600
 ) -> str:
+    now = model.clock()
     return model.add_job(
         POOL,
         name=name,
         status="Succeeded",
-        created=NOW - ago - 100,
-        started=NOW - ago - 90,
-        completed=NOW - ago,
+        created=now - ago - 100,
+        started=now - ago - 90,
+        completed=now - ago,
         imported=40,
         skipped=skipped,
         failed=failed,
