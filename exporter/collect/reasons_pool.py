@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter.cognito.jobs import Job
 from exporter.collect.reasons import EXAMPLE_CHARS, REASONS, ROW_OUTCOMES, Example, example_text
+from exporter.config.problems import describe_validation_errors
 
 READING = "reading"
 OFF = "off"
@@ -197,9 +198,7 @@ class PoolReasons:
         try:
             document = _Stored.model_validate(stored)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"reasons.{where}: {first['msg']}") from None
+            raise ValueError(f"reasons.{describe_validation_errors(error)[0]}") from None
         jobs = {
             job.job_id: JobReasons(
                 job.job_id,

@@ -227,11 +227,12 @@ class RefreshPlanner:
         for standing in standings:
             by_account[standing.account].append(standing)
         intervals: dict[AccountRegion, float] = {}
+        behind: dict[AccountRegion, float] = {}
         for account, members in by_account.items():
             rate = self._budget_rate(account)
             intervals[account] = self._affordable_full_interval(account, members, rate)
-            behind = self._behind(account, members, now)
-            self._say(account, intervals[account], behind, now)
+            behind[account] = self._behind(account, members, now)
+            self._say(account, intervals[account], behind[account], now)
         with self._lock:
             gone = set(self._full_intervals) - set(intervals)
             self._full_intervals = intervals
@@ -243,9 +244,7 @@ class RefreshPlanner:
         for account, interval in intervals.items():
             labels = (account.account, account.region)
             metrics.full_resync_interval.labels(*labels).set(interval)
-            metrics.refresh_behind.labels(*labels).set(
-                self._behind(account, by_account[account], now)
-            )
+            metrics.refresh_behind.labels(*labels).set(behind[account])
         for account in gone:
             metrics.full_resync_interval.remove(account.account, account.region)
             metrics.refresh_behind.remove(account.account, account.region)

@@ -31,6 +31,7 @@ from exporter.cognito.jobs import MAX_USER_COUNT, InvalidJobsPage, Job, parse_jo
 from exporter.collect.history import OUTCOMES, HistoryState, PoolHistory, Totals
 from exporter.config.files import FileProblem, read_regular_file
 from exporter.config.model import Pool
+from exporter.config.problems import describe_validation_errors
 from exporter.redaction import safe_error_text
 
 log = logging.getLogger(__name__)
@@ -251,9 +252,7 @@ class HistoryStore:
         try:
             stored = _StoredHistory.model_validate(document)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{where}: {first['msg']}") from None
+            raise ValueError(f"{describe_validation_errors(error)[0]}") from None
         state = HistoryState(
             head=tuple(stored.head),
             tail=Totals(Counter(stored.tail_statuses), Counter(stored.tail_users)),
